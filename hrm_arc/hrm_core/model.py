@@ -1,0 +1,422 @@
+"""Hierarchical Reasoning Model (arXiv:2506.21734) with adaptive computation time (ACT).
+
+Ordered bottom-up: config and presets, recurrent state and outputs, the transformer block,
+the H/L reasoning modules, then the model whose ``forward`` runs one ACT segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hrm_arc.hrm_core.layers import (
+    Attention,
+    Embedding,
+    Linear,
+    RotaryEmbedding,
+    SwiGLU,
+    rms_norm,
+    trunc_normal_,
+)
+from hrm_arc.hrm_core.puzzle_embedding import PuzzleEmbedding
+
+CosSin = tuple[Tensor, Tensor]
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class HRMConfig:
+    """Architecture and ACT settings of an HRM. Defaults are the paper's ARC model."""
+
+    seq_len: int = 900
+    """Grid tokens per example (canvas * canvas)."""
+    vocab_size: int = 12
+    """PAD=0, EOS=1, colours 2..11."""
+    num_puzzle_ids: int = 1
+    """Rows of the puzzle-embedding table; id 0 is the blank puzzle."""
+    puzzle_emb_ndim: int = 512
+    """Width of a puzzle embedding; 0 disables them. Uses ceil(ndim / hidden) tokens."""
+    hidden_size: int = 512
+    num_heads: int = 8
+    H_layers: int = 4
+    """Transformer blocks in the slow, high-level module."""
+    L_layers: int = 4
+    """Transformer blocks in the fast, low-level module."""
+    H_cycles: int = 2
+    """H updates per ACT segment."""
+    L_cycles: int = 2
+    """L updates per H update."""
+    expansion: float = 4.0
+    """SwiGLU width factor: inner = round_up(2/3 * expansion * hidden, 256)."""
+    pos_encodings: str = "rope"
+    """"rope" or "learned"."""
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    halt_max_steps: int = 16
+    """Maximum ACT segments per example (all of them are run at evaluation)."""
+    halt_exploration_prob: float = 0.1
+    """Training only: chance that a row draws a random minimum number of segments."""
+    q_learning: str = "full"
+    """"full": q_halt and q_continue, the continue target from an extra no-grad forward.
+    "halt_only": TRM-style, halt when q_halt > 0; no continue target, no extra forward."""
+    forward_dtype: str = "bfloat16"
+    """Compute dtype on CUDA ("bfloat16" autocast or "float32"); CPU always uses float32."""
+
+    def __post_init__(self) -> None:
+        for name in _POSITIVE_INTS:
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("puzzle_emb_ndim", self.puzzle_emb_ndim, minimum=0)
+        for name in ("expansion", "rope_theta", "rms_norm_eps"):
+            value = getattr(self, name)
+            if not _is_number(value) or value <= 0:
+                raise ValueError(f"HRMConfig.{name} must be a positive number, got {value!r}")
+        prob = self.halt_exploration_prob
+        if not _is_number(prob) or not 0.0 <= prob <= 1.0:
+            raise ValueError(f"HRMConfig.halt_exploration_prob must be in [0, 1], got {prob!r}")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"HRMConfig.{name} must be one of {choices}, got {getattr(self, name)!r}"
+                )
+        self._check_heads()
+
+    def _check_heads(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"HRMConfig.hidden_size={self.hidden_size} must be divisible by "
+                f"num_heads={self.num_heads}"
+            )
+        if self.pos_encodings == "rope" and (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(
+                f"HRMConfig: RoPE needs an even head dim, got hidden_size={self.hidden_size} / "
+                f"num_heads={self.num_heads}"
+            )
+
+    @property
+    def puzzle_len(self) -> int:
+        """Number of puzzle-embedding tokens prepended to the grid tokens."""
+        return -(self.puzzle_emb_ndim // -self.hidden_size)  # ceil division
+
+
+_POSITIVE_INTS = (
+    "seq_len", "vocab_size", "num_puzzle_ids", "hidden_size", "num_heads",
+    "H_layers", "L_layers", "H_cycles", "L_cycles", "halt_max_steps",
+)  # fmt: skip
+_CHOICES = {
+    "pos_encodings": ("rope", "learned"),
+    "q_learning": ("full", "halt_only"),
+    "forward_dtype": ("bfloat16", "float32"),
+}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"HRMConfig.{name} must be an int >= {minimum}, got {value!r}")
+
+
+PRESETS: dict[str, HRMConfig] = {
+    # The paper's ARC model exactly: ~27M dense parameters.
+    "paper": HRMConfig(),
+    # A GPU-hour scale model for quick experiments.
+    "small": HRMConfig(
+        hidden_size=256,  # 4x fewer FLOPs per token than the paper
+        num_heads=4,  # keeps head_dim 64, as in the paper
+        H_layers=2,  # half the depth: fewer FLOPs per update
+        L_layers=2,
+        puzzle_emb_ndim=256,  # one puzzle token, as in the paper
+        halt_max_steps=8,  # halves the worst-case segments per example
+    ),
+    # Runs end to end on a CPU in seconds (tests, smoke runs, demos).
+    "tiny": HRMConfig(
+        hidden_size=64,  # small enough for CPU; SwiGLU inner width becomes 256
+        num_heads=2,  # head_dim 32
+        H_layers=1,  # the smallest hierarchy that is still an H and an L module
+        L_layers=1,
+        puzzle_emb_ndim=64,  # one puzzle token
+        halt_max_steps=4,  # few segments per example
+        forward_dtype="float32",  # tiny runs favour exactness over speed even on CUDA
+    ),
+}
+
+
+def make_config(preset: str, **overrides: object) -> HRMConfig:
+    """A copy of ``PRESETS[preset]`` with ``overrides`` applied and validated.
+
+    Raises:
+        ValueError: unknown preset, unknown field, or a bad value or type.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown HRM preset {preset!r}; valid presets: {sorted(PRESETS)}")
+    valid = [f.name for f in dataclasses.fields(HRMConfig)]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown HRMConfig field(s) {unknown}; valid keys: {valid}")
+    return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass
+class Carry:
+    """Recurrent state held between ACT segments (P = puzzle tokens, S = grid tokens)."""
+
+    z_H: Tensor
+    """(B, P+S, hidden) float32 high-level state."""
+    z_L: Tensor
+    """(B, P+S, hidden) float32 low-level state."""
+    steps: Tensor
+    """(B,) int32 segments run so far on each row's current example."""
+    halted: Tensor
+    """(B,) bool; a halted row takes a fresh example at the next call."""
+    batch: dict[str, Tensor]
+    """The examples each row is currently working on (same keys as the input batch)."""
+
+
+@dataclass
+class HRMOutput:
+    """Outputs of one ACT segment."""
+
+    logits: Tensor
+    """(B, S, vocab) float32, grid positions only."""
+    q_halt_logits: Tensor
+    """(B,) float32."""
+    q_continue_logits: Tensor
+    """(B,) float32."""
+    target_q_continue: Tensor | None = None
+    """(B,) float32 target for q_continue; only in training with q_learning="full"."""
+    halted: Tensor | None = None
+    """(B,) bool, the new carry's halted flags (which rows finished this segment)."""
+    steps: Tensor | None = None
+    """(B,) int32, the new carry's step counts."""
+
+
+# ----------------------------------------------------------------------------- modules
+
+
+class HRMBlock(nn.Module):
+    """Post-norm transformer block: x = norm(x + attn(x)); x = norm(x + mlp(x))."""
+
+    def __init__(self, config: HRMConfig) -> None:
+        super().__init__()
+        self.self_attn = Attention(config.hidden_size, config.num_heads)
+        self.mlp = SwiGLU(config.hidden_size, config.expansion)
+        self.eps = config.rms_norm_eps
+
+    def forward(self, x: Tensor, cos_sin: CosSin | None) -> Tensor:
+        x = rms_norm(x + self.self_attn(x, cos_sin), self.eps)
+        return rms_norm(x + self.mlp(x), self.eps)
+
+
+class ReasoningModule(nn.Module):
+    """A stack of blocks applied to ``state + injection`` (the H or the L module)."""
+
+    def __init__(self, config: HRMConfig, num_layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(HRMBlock(config) for _ in range(num_layers))
+
+    def forward(self, state: Tensor, injection: Tensor, cos_sin: CosSin | None) -> Tensor:
+        x = state + injection
+        for layer in self.layers:
+            x = layer(x, cos_sin)
+        return x
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class HRM(nn.Module):
+    """HRM with ACT: each ``forward`` call runs one segment on a rolling batch.
+
+    Args:
+        config: the architecture.
+        batch_size_hint: not needed by this implementation (the puzzle embedding sizes its
+            local copy per batch); accepted so callers may pass the training batch size.
+    """
+
+    def __init__(self, config: HRMConfig, batch_size_hint: int | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.puzzle_len = config.puzzle_len
+        hidden = config.hidden_size
+        self.embed_scale = math.sqrt(hidden)
+        # Embeddings start at std 1/sqrt(hidden) and are scaled by sqrt(hidden): unit scale.
+        self.embed_tokens = Embedding(config.vocab_size, hidden, init_std=1 / self.embed_scale)
+        self.puzzle_emb = None
+        if config.puzzle_emb_ndim > 0:
+            self.puzzle_emb = PuzzleEmbedding(config.num_puzzle_ids, config.puzzle_emb_ndim)
+        self._init_positions()
+        self.H_level = ReasoningModule(config, config.H_layers)
+        self.L_level = ReasoningModule(config, config.L_layers)
+        self.lm_head = Linear(hidden, config.vocab_size)
+        self.q_head = Linear(hidden, 2, bias=True)  # (q_halt, q_continue)
+        # Fixed (never trained) initial states, saved so a checkpoint restores them.
+        self.register_buffer("H_init", trunc_normal_(torch.empty(hidden), std=1.0))
+        self.register_buffer("L_init", trunc_normal_(torch.empty(hidden), std=1.0))
+        with torch.no_grad():
+            # Q starts near "do not halt" (sigmoid(-5)) so early training runs many segments.
+            self.q_head.weight.zero_()
+            self.q_head.bias.fill_(-5.0)
+
+    def _init_positions(self) -> None:
+        cfg = self.config
+        total = cfg.seq_len + self.puzzle_len
+        self.rotary = None
+        self.embed_pos = None
+        if cfg.pos_encodings == "rope":
+            head_dim = cfg.hidden_size // cfg.num_heads
+            self.rotary = RotaryEmbedding(head_dim, total, cfg.rope_theta)
+        else:
+            self.embed_pos = Embedding(total, cfg.hidden_size, init_std=1 / self.embed_scale)
+
+    def reset_puzzle_embeddings(self, num_ids: int, init: Tensor | None = None) -> None:
+        """Give the model a fresh table of ``num_ids`` puzzle embeddings (test-time adaptation).
+
+        Also updates ``config.num_puzzle_ids`` so a saved config matches the saved table.
+        """
+        if self.puzzle_emb is None:
+            raise ValueError("this model has no puzzle embeddings (puzzle_emb_ndim=0)")
+        self.puzzle_emb.reset(num_ids, init)
+        self.config = dataclasses.replace(self.config, num_puzzle_ids=num_ids)
+
+    # -- inner step ------------------------------------------------------------------
+
+    def _input_embeddings(self, inputs: Tensor, puzzle_ids: Tensor | None) -> Tensor:
+        """Scaled token embeddings with the puzzle tokens prepended: (B, P+S, hidden)."""
+        cfg = self.config
+        x = self.embed_tokens(inputs)  # (B, S, hidden)
+        if self.puzzle_emb is not None:
+            if puzzle_ids is None:
+                raise KeyError("batch needs 'puzzle_ids' when puzzle_emb_ndim > 0")
+            pe = self.puzzle_emb(puzzle_ids)  # (B, ndim)
+            pe = F.pad(pe, (0, self.puzzle_len * cfg.hidden_size - pe.shape[-1]))  # (B, P*hidden)
+            pe = pe.view(-1, self.puzzle_len, cfg.hidden_size)  # (B, P, hidden)
+            x = torch.cat((pe, x), dim=1)  # (B, P+S, hidden)
+        if self.embed_pos is not None:
+            # Summing two equal-variance embeddings doubles the variance; 1/sqrt(2) undoes it.
+            x = (x + self.embed_pos.weight) * (0.5**0.5)
+        return x * self.embed_scale
+
+    def _segment(self, z_H: Tensor, z_L: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """H_cycles x L_cycles updates; only the last L and the last H update keep a graph.
+
+        This is the one-step gradient approximation: memory is O(1) in the number of cycles.
+        """
+        cfg = self.config
+        cos_sin = self.rotary() if self.rotary is not None else None
+        num_l_updates = cfg.H_cycles * cfg.L_cycles
+        with torch.no_grad():
+            for i in range(num_l_updates - 1):
+                z_L = self.L_level(z_L, z_H + x, cos_sin)
+                if (i + 1) % cfg.L_cycles == 0:  # H updates after every L_cycles L updates
+                    z_H = self.H_level(z_H, z_L, cos_sin)
+        z_L = self.L_level(z_L, z_H + x, cos_sin)
+        z_H = self.H_level(z_H, z_L, cos_sin)
+        return z_H, z_L
+
+    def _heads(self, z_H: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Grid logits (B, S, vocab) and Q logits (B,), (B,) from the first position."""
+        logits = self.lm_head(z_H[:, self.puzzle_len :]).float()  # (B, S, vocab)
+        q = self.q_head(z_H[:, 0]).float()  # (B, 2)
+        return logits, q[:, 0], q[:, 1]
+
+    # -- ACT -------------------------------------------------------------------------
+
+    def initial_carry(self, batch: dict[str, Tensor]) -> Carry:
+        """A carry whose rows are all halted, so the first ``forward`` takes ``batch``."""
+        inputs = batch["inputs"]
+        size, device = inputs.shape[0], inputs.device
+        shape = (size, self.puzzle_len + self.config.seq_len, self.config.hidden_size)
+        return Carry(
+            z_H=torch.zeros(shape, device=device),
+            z_L=torch.zeros(shape, device=device),
+            steps=torch.zeros(size, dtype=torch.int32, device=device),
+            halted=torch.ones(size, dtype=torch.bool, device=device),
+            batch={k: torch.zeros_like(v) for k, v in batch.items()},
+        )
+
+    def _take_new_rows(
+        self, carry: Carry, batch: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Reset halted rows to the initial states and give them the new batch's examples."""
+        reset = carry.halted.view(-1, 1, 1)  # (B, 1, 1) broadcasts over (B, T, hidden)
+        z_H = torch.where(reset, self.H_init, carry.z_H)
+        z_L = torch.where(reset, self.L_init, carry.z_L)
+        steps = torch.where(carry.halted, 0, carry.steps)
+        data = {}
+        for key, old in carry.batch.items():
+            row_mask = carry.halted.view((-1,) + (1,) * (old.ndim - 1))  # (B, 1, ...)
+            data[key] = torch.where(row_mask, batch[key], old)
+        return z_H, z_L, steps, data
+
+    def _autocast(self, device: torch.device) -> torch.autocast:
+        enabled = device.type == "cuda" and self.config.forward_dtype == "bfloat16"
+        device_type = "cuda" if device.type == "cuda" else "cpu"
+        return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
+
+    def forward(self, carry: Carry, batch: dict[str, Tensor]) -> tuple[Carry, HRMOutput]:
+        """Run one ACT segment. Returns the new (detached) carry and this segment's outputs."""
+        if batch["inputs"].shape[1] != self.config.seq_len:
+            raise ValueError(
+                f"inputs have {batch['inputs'].shape[1]} tokens, config.seq_len is "
+                f"{self.config.seq_len}"
+            )
+        z_H, z_L, steps, data = self._take_new_rows(carry, batch)
+        with self._autocast(z_H.device):
+            x = self._input_embeddings(data["inputs"], data.get("puzzle_ids"))
+            z_H, z_L = self._segment(z_H, z_L, x)
+            logits, q_halt, q_continue = self._heads(z_H)
+            z_H, z_L, steps = z_H.detach(), z_L.detach(), steps + 1
+            halted, target = self._halt(steps, q_halt, q_continue, z_H, z_L, x)
+        new_carry = Carry(z_H=z_H, z_L=z_L, steps=steps, halted=halted, batch=data)
+        output = HRMOutput(logits, q_halt, q_continue, target, halted=halted, steps=steps)
+        return new_carry, output
+
+    @torch.no_grad()
+    def _halt(
+        self, steps: Tensor, q_halt: Tensor, q_continue: Tensor, z_H: Tensor, z_L: Tensor, x: Tensor
+    ) -> tuple[Tensor, Tensor | None]:
+        """Which rows halt after this segment, and the q_continue target (or None)."""
+        cfg = self.config
+        is_last = steps >= cfg.halt_max_steps
+        # Evaluation always runs every segment so all rows of a batch finish together.
+        if not self.training or cfg.halt_max_steps == 1:
+            return is_last, None
+        if cfg.q_learning == "full":
+            wants_halt = q_halt > q_continue
+        else:
+            wants_halt = q_halt > 0
+        # Exploration: some rows must first run a random number of segments in 2..max.
+        explore = torch.rand_like(q_halt) < cfg.halt_exploration_prob
+        min_steps = explore * torch.randint_like(steps, low=2, high=cfg.halt_max_steps + 1)
+        halted = is_last | (wants_halt & (steps >= min_steps))
+        if cfg.q_learning != "full":
+            return halted, None
+        # Bootstrapped target: the Q value of the next segment from the new state (no
+        # replay buffer or target network; the many parallel rows play that role, as in PQN).
+        _, next_halt, next_continue = self._heads(self._segment(z_H, z_L, x)[0])
+        next_value = torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue))
+        return halted, torch.sigmoid(next_value)
+
+
+__all__ = [
+    "PRESETS",
+    "HRM",
+    "Carry",
+    "HRMBlock",
+    "HRMConfig",
+    "HRMOutput",
+    "ReasoningModule",
+    "make_config",
+]

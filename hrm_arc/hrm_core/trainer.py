@@ -1,0 +1,282 @@
+"""Training loop for HRM-ACT: deep supervision over ACT segments with a rolling batch.
+
+One `train_step` is one ACT segment for every row of the batch: rows that halted take a new
+example, the others keep working on theirs (DESIGN §3). The same loop serves pretraining and
+test-time adaptation; `freeze_network` leaves only the puzzle embeddings learning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from .checkpoint import load_model_state, save_checkpoint
+from .distributed import DistInfo
+from .losses import act_loss, summarize_metrics
+from .model import HRM, Carry
+from .optimizer import AdamATan2, SignSGD
+
+log = logging.getLogger(__name__)
+IGNORE_LABEL = -100
+PAD = 0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    """Optimiser steps; each step is one ACT segment of the whole (global) batch."""
+    batch_size: int = 768
+    """Global batch, split evenly across ranks."""
+    lr: float = 1e-4
+    warmup_steps: int = 2000
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    puzzle_emb_lr: float = 1e-2
+    puzzle_emb_weight_decay: float = 0.1
+    loss: str = "stablemax"
+    freeze_network: bool = False
+    """Test-time adaptation: the dense network is frozen, only puzzle embeddings learn."""
+    log_every: int = 10
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    seed: int = 0
+    compile: bool = False
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "log_every", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr < 0 or self.puzzle_emb_lr < 0:
+            raise ValueError(f"learning rates must be >= 0, got {self.lr}, {self.puzzle_emb_lr}")
+
+
+# Training defaults per model preset. Paper values for `paper`; the CPU presets take the
+# small-scale recipe measured on 2 cores (DESIGN §3): a 10x larger dense lr and a 3x larger
+# embedding step, because at small scale each view's embedding sees few updates.
+TRAIN_PRESETS = {
+    "paper": TrainConfig(batch_size=768, lr=1e-4, warmup_steps=2000, puzzle_emb_lr=1e-2),
+    "small": TrainConfig(steps=3000, batch_size=128, lr=1e-3, warmup_steps=200,
+                         puzzle_emb_lr=3e-2, log_every=20),
+    "tiny": TrainConfig(steps=1000, batch_size=64, lr=1e-3, warmup_steps=100,
+                        puzzle_emb_lr=3e-2, log_every=10),
+}
+
+
+@dataclass
+class Examples:
+    """Token arrays the trainer samples from (uint8 tokens; PAD labels are ignored)."""
+
+    inputs: np.ndarray  # (N, S)
+    labels: np.ndarray  # (N, S)
+    puzzle_ids: np.ndarray  # (N,)
+
+    def __len__(self) -> int:
+        return len(self.puzzle_ids)
+
+
+class BatchSampler:
+    """Epochs of seeded permutations; each step takes the next global batch, then this rank's slice."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, dist_info: DistInfo):
+        if n == 0:
+            raise ValueError("no training examples")
+        self.n, self.batch_size, self.dist = n, batch_size, dist_info
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(n)
+        self.position = 0
+        self.epoch = 0
+
+    def next_indices(self) -> np.ndarray:
+        taken = []
+        need = self.batch_size
+        while need:
+            chunk = self.order[self.position : self.position + need]
+            taken.append(chunk)
+            need -= len(chunk)
+            self.position += len(chunk)
+            if self.position == self.n:
+                self.order, self.position = self.rng.permutation(self.n), 0
+                self.epoch += 1
+        indices = np.concatenate(taken)  # (global_batch,)
+        return np.array_split(indices, self.dist.world_size)[self.dist.rank]
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "order": self.order.copy(),
+                "position": self.position, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.order, self.position, self.epoch = state["order"], state["position"], state["epoch"]
+
+
+def to_batch(examples: Examples, indices: np.ndarray, device: torch.device) -> dict:
+    labels = torch.from_numpy(examples.labels[indices]).long()
+    return {
+        "inputs": torch.from_numpy(examples.inputs[indices]).long().to(device),
+        "labels": labels.masked_fill(labels == PAD, IGNORE_LABEL).to(device),
+        "puzzle_ids": torch.from_numpy(examples.puzzle_ids[indices]).long().to(device),
+    }
+
+
+def due(step: int, every: int, last: bool) -> bool:
+    """Whether a periodic action (every 0 = never) happens at `step`; the last step always acts."""
+    return bool(every) and (step % every == 0 or last)
+
+
+def warmup_lr(base: float, step: int, warmup_steps: int) -> float:
+    """Linear warm-up to `base`, then constant (the official schedule with min ratio 1)."""
+    return base * min(1.0, (step + 1) / warmup_steps) if warmup_steps else base
+
+
+class Trainer:
+    """Owns the model, its two optimisers, the sampler and the rolling carry."""
+
+    def __init__(self, model: HRM, config: TrainConfig, examples: Examples, dist_info: DistInfo,
+                 run_dir: str | Path | None = None, extra_state: dict | None = None):
+        self.config, self.examples, self.dist = config, examples, dist_info
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.extra_state = extra_state or {}
+        self.model = model.to(dist_info.device)
+        self.sampler = BatchSampler(len(examples), config.batch_size, config.seed, dist_info)
+        self.step = 0
+        self.carry: Carry | None = None
+        dense = [p for p in self.model.parameters() if p.requires_grad]
+        if config.freeze_network:
+            self.model.requires_grad_(False)
+            dense = []
+        self.optimizer = AdamATan2(dense, lr=config.lr, betas=(config.beta1, config.beta2),
+                                   weight_decay=config.weight_decay) if dense else None
+        self.embedding_optimizer = None if self.model.puzzle_emb is None else SignSGD(
+            self.model.puzzle_emb, lr=config.puzzle_emb_lr,
+            weight_decay=config.puzzle_emb_weight_decay)
+        self.forward = self._wrap(self.model)
+
+    def _wrap(self, model: HRM):
+        if self.dist.enabled and self.optimizer is not None:
+            # The puzzle table is a buffer kept identical by its own all-gathered updates:
+            # broadcasting it every step would cost as much as the table.
+            device_ids = [self.dist.device] if self.dist.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+        return torch.compile(model) if self.config.compile else model
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One ACT segment of the batch; returns act_loss's raw (summed) metrics and the loss."""
+        batch = to_batch(self.examples, self.sampler.next_indices(), self.dist.device)
+        if self.carry is None:
+            self.carry = self.model.initial_carry(batch)
+        self.model.train()
+        self.carry, output = self.forward(self.carry, batch)
+        loss, metrics = act_loss(output, self.carry.batch["labels"], self.config.loss)
+        loss.backward()
+        self._set_lrs()
+        if self.optimizer is not None:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        if self.embedding_optimizer is not None:
+            self.embedding_optimizer.step()
+            self.embedding_optimizer.zero_grad()
+        self.step += 1
+        return {"loss": loss.detach(), **metrics}
+
+    def _set_lrs(self) -> None:
+        c = self.config
+        for opt, base in ((self.optimizer, c.lr), (self.embedding_optimizer, c.puzzle_emb_lr)):
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = warmup_lr(base, self.step, c.warmup_steps)
+
+    def fit(self, on_log: Callable[[int, dict], None] | None = None,
+            evaluate: Callable[[HRM], dict] | None = None) -> list[dict]:
+        """Train to `config.steps`, logging, evaluating and checkpointing at their intervals."""
+        c, history, window = self.config, [], []
+        start, first_step = time.perf_counter(), self.step
+        while self.step < c.steps:
+            window.append(self.train_step())
+            last = self.step == c.steps
+            evaluating = evaluate is not None and due(self.step, c.eval_every, last)
+            if due(self.step, c.log_every, last) or evaluating:
+                record = self._summarise(window, start, first_step)
+                window = []
+                if evaluating:
+                    record.update(evaluate(self.model))
+                history.append(record)
+                self._write_metrics(record)
+                if on_log is not None:
+                    on_log(self.step, record)
+            if due(self.step, c.checkpoint_every, last):
+                self.save()
+        return history
+
+    def _summarise(self, window: list[dict], start: float, first_step: int) -> dict:
+        elapsed = time.perf_counter() - start
+        segments = (self.step - first_step) * self.config.batch_size
+        mean = summarize_metrics(window) if window else {}
+        if window:
+            mean["loss"] = float(torch.stack([w["loss"] for w in window]).mean())
+        return {"step": self.step, "epoch": self.sampler.epoch, **mean,
+                "segments_per_s": segments / max(elapsed, 1e-9), "elapsed_s": elapsed}
+
+    def _write_metrics(self, record: dict) -> None:
+        if self.run_dir is not None and self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # --- state -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        carry = None if self.carry is None else dataclasses.asdict(self.carry)
+        return {
+            "model_config": dataclasses.asdict(self.model.config),
+            "train_config": dataclasses.asdict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "embedding_optimizer": None if self.embedding_optimizer is None
+            else self.embedding_optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "carry": carry,
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "step": self.step,
+            **self.extra_state,
+        }
+
+    def load_state_dict(self, state: dict, path: str | Path = "checkpoint") -> None:
+        load_model_state(self.model, state["model"], path)
+        if self.optimizer is not None and state.get("optimizer") is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if self.embedding_optimizer is not None:
+            self.embedding_optimizer.load_state_dict(state["embedding_optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        if state.get("carry") is not None:
+            self.carry = Carry(**state["carry"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"]:
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step = state["step"]
+
+    def save(self) -> None:
+        if self.run_dir is not None and self.dist.is_main:
+            save_checkpoint(self.run_dir / "checkpoint.pt", self.state_dict())
+
+
+def steps_for_epochs(n_examples: int, batch_size: int, epochs: float) -> int:
+    """Steps that draw every example into a batch `epochs` times, as the official trainer counts.
+
+    A drawn example is only taken by rows that halted, so with ACT each example is trained on
+    fewer times than this suggests; the count keeps runs comparable with the official one.
+    """
+    return max(1, math.ceil(n_examples * epochs / batch_size))

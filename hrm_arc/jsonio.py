@@ -1,0 +1,49 @@
+"""JSON files: atomic writes (so a crash never leaves half a file) and reads with clear errors."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import orjson
+
+from .tasks import DatasetError
+
+
+def write_json_atomic(path: str | os.PathLike, obj: object, indent: bool = False) -> None:
+    """Write `obj` as JSON to `path`, replacing it atomically; parent directories are created.
+
+    numpy arrays and scalars are serialised as lists and numbers. The data goes to a temporary
+    file in the same directory, is flushed to disk, then renamed over `path`: readers see the
+    old file or the new one, never a partial write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
+    data = orjson.dumps(obj, option=option)
+    # Same directory as the target, so os.replace is a rename within one filesystem.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: str | os.PathLike, what: str) -> object:
+    """Parse the JSON file at `path`; `what` names it in errors (e.g. "submission").
+
+    Raises:
+        DatasetError: the file is missing or unreadable, or is not valid JSON.
+    """
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except orjson.JSONDecodeError as e:
+        raise DatasetError(f"{path}: {what} is not valid JSON ({e})") from None
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read {what} ({e.strerror})") from None

@@ -1,0 +1,182 @@
+"""Pretraining: tasks -> augmented views -> token examples -> HRM, and the run directory it leaves.
+
+A run directory holds `checkpoint.pt` (everything a later stage needs: weights, embedding table,
+optimiser and RNG states, configs, canvas and the identifier map), `config.json` (the resolved
+configuration, for people) and `metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .augment import Augmentation
+from .dataset import View, encode_views, make_views
+from .encoding import canvas_for
+from .hrm_core import HRM, PRESETS, HRMConfig
+from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from .hrm_core.distributed import DistInfo
+from .hrm_core.trainer import TRAIN_PRESETS, Examples, TrainConfig, Trainer, steps_for_epochs
+from .jsonio import write_json_atomic
+from .overrides import apply_overrides
+from .predict import predict_task
+from .score import score_submission
+from .submission import submission_from_predictions
+from .tasks import TaskSet
+from .vote import rank_candidates
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class PretrainData:
+    views: list[View]
+    examples: Examples
+    canvas: int
+    heldout: TaskSet
+    """Training tasks whose test pairs (never trained on) measure progress."""
+
+
+def build_pretraining_data(train_tasks: TaskSet, n_augmentations: int, seed: int,
+                           canvas: int | None = None, eval_demo_tasks: TaskSet | None = None,
+                           translate: bool = True) -> PretrainData:
+    """Views of the training tasks (and, for the official combined setup, of evaluation tasks,
+    whose demonstration pairs alone are trained on); examples are demonstration pairs only."""
+    every = [*train_tasks, *(eval_demo_tasks or [])]
+    canvas = canvas or canvas_for(every)
+    views = make_views(train_tasks, n_augmentations, seed)
+    if eval_demo_tasks is not None:
+        views += make_views(eval_demo_tasks, n_augmentations, seed + len(train_tasks),
+                            first_id=len(views) + 1)
+    by_id = {t.id: t for t in every}
+    rng = np.random.default_rng(seed) if translate else None
+    data = encode_views(views, by_id, "train", canvas, rng)
+    examples = Examples(data.inputs, data.labels, data.puzzle_ids)
+    heldout = TaskSet([t for t in train_tasks if t.has_solutions], name=train_tasks.name)
+    return PretrainData(views, examples, canvas, heldout)
+
+
+def views_by_task(views: list[View]) -> dict[str, list[View]]:
+    grouped: dict[str, list[View]] = {}
+    for v in views:
+        grouped.setdefault(v.task_id, []).append(v)
+    return grouped
+
+
+def heldout_evaluator(data: PretrainData, device: torch.device, max_tasks: int = 32,
+                      max_views: int = 8, batch_size: int = 256) -> Callable[[HRM], dict]:
+    """Score held-out test pairs of training tasks: per-view exact accuracy and the voted score."""
+    tasks = data.heldout[:max_tasks]
+    grouped = {k: v[:max_views] for k, v in views_by_task(data.views).items()}
+
+    def evaluate(model: HRM) -> dict:
+        predictions, right, total = {}, 0, 0
+        for task in tasks:
+            per_test = predict_task(model, task, grouped[task.id], data.canvas, batch_size, device)
+            for pair, candidates in zip(task.test, per_test):
+                right += sum(c.votes for c in candidates if np.array_equal(c.grid, pair.output))
+                total += sum(c.votes for c in candidates)
+            predictions[task.id] = [rank_candidates(c, "votes") for c in per_test]
+        report = score_submission(submission_from_predictions(predictions), tasks)
+        model.train()
+        return {"eval_view_exact": right / max(total, 1), "eval_arc_score": report.overall}
+
+    return evaluate
+
+
+def run_extra_state(data: PretrainData, specs: dict) -> dict:
+    """What a later stage needs besides weights: canvas and the identifier map."""
+    return {"canvas": data.canvas, "datasets": specs,
+            "views": [(v.task_id, v.augmentation.name, v.puzzle_id) for v in data.views]}
+
+
+def pretrain(run_dir: str | Path, model_config: HRMConfig, train_config: TrainConfig,
+             data: PretrainData, dist: DistInfo, specs: dict, resume: bool = False,
+             on_log: Callable[[int, dict], None] | None = None,
+             evaluate: Callable[[HRM], dict] | None = None) -> Trainer:
+    """Train (or resume) and leave a complete run directory."""
+    run_dir = Path(run_dir)
+    torch.manual_seed(train_config.seed)
+    model = HRM(model_config)
+    trainer = Trainer(model, train_config, data.examples, dist, run_dir,
+                      extra_state=run_extra_state(data, specs))
+    checkpoint = run_dir / CHECKPOINT
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        if state["model_config"] != dataclasses.asdict(model_config):
+            raise CheckpointError(f"{checkpoint}: model config differs from this run's; "
+                                  "resume with the same preset and overrides")
+        trainer.load_state_dict(state, checkpoint)
+    elif checkpoint.exists() and dist.is_main:
+        raise CheckpointError(f"{checkpoint} exists: pass --resume to continue it, "
+                              "or choose another --out")
+    if dist.is_main:
+        write_json_atomic(run_dir / "config.json", {
+            "model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config),
+            **run_extra_state(data, specs) | {"views": len(data.views)},
+        })
+    trainer.fit(on_log=on_log, evaluate=evaluate if dist.is_main else None)
+    trainer.save()
+    return trainer
+
+
+@dataclass
+class PretrainedRun:
+    model: HRM
+    canvas: int
+    views: list[View]
+    state: dict
+
+
+def load_run(run_dir: str | Path, device: torch.device) -> PretrainedRun:
+    """Rebuild the model and identifier map from a run directory's checkpoint."""
+    path = Path(run_dir) / CHECKPOINT
+    state = load_checkpoint(path)
+    try:
+        config = HRMConfig(**state["model_config"])
+        views = [View(t, Augmentation.from_name(a), i) for t, a, i in state["views"]]
+        canvas = int(state["canvas"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: checkpoint metadata is damaged ({e})") from None
+    model = HRM(config)
+    load_model_state(model, state["model"], path)
+    return PretrainedRun(model.to(device), canvas, views, state)
+
+
+def resolve_pretrain_configs(preset: str, overrides: list[str], data: PretrainData, *,
+                             steps: int | None = None, epochs: float | None = None,
+                             batch_size: int | None = None, lr: float | None = None,
+                             eval_every: int | None = None, checkpoint_every: int | None = None,
+                             seed: int = 0, compile: bool = False, world_size: int = 1,
+                             ) -> tuple[HRMConfig, TrainConfig]:
+    """Preset, then explicit options, then `--set` overrides; sized to the data at the end."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    model = dataclasses.replace(PRESETS[preset], seq_len=data.canvas**2,
+                                num_puzzle_ids=len(data.views) + 1)
+    explicit = {"batch_size": batch_size, "lr": lr, "eval_every": eval_every,
+                "checkpoint_every": checkpoint_every}
+    train = dataclasses.replace(TRAIN_PRESETS[preset], seed=seed, compile=compile,
+                                **{k: v for k, v in explicit.items() if v is not None})
+    if steps is not None and epochs is not None:
+        raise ValueError("give --steps or --epochs, not both")
+    if epochs is not None:
+        train = dataclasses.replace(
+            train, steps=steps_for_epochs(len(data.examples), train.batch_size, epochs))
+    elif steps is not None:
+        train = dataclasses.replace(train, steps=steps)
+    configs = apply_overrides({"model": model, "train": train}, list(overrides))
+    model, train = configs["model"], configs["train"]
+    if model.seq_len != data.canvas**2 or model.num_puzzle_ids != len(data.views) + 1:
+        raise ValueError("model.seq_len and model.num_puzzle_ids follow the data; "
+                         "use --canvas and --augmentations instead")
+    if train.batch_size % world_size:
+        raise ValueError(f"batch size {train.batch_size} does not split over {world_size} ranks")
+    return model, train

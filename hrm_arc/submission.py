@@ -1,0 +1,167 @@
+"""Kaggle ``submission.json``: build it from predictions, load it, and check it against a task set.
+
+Format: ``{task_id: [{"attempt_1": grid, "attempt_2": grid}, ...]}`` with one object per test
+input in order, every task of the set present and both attempts always given. Grids are lists
+of equal-length rows of ints 0-9, at most 30 x 30.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from .jsonio import read_json
+from .predictions import Predictions
+from .tasks import MAX_SIDE, NUM_COLOURS, DatasetError, TaskSet
+from .vote import top2
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = ("attempt_1", "attempt_2")
+
+
+def missing_tasks(predictions: Predictions, tasks: TaskSet) -> list[str]:
+    """Ids of tasks in `tasks` that `predictions` has no entry for."""
+    return [tid for tid in tasks.ids if tid not in predictions]
+
+
+def submission_from_predictions(predictions: Predictions, tasks: TaskSet | None = None) -> dict:
+    """Turn ranked predictions into a Kaggle submission (top two candidates per test input).
+
+    With `tasks`, the submission covers exactly that set: a task without predictions gets 1x1
+    zero attempts for each test input (logged as a warning; `missing_tasks` lists them), and
+    predictions for tasks outside the set, or with the wrong number of test inputs, are refused.
+
+    Raises:
+        DatasetError: predictions that do not fit `tasks`.
+    """
+    if tasks is None:
+        return {tid: [_entry(ranked) for ranked in predictions[tid]] for tid in sorted(predictions)}
+    _check_fits(predictions, tasks)
+    filled = missing_tasks(predictions, tasks)
+    if filled:
+        log.warning(
+            "%d tasks have no predictions; submitting 1x1 zero grids: %s",
+            len(filled),
+            ", ".join(filled[:10]),
+        )
+    submission = {}
+    for task in tasks:
+        per_test = predictions.get(task.id, [[] for _ in task.test])
+        submission[task.id] = [_entry(ranked) for ranked in per_test]
+    return submission
+
+
+def load_submission(path: str | os.PathLike) -> dict:
+    """Read a submission file; its contents are checked by `validate_submission`.
+
+    Raises:
+        DatasetError: the file is unreadable, not JSON, or not a JSON object.
+    """
+    data = read_json(path, "submission")
+    if not isinstance(data, dict):
+        raise DatasetError(
+            f"{path}: a submission must be an object {{task_id: [...]}}, got {type(data).__name__}"
+        )
+    return data
+
+
+def validate_submission(submission: object, tasks: TaskSet) -> list[str]:
+    """Every problem that keeps `submission` from being a valid submission for `tasks`.
+
+    Returns:
+        One message per problem, naming the task id and test index; empty when valid.
+    """
+    if not isinstance(submission, dict):
+        return [f"submission must be an object {{task_id: [...]}}, got {type(submission).__name__}"]
+    problems = []
+    for task in tasks:
+        if task.id not in submission:
+            problems.append(f"task {task.id}: missing")
+        else:
+            problems += _entries_problems(task.id, submission[task.id], len(task.test))
+    name = tasks.name or "the dataset"
+    problems += [f"task {tid}: not a task of {name}" for tid in submission if tid not in tasks]
+    return problems
+
+
+def grid_problems(value: object) -> list[str]:
+    """What is wrong with one JSON grid (empty list when it is a valid ARC grid)."""
+    if not isinstance(value, list) or not value:
+        return [f"grid must be a non-empty list of rows, got {_brief(value)}"]
+    problems = []
+    bad_rows = [r for r, row in enumerate(value) if not isinstance(row, list) or not row]
+    if bad_rows:
+        problems.append(f"rows {_few(bad_rows)} are not non-empty lists")
+    rows = [row for row in value if isinstance(row, list) and row]
+    widths = sorted({len(row) for row in rows})
+    if len(widths) > 1:
+        problems.append(f"rows have different lengths {_few(widths)}")
+    if len(value) > MAX_SIDE or (widths and widths[-1] > MAX_SIDE):
+        w = widths[-1] if widths else 0
+        problems.append(f"grid is {len(value)}x{w}, sides must be at most {MAX_SIDE}")
+    bad_cells = [
+        (r, c, cell)
+        for r, row in enumerate(value)
+        if isinstance(row, list)
+        for c, cell in enumerate(row)
+        if type(cell) is not int or not 0 <= cell < NUM_COLOURS
+    ]
+    if bad_cells:
+        r, c, cell = bad_cells[0]
+        more = f" (and {len(bad_cells) - 1} more bad cells)" if len(bad_cells) > 1 else ""
+        problems.append(f"cell ({r}, {c}) is {_brief(cell)}, not an int 0-9{more}")
+    return problems
+
+
+def _entries_problems(task_id: str, entries: object, n_tests: int) -> list[str]:
+    if not isinstance(entries, list):
+        return [f"task {task_id}: must be a list of {n_tests} test entries, got {_brief(entries)}"]
+    problems = []
+    if len(entries) != n_tests:
+        problems.append(f"task {task_id}: {len(entries)} test entries, the task has {n_tests}")
+    for i, entry in enumerate(entries):
+        where = f"task {task_id}, test {i}"
+        if not isinstance(entry, dict):
+            problems.append(
+                f"{where}: entry must be an object with {' and '.join(ATTEMPTS)}, "
+                f"got {_brief(entry)}"
+            )
+            continue
+        for attempt in ATTEMPTS:
+            if attempt not in entry:
+                problems.append(f"{where}: missing {attempt}")
+            else:
+                problems += [f"{where}, {attempt}: {p}" for p in grid_problems(entry[attempt])]
+    return problems
+
+
+def _check_fits(predictions: Predictions, tasks: TaskSet) -> None:
+    unknown = sorted(tid for tid in predictions if tid not in tasks)
+    if unknown:
+        name = tasks.name or "the dataset"
+        raise DatasetError(
+            f"predictions for {len(unknown)} tasks not in {name} "
+            f"(wrong --dataset?): {', '.join(unknown[:5])}"
+        )
+    for tid, per_test in predictions.items():
+        if len(per_test) != len(tasks[tid].test):
+            raise DatasetError(
+                f"task {tid}: predictions for {len(per_test)} test inputs, "
+                f"the task has {len(tasks[tid].test)}"
+            )
+
+
+def _entry(ranked: list) -> dict:
+    first, second = top2(ranked)
+    return {"attempt_1": first.tolist(), "attempt_2": second.tolist()}
+
+
+def _few(items: list) -> str:
+    shown = ", ".join(str(x) for x in items[:5])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
+
+
+def _brief(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

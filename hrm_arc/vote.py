@@ -1,0 +1,119 @@
+"""Aggregate the (already inverse-augmented) predictions of many views and rank the candidates.
+
+Three rankings, each a sort key over one candidate (smaller sorts first):
+
+- ``votes``: the official HRM rule: most votes, then highest mean sigmoid(q_halt).
+- ``logprob``: product of experts: highest log-probability summed over all views.
+- ``combined``: most votes, then highest summed logprob, then highest mean q_halt. Vote
+  counts are the proven signal, so they stay first; among equal counts the summed logprob
+  (the whole output distribution of every view) is a richer tie-breaker than q_halt (one
+  scalar per voting view).
+
+Every ranking ends with the grid's shape and bytes, so equal evidence still yields one fixed
+order whatever order the views came in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .predictions import Candidate, Predictions
+
+SortKey = tuple
+
+
+def _grid_key(c: Candidate) -> tuple:
+    """The last tie-breaker: shape, then raw cells (both identify the grid exactly)."""
+    return (c.grid.shape, c.grid.tobytes())
+
+
+def _by_votes(c: Candidate) -> SortKey:
+    return (-c.votes, -c.q_halt, _grid_key(c))
+
+
+def _by_logprob(c: Candidate) -> SortKey:
+    return (-c.logprob, -c.votes, -c.q_halt, _grid_key(c))
+
+
+def _by_combined(c: Candidate) -> SortKey:
+    return (-c.votes, -c.logprob, -c.q_halt, _grid_key(c))
+
+
+RANKINGS: dict[str, Callable[[Candidate], SortKey]] = {
+    "votes": _by_votes,
+    "logprob": _by_logprob,
+    "combined": _by_combined,
+}
+
+
+def collect_candidates(
+    grids: Sequence[np.ndarray],
+    q_halts: Sequence[float],
+    logprob_fn: Callable[[np.ndarray], float] | None = None,
+) -> list[Candidate]:
+    """Group view predictions by exact grid content; each view is one vote.
+
+    Args:
+        grids: one predicted grid per view, already mapped back to the task's frame.
+        q_halts: each view's sigmoid(q_halt), a probability in [0, 1].
+        logprob_fn: returns a grid's log-probability summed over all views; without it every
+            candidate's logprob is 0.0 (unscored, so the logprob ranking cannot tell them apart).
+
+    Returns:
+        One Candidate per distinct grid, in first-seen order (use `rank_candidates` to rank).
+    """
+    if len(grids) != len(q_halts):
+        raise ValueError(f"{len(grids)} grids but {len(q_halts)} q_halt values")
+    groups: dict[tuple, tuple[np.ndarray, list[float]]] = {}
+    for i, (grid, q) in enumerate(zip(grids, q_halts, strict=True)):
+        grid = _check_grid(grid, i)
+        if not 0.0 <= q <= 1.0:  # also refuses NaN
+            raise ValueError(f"view {i}: q_halt {q} is not a probability; pass sigmoid(q_halt)")
+        key = (grid.shape, grid.tobytes())
+        groups.setdefault(key, (grid, []))[1].append(float(q))
+    candidates = []
+    for grid, qs in groups.values():
+        # fsum is exactly rounded, so the mean does not depend on the order of the views.
+        mean_q = math.fsum(qs) / len(qs)
+        logprob = float(logprob_fn(grid)) if logprob_fn is not None else 0.0
+        candidates.append(Candidate(grid, len(qs), mean_q, logprob))
+    return candidates
+
+
+def rank_candidates(candidates: Sequence[Candidate], rank: str = "votes") -> list[Candidate]:
+    """Return the candidates best first under the ranking named `rank` (a key of RANKINGS)."""
+    if rank not in RANKINGS:
+        raise ValueError(f"unknown ranking {rank!r}; choose from {', '.join(RANKINGS)}")
+    return sorted(candidates, key=RANKINGS[rank])
+
+
+def rank_predictions(predictions: Predictions, rank: str) -> Predictions:
+    """Re-rank every test input's candidates of every task under `rank`."""
+    return {
+        task_id: [rank_candidates(ranked, rank) for ranked in per_test]
+        for task_id, per_test in predictions.items()
+    }
+
+
+def top2(ranked: Sequence[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+    """The two attempts to submit: the first repeated if alone, a 1x1 zero grid if none."""
+    if not ranked:
+        blank = np.zeros((1, 1), dtype=np.uint8)
+        return blank, blank.copy()
+    first = ranked[0].grid
+    return first, (ranked[1].grid if len(ranked) > 1 else first)
+
+
+def _check_grid(grid: np.ndarray, i: int) -> np.ndarray:
+    grid = np.asarray(grid)
+    if grid.ndim != 2 or grid.size == 0:
+        raise ValueError(f"view {i}: grid must be a non-empty 2-D array, got shape {grid.shape}")
+    if grid.dtype != np.uint8:
+        if not np.issubdtype(grid.dtype, np.integer) or grid.min() < 0 or grid.max() > 9:
+            raise ValueError(f"view {i}: grid must hold integer colours 0-9, got {grid.dtype}")
+        grid = grid.astype(np.uint8)
+    # Contiguous copy: tobytes() of a transposed view is fine, but keep the stored grid compact.
+    return np.ascontiguousarray(grid)

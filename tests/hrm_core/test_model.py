@@ -1,0 +1,348 @@
+"""HRM model tests on a tiny CPU config: shapes, one-step gradient, ACT, presets, config."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hrm_arc.hrm_core import (
+    HRM,
+    PRESETS,
+    AdamATan2,
+    HRMConfig,
+    SignSGD,
+    act_loss,
+    make_config,
+)
+from hrm_arc.hrm_core.layers import SwiGLU
+
+SEQ = 16
+VOCAB = 12
+
+
+def tiny_model(seed: int = 0, **overrides: object) -> HRM:
+    torch.manual_seed(seed)
+    fields = {"seq_len": SEQ, "num_puzzle_ids": 6, "halt_exploration_prob": 0.0}
+    fields.update(overrides)
+    return HRM(make_config("tiny", **fields))
+
+
+def make_batch(size: int = 3, seed: int = 1, ids: list[int] | None = None) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    inputs = torch.randint(0, VOCAB, (size, SEQ), generator=gen)
+    labels = torch.randint(0, VOCAB, (size, SEQ), generator=gen)
+    labels[:, -3:] = -100  # some unsupervised padding
+    puzzle_ids = torch.tensor(ids if ids is not None else [1 + i % 5 for i in range(size)])
+    return {"inputs": inputs, "labels": labels, "puzzle_ids": puzzle_ids}
+
+
+def set_q_bias(model: HRM, halt: float, cont: float) -> None:
+    with torch.no_grad():
+        model.q_head.bias.copy_(torch.tensor([halt, cont]))
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+def test_output_shapes_and_dtypes_in_training() -> None:
+    model, batch = tiny_model().train(), make_batch()
+    carry, out = model(model.initial_carry(batch), batch)
+    assert out.logits.shape == (3, SEQ, VOCAB) and out.logits.dtype == torch.float32
+    assert out.q_halt_logits.shape == (3,) and out.q_halt_logits.dtype == torch.float32
+    assert out.q_continue_logits.shape == (3,)
+    assert out.target_q_continue is not None and out.target_q_continue.shape == (3,)
+    assert carry.z_H.shape == (3, 1 + SEQ, 64) and carry.z_L.shape == carry.z_H.shape
+    assert carry.steps.dtype == torch.int32 and carry.halted.dtype == torch.bool
+    assert not carry.z_H.requires_grad and not carry.z_L.requires_grad
+
+
+def test_eval_has_no_target_and_halt_only_has_no_target() -> None:
+    model, batch = tiny_model().eval(), make_batch()
+    _, out = model(model.initial_carry(batch), batch)
+    assert out.target_q_continue is None
+    model = tiny_model(q_learning="halt_only").train()
+    _, out = model(model.initial_carry(batch), batch)
+    assert out.target_q_continue is None
+
+
+def test_q_head_init_and_puzzle_tokens_padding() -> None:
+    model = tiny_model(puzzle_emb_ndim=80)  # 80 > hidden 64 -> two puzzle tokens
+    assert model.puzzle_len == 2
+    assert torch.all(model.q_head.weight == 0) and torch.all(model.q_head.bias == -5)
+    batch = make_batch()
+    carry, out = model.train()(model.initial_carry(batch), batch)
+    assert carry.z_H.shape == (3, 2 + SEQ, 64) and out.logits.shape == (3, SEQ, VOCAB)
+
+
+def test_learned_positions_and_no_puzzle_embedding_run() -> None:
+    batch = make_batch()
+    for overrides in ({"pos_encodings": "learned"}, {"puzzle_emb_ndim": 0}):
+        model = tiny_model(**overrides).train()
+        _, out = model(model.initial_carry(batch), batch)
+        loss, _ = act_loss(out, batch["labels"], "stablemax")
+        loss.backward()
+        assert torch.isfinite(loss)
+    assert tiny_model(puzzle_emb_ndim=0).puzzle_emb is None
+
+
+def test_wrong_sequence_length_is_an_error() -> None:
+    model, batch = tiny_model(), make_batch()
+    batch["inputs"] = batch["inputs"][:, :-1]
+    with pytest.raises(ValueError, match="seq_len"):
+        model(model.initial_carry(batch), batch)
+
+
+def test_paper_swiglu_width_is_1536() -> None:
+    with torch.device("meta"):
+        mlp = SwiGLU(512, 4.0)
+    assert mlp.down_proj.weight.shape == (512, 1536)
+
+
+# ----------------------------------------------------------------------------- gradient
+
+
+def count_saved_tensors(model: HRM) -> int:
+    """Tensors autograd keeps for backward during one training segment."""
+    batch, count = make_batch(), 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal count
+        count += 1
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.train()(model.initial_carry(batch), batch)
+    return count
+
+
+def test_only_last_l_and_h_updates_hold_a_graph() -> None:
+    small = count_saved_tensors(tiny_model(H_cycles=2, L_cycles=2))
+    large = count_saved_tensors(tiny_model(H_cycles=6, L_cycles=6))
+    assert small > 0 and small == large
+    # One more layer per module adds exactly one layer's worth of saved tensors per module
+    # used in the graph (one L, one H application), not one per cycle.
+    deeper = count_saved_tensors(tiny_model(H_cycles=6, L_cycles=6, H_layers=2, L_layers=2))
+    one_layer = count_saved_tensors(tiny_model(H_cycles=2, L_cycles=2, H_layers=2, L_layers=1))
+    assert deeper - one_layer == one_layer - small
+
+
+def test_gradients_reach_dense_weights_and_puzzle_rows() -> None:
+    model, batch = tiny_model().train(), make_batch()
+    carry, out = model(model.initial_carry(batch), batch)
+    loss, _ = act_loss(out, carry.batch["labels"], "stablemax")
+    loss.backward()
+    assert model.embed_tokens.weight.grad is not None
+    assert model.L_level.layers[0].mlp.down_proj.weight.grad is not None
+    local = model.puzzle_emb.local_weights
+    assert local.grad is not None and local.grad.shape == (3, 64)
+    assert torch.equal(model.puzzle_emb.local_ids, batch["puzzle_ids"])
+
+
+# ----------------------------------------------------------------------------- ACT
+
+
+def test_eval_runs_every_row_for_halt_max_steps() -> None:
+    model, batch = tiny_model().eval(), make_batch()
+    set_q_bias(model, halt=10.0, cont=-10.0)  # Q says halt now: eval must ignore it
+    carry = model.initial_carry(batch)
+    for step in range(1, 5):
+        carry, out = model(carry, batch)
+        assert torch.all(carry.steps == step)
+        assert torch.all(carry.halted == (step == 4))
+    new = make_batch(seed=7)
+    carry, _ = model(carry, new)  # all halted: every row takes the new batch
+    assert torch.equal(carry.batch["inputs"], new["inputs"]) and torch.all(carry.steps == 1)
+
+
+def test_train_halts_at_max_steps_when_q_never_halts() -> None:
+    model, batch = tiny_model().train(), make_batch()
+    set_q_bias(model, halt=-10.0, cont=10.0)
+    carry = model.initial_carry(batch)
+    for step in range(1, 5):
+        carry, _ = model(carry, batch)
+        assert torch.all(carry.halted == (step == 4))
+        assert torch.all(carry.steps == step)
+
+
+@pytest.mark.parametrize(
+    ("q_learning", "halt", "cont", "expect"),
+    [
+        ("full", 1.0, 0.0, True),  # q_halt > q_continue
+        ("full", -5.0, -5.0, False),  # equal: keep going
+        ("halt_only", 0.5, 9.0, True),  # q_halt > 0, q_continue ignored
+        ("halt_only", -0.5, -9.0, False),
+    ],
+)
+def test_train_halting_follows_q(q_learning: str, halt: float, cont: float, expect: bool) -> None:
+    model, batch = tiny_model(q_learning=q_learning).train(), make_batch()
+    set_q_bias(model, halt=halt, cont=cont)
+    carry, _ = model(model.initial_carry(batch), batch)
+    assert torch.all(carry.halted == expect)
+
+
+def test_exploration_delays_halting_to_at_least_two_steps() -> None:
+    model, batch = tiny_model(halt_exploration_prob=1.0).train(), make_batch(size=8)
+    set_q_bias(model, halt=5.0, cont=-5.0)
+    carry, _ = model(model.initial_carry(batch), batch)
+    assert not torch.any(carry.halted)  # every row explores: minimum 2..4 segments
+    ever_halted = torch.zeros(8, dtype=torch.bool)
+    for _ in range(3):  # a halted row restarts, so record the first halt per row
+        carry, _ = model(carry, batch)
+        ever_halted |= carry.halted
+    assert torch.all(ever_halted)  # by halt_max_steps every row has finished once
+
+
+def test_halted_rows_reset_and_take_new_data_others_keep_theirs() -> None:
+    model, first = tiny_model().train(), make_batch(seed=1)
+    carry = model.initial_carry(first)
+    carry, _ = model(carry, first)
+    carry, _ = model(carry, first)
+    carry.halted = torch.tensor([True, False, False])
+    second = make_batch(seed=2)
+    new_carry, out = model(carry, second)
+    assert torch.equal(new_carry.steps, torch.tensor([1, 3, 3], dtype=torch.int32))
+    assert torch.equal(new_carry.batch["inputs"][0], second["inputs"][0])
+    assert torch.equal(new_carry.batch["inputs"][1:], first["inputs"][1:])
+    # Row 0 started over from H_init/L_init: same logits as a fresh carry on the new data.
+    _, fresh = model(model.initial_carry(second), second)
+    torch.testing.assert_close(out.logits[0], fresh.logits[0])
+    assert not torch.allclose(out.logits[1], fresh.logits[1])
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_puzzle_table_is_a_buffer_not_a_parameter() -> None:
+    model = tiny_model()
+    table = model.puzzle_emb.weights
+    assert all(p is not table for p in model.parameters())
+    assert "puzzle_emb.weights" in model.state_dict()
+    assert torch.all(table == 0)  # zero-initialised
+
+
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch() -> None:
+    model, batch = tiny_model(H_cycles=1, L_cycles=2).train(), make_batch(size=4)
+    dense = AdamATan2(model.parameters(), lr=3e-3, weight_decay=0.0)
+    sparse = SignSGD(model.puzzle_emb, lr=1e-2)
+    losses = []
+    for _ in range(15):
+        carry, out = model(model.initial_carry(batch), batch)
+        loss, metrics = act_loss(out, carry.batch["labels"], "stablemax")
+        loss.backward()
+        dense.step()
+        sparse.step()
+        dense.zero_grad()
+        sparse.zero_grad()
+        # The token loss is what must fall; the bootstrapped Q terms wander early on.
+        losses.append(metrics["lm_loss"].item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_save_and_load_state_dict_gives_identical_outputs() -> None:
+    model, batch = tiny_model(seed=0).eval(), make_batch()
+    with torch.no_grad():
+        model.puzzle_emb.weights.normal_()  # non-trivial table must round-trip too
+    other = tiny_model(seed=123).eval()
+    other.load_state_dict(model.state_dict())
+    _, a = model(model.initial_carry(batch), batch)
+    _, b = other(other.initial_carry(batch), batch)
+    assert torch.equal(a.logits, b.logits) and torch.equal(a.q_halt_logits, b.q_halt_logits)
+
+
+def test_reset_puzzle_embeddings_resizes_table_and_config() -> None:
+    model = tiny_model()
+    init = torch.randn(9, 64)
+    model.reset_puzzle_embeddings(9, init)
+    assert model.config.num_puzzle_ids == 9
+    assert torch.equal(model.puzzle_emb.weights, init)
+    with pytest.raises(ValueError, match="shape"):
+        model.reset_puzzle_embeddings(3, init)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bfloat16_autocast_keeps_float32_masters_and_outputs() -> None:
+    model = tiny_model(forward_dtype="bfloat16").cuda().train()
+    batch = {k: v.cuda() for k, v in make_batch().items()}
+    carry, out = model(model.initial_carry(batch), batch)
+    loss, _ = act_loss(out, carry.batch["labels"], "stablemax")
+    loss.backward()
+    assert out.logits.dtype == torch.float32 and carry.z_H.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert torch.isfinite(loss)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_paper_preset_has_about_27m_dense_parameters() -> None:
+    with torch.device("meta"):
+        model = HRM(PRESETS["paper"])
+    count = sum(p.numel() for p in model.parameters())
+    assert 26_000_000 <= count <= 28_000_000
+
+
+def test_paper_preset_runs_one_forward_on_meta_device() -> None:
+    config = make_config("paper", seq_len=8)
+    with torch.device("meta"):
+        model = HRM(config).train()
+        batch = {
+            "inputs": torch.zeros(2, 8, dtype=torch.long),
+            "labels": torch.zeros(2, 8, dtype=torch.long),
+            "puzzle_ids": torch.zeros(2, dtype=torch.long),
+        }
+        carry, out = model(model.initial_carry(batch), batch)
+    assert out.logits.shape == (2, 8, 12) and carry.z_H.shape == (2, 9, 512)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_cpu_presets_run_one_forward(preset: str) -> None:
+    torch.manual_seed(0)
+    model = HRM(make_config(preset, seq_len=SEQ, num_puzzle_ids=6)).train()
+    batch = make_batch()
+    carry, out = model(model.initial_carry(batch), batch)
+    loss, _ = act_loss(out, carry.batch["labels"], "stablemax")
+    assert out.logits.shape == (3, SEQ, VOCAB) and torch.isfinite(loss)
+
+
+def test_presets_keep_data_dependent_fields_at_defaults() -> None:
+    for config in PRESETS.values():
+        assert config.seq_len == 900 and config.num_puzzle_ids == 1
+    paper = PRESETS["paper"]
+    assert (paper.hidden_size, paper.num_heads, paper.H_layers, paper.L_layers) == (512, 8, 4, 4)
+    assert (paper.H_cycles, paper.L_cycles, paper.halt_max_steps) == (2, 2, 16)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("hidden_size", 0),
+        ("hidden_size", "64"),
+        ("num_heads", 3),  # 64 not divisible by 3
+        ("num_heads", True),
+        ("puzzle_emb_ndim", -1),
+        ("pos_encodings", "alibi"),
+        ("q_learning", "none"),
+        ("forward_dtype", "float64"),
+        ("halt_exploration_prob", 1.5),
+        ("expansion", 0.0),
+        ("halt_max_steps", 0),
+    ],
+)
+def test_config_validation_names_field_and_value(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        make_config("tiny", **{field: value})
+
+
+def test_config_validation_on_direct_construction() -> None:
+    with pytest.raises(ValueError, match="H_cycles"):
+        HRMConfig(H_cycles=0)
+
+
+def test_make_config_rejects_unknown_keys_and_presets() -> None:
+    with pytest.raises(ValueError, match="valid keys"):
+        make_config("tiny", hiden_size=64)
+    with pytest.raises(ValueError, match="valid presets"):
+        make_config("huge")
+    config = make_config("tiny", seq_len=100)
+    assert config.seq_len == 100 and PRESETS["tiny"].seq_len == 900  # presets untouched

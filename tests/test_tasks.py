@@ -1,0 +1,99 @@
+import json
+
+import numpy as np
+import pytest
+
+from hrm_arc.tasks import BUNDLED_SETS, DatasetError, load_tasks
+
+GOOD_TASK = {
+    "train": [{"input": [[1, 0], [0, 1]], "output": [[2, 0], [0, 2]]}],
+    "test": [{"input": [[0, 1]], "output": [[0, 2]]}],
+}
+
+
+def write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj) if not isinstance(obj, str) else obj)
+    return path
+
+
+@pytest.mark.parametrize("spec", BUNDLED_SETS)
+def test_bundled_sets_load_with_solutions(spec):
+    tasks = load_tasks(spec)
+    assert len(tasks) in (100, 120, 400, 1000)
+    assert tasks.has_solutions
+    grid = tasks[0].train[0].input
+    assert grid.dtype == np.uint8 and grid.ndim == 2
+
+
+def test_arc_agi_1_is_the_corrected_copy():
+    # The 2019 copy has colour 2 at (27, 24) of 05a7bcf2's first demo output; the corrected has 8.
+    evaluation = load_tasks("arc-agi-1/evaluation")
+    assert len(evaluation) == 400
+    assert evaluation["05a7bcf2"].train[0].output[27, 24] == 8
+
+
+def test_taskset_indexing_and_roundtrip(tmp_path):
+    write(tmp_path / "b" / "t2.json", GOOD_TASK)
+    write(tmp_path / "a.json", GOOD_TASK)
+    tasks = load_tasks(tmp_path)
+    assert tasks.ids == ["a", "t2"]
+    assert tasks["t2"] is tasks[1]
+    assert tasks[:1].ids == ["a"]
+    assert tasks["a"].to_dict() == GOOD_TASK
+    with pytest.raises(KeyError, match="nope"):
+        tasks["nope"]
+
+
+def test_single_file_and_kaggle_with_solutions_beside(tmp_path):
+    assert load_tasks(write(tmp_path / "x.json", GOOD_TASK)).ids == ["x"]
+    challenge = {"t1": {"train": GOOD_TASK["train"], "test": [{"input": [[3]]}, {"input": [[4]]}]}}
+    path = write(tmp_path / "k_challenges.json", challenge)
+    assert not load_tasks(path)["t1"].has_solutions
+    write(tmp_path / "k_solutions.json", {"t1": [[[5]], [[6]]]})
+    task = load_tasks(path)["t1"]
+    assert task.has_solutions and task.test[1].output.tolist() == [[6]]
+
+
+BAD_CASES = {
+    "not json": ("{oops", "not valid JSON"),
+    "ragged": ({**GOOD_TASK, "train": [{"input": [[1, 2], [3]], "output": [[1]]}]},
+               "train pair 0 input: row 1 has 1 cells"),
+    "colour": ({**GOOD_TASK, "train": [{"input": [[1, 12]], "output": [[1]]}]},
+               "train pair 0 input: cell (0, 1) is 12"),
+    "bool": ({**GOOD_TASK, "train": [{"input": [[True]], "output": [[1]]}]}, "cell (0, 0) is True"),
+    "too big": ({**GOOD_TASK, "test": [{"input": [[0] * 31]}]}, "test pair 0 input: grid has 31 col"),
+    "empty grid": ({**GOOD_TASK, "test": [{"input": []}]}, "test pair 0 input: grid must be"),
+    "no demos": ({**GOOD_TASK, "train": []}, "'train' must be a non-empty list"),
+    "no output": ({**GOOD_TASK, "train": [{"input": [[1]]}]}, "train pair 0: missing 'output'"),
+    "not a task": ([1, 2], "expected one ARC task"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_files_name_file_task_and_pair(tmp_path, case):
+    content, message = BAD_CASES[case]
+    path = write(tmp_path / "bad.json", content)
+    with pytest.raises(DatasetError) as err:
+        load_tasks(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value)
+    if case not in ("not json", "not a task"):
+        assert "task bad" in str(err.value)
+
+
+def test_kaggle_solution_count_mismatch(tmp_path):
+    path = write(tmp_path / "k_challenges.json", {"t1": GOOD_TASK})
+    write(tmp_path / "k_solutions.json", {"t1": [[[1]], [[2]]]})
+    with pytest.raises(DatasetError, match="task t1: 2 solution grids for 1 test inputs"):
+        load_tasks(path)
+
+
+def test_missing_spec_lists_bundled_sets():
+    with pytest.raises(DatasetError, match="arc-agi-1/evaluation"):
+        load_tasks("no/such/place")
+
+
+def test_empty_directory(tmp_path):
+    with pytest.raises(DatasetError, match="no .json task files"):
+        load_tasks(tmp_path)
