@@ -52,7 +52,9 @@ class AdaptConfig:
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"AdaptConfig.strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+            raise ValueError(
+                f"AdaptConfig.strategy must be one of {STRATEGIES}, got {self.strategy!r}"
+            )
         if self.init not in INITS:
             raise ValueError(f"AdaptConfig.init must be one of {INITS}, got {self.init!r}")
         for name in ("augmentations", "batch_size"):
@@ -82,40 +84,64 @@ def fresh_table(pretrained: torch.Tensor, n_rows: int, init: str) -> torch.Tenso
     return table
 
 
-def adapt_tasks(model: HRM, tasks: Sequence[Task], canvas: int, config: AdaptConfig,
-                dist: DistInfo, on_log: Callable[[int, dict], None] | None = None) -> Adapted:
+def adapt_tasks(
+    model: HRM,
+    tasks: Sequence[Task],
+    canvas: int,
+    config: AdaptConfig,
+    dist: DistInfo,
+    on_log: Callable[[int, dict], None] | None = None,
+) -> Adapted:
     """Fit fresh embeddings (and with `embedding+full`, the network) to the tasks' demonstrations.
 
     The model's embedding table is replaced by rows for these tasks' views.
     """
     views = make_views(tasks, config.augmentations, config.seed)
     pretrained = model.puzzle_emb.weights.detach().cpu()
-    model.reset_puzzle_embeddings(len(views) + 1,
-                                  fresh_table(pretrained, len(views) + 1, config.init))
+    model.reset_puzzle_embeddings(
+        len(views) + 1, fresh_table(pretrained, len(views) + 1, config.init)
+    )
     by_id = {t.id: t for t in tasks}
     rng = np.random.default_rng(config.seed) if config.translate else None
     data = encode_views(views, by_id, "train", canvas, rng)
     examples = Examples(data.inputs, data.labels, data.puzzle_ids)
-    base = TrainConfig(steps=max(config.steps, 1), batch_size=config.batch_size, lr=0.0,
-                       warmup_steps=config.warmup_steps, puzzle_emb_lr=config.puzzle_emb_lr,
-                       puzzle_emb_weight_decay=config.puzzle_emb_weight_decay,
-                       freeze_network=True, log_every=max(config.steps // 10, 1),
-                       seed=config.seed)
+    base = TrainConfig(
+        steps=max(config.steps, 1),
+        batch_size=config.batch_size,
+        lr=0.0,
+        warmup_steps=config.warmup_steps,
+        puzzle_emb_lr=config.puzzle_emb_lr,
+        puzzle_emb_weight_decay=config.puzzle_emb_weight_decay,
+        freeze_network=True,
+        log_every=max(config.steps // 10, 1),
+        seed=config.seed,
+    )
     if config.steps:
         Trainer(model, base, examples, dist).fit(on_log=on_log)
     if config.strategy == "embedding+full" and config.full_steps:
         model.requires_grad_(True)
-        full = dataclasses.replace(base, steps=config.full_steps, lr=config.full_lr,
-                                   freeze_network=False, warmup_steps=0)
+        full = dataclasses.replace(
+            base, steps=config.full_steps, lr=config.full_lr, freeze_network=False, warmup_steps=0
+        )
         Trainer(model, full, examples, dist).fit(on_log=on_log)
     model.requires_grad_(False)
     demo = encode_views(views, by_id, "train", canvas)
-    return Adapted(views, demo_exact(model, demo.inputs, demo.labels, demo.puzzle_ids,
-                                     config.batch_size * 4, dist.device))
+    return Adapted(
+        views,
+        demo_exact(
+            model, demo.inputs, demo.labels, demo.puzzle_ids, config.batch_size * 4, dist.device
+        ),
+    )
 
 
-def demo_exact(model: HRM, inputs: np.ndarray, labels: np.ndarray, puzzle_ids: np.ndarray,
-               batch_size: int, device: torch.device) -> float:
+def demo_exact(
+    model: HRM,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    puzzle_ids: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+) -> float:
     """Share of examples whose every supervised token (colours and EOS) is predicted exactly."""
     log_probs, _ = run_views(model, inputs, puzzle_ids, batch_size, device)
     predicted = log_probs.argmax(-1).numpy()

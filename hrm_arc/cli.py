@@ -72,8 +72,18 @@ def main():
     """
 
 
-ARC_COLOURS = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00",
-               "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25")
+ARC_COLOURS = (
+    "#000000",
+    "#0074D9",
+    "#FF4136",
+    "#2ECC40",
+    "#FFDC00",
+    "#AAAAAA",
+    "#F012BE",
+    "#FF851B",
+    "#7FDBFF",
+    "#870C25",
+)
 
 
 def grid_text(grid) -> Text:
@@ -108,8 +118,14 @@ def show_summary(tasks) -> None:
         table.add_column(column, justify="left" if column in ("task", "colours") else "right")
     for s in rows:
         colours = "".join(str(c) for c in s.colours)
-        table.add_row(s.id, str(s.n_train), str(s.n_test), f"{s.max_rows}x{s.max_cols}",
-                      colours, f"{s.unique_variants:,}")
+        table.add_row(
+            s.id,
+            str(s.n_train),
+            str(s.n_test),
+            f"{s.max_rows}x{s.max_cols}",
+            colours,
+            f"{s.unique_variants:,}",
+        )
     console.print(table)
     variants = sorted(s.unique_variants for s in rows)
     console.print(
@@ -147,14 +163,28 @@ def show(dataset, solutions, task_id):
 
 @main.command()
 @click.argument("predictions_path", metavar="PREDICTIONS", type=click.Path(dir_okay=False))
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the Kaggle submission JSON.")
-@click.option("--dataset", "-d", default=None, metavar="SPEC",
-              help="Task set the submission is for: every task gets an entry (1x1 zero grids, "
-              "with a warning, where predictions are missing).")
-@click.option("--rank", type=click.Choice(list(RANKINGS)), default=None,
-              help="Re-rank candidates before taking the top two: votes (official), logprob "
-              "(product of experts) or combined. Default: keep the saved order.")
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the Kaggle submission JSON.",
+)
+@click.option(
+    "--dataset",
+    "-d",
+    default=None,
+    metavar="SPEC",
+    help="Task set the submission is for: every task gets an entry (1x1 zero grids, "
+    "with a warning, where predictions are missing).",
+)
+@click.option(
+    "--rank",
+    type=click.Choice(list(RANKINGS)),
+    default=None,
+    help="Re-rank candidates before taking the top two: votes (official), logprob "
+    "(product of experts) or combined. Default: keep the saved order.",
+)
 @reports_bad_input
 def export(predictions_path, out, dataset, rank):
     """Turn a predictions file into a Kaggle submission.json (top two candidates per test input).
@@ -180,11 +210,16 @@ def export(predictions_path, out, dataset, rank):
         err_console.print(
             f"[yellow]warning:[/] {len(filled)} tasks had no predictions and get 1x1 zero "
             f"attempts: {escape(', '.join(filled[:10]))}{' ...' if len(filled) > 10 else ''}",
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )
     n_tests = sum(len(entries) for entries in submission.values())
-    console.print(f"wrote {escape(str(out))}: {len(submission)} tasks, {n_tests} test inputs, "
-                  f"ranking {rank or 'as saved'}", highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {escape(str(out))}: {len(submission)} tasks, {n_tests} test inputs, "
+        f"ranking {rank or 'as saved'}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @main.command()
@@ -207,20 +242,32 @@ def validate(submission_path, dataset, solutions):
     if problems:
         for problem in problems:
             err_console.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)
-        err_console.print(f"[bold red]error:[/] {escape(str(submission_path))}: "
-                          f"{len(problems)} problems", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(submission_path))}: {len(problems)} problems",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(BAD_INPUT)
     n_tests = sum(len(t.test) for t in tasks)
-    console.print(f"OK {escape(str(submission_path))}: {len(tasks)} tasks, {n_tests} test inputs, "
-                  f"{2 * n_tests} attempts", highlight=False, soft_wrap=True)
+    console.print(
+        f"OK {escape(str(submission_path))}: {len(tasks)} tasks, {n_tests} test inputs, "
+        f"{2 * n_tests} attempts",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @main.command()
 @click.argument("submission_path", metavar="SUBMISSION", type=click.Path(dir_okay=False))
 @dataset_option
 @solutions_option
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
-              help="Also write the full report (per task and overall) to this JSON file.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the full report (per task and overall) to this JSON file.",
+)
 @reports_bad_input
 def score(submission_path, dataset, solutions, json_out):
     """Score a Kaggle submission.json by the ARC Prize rule, per task and overall.
@@ -268,15 +315,22 @@ def training_progress(total: int, description: str):
     )
 
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
     )
     bar = progress.add_task(description, total=total, stats="")
 
     def on_log(step: int, record: dict) -> None:
-        stats = f"loss {record.get('loss', float('nan')):.3f} acc {record.get('accuracy', 0):.3f} " \
-                f"exact {record.get('exact_accuracy', 0):.3f} {record['segments_per_s']:.0f} seg/s"
+        stats = (
+            f"loss {record.get('loss', float('nan')):.3f} acc {record.get('accuracy', 0):.3f} "
+            f"exact {record.get('exact_accuracy', 0):.3f} {record['segments_per_s']:.0f} seg/s"
+        )
         if "eval_arc_score" in record:
             stats += f" | held-out ARC {record['eval_arc_score']:.3f}"
         progress.update(bar, completed=step, stats=stats)
@@ -285,23 +339,57 @@ def training_progress(total: int, description: str):
 
 
 @main.command()
-@click.option("--dataset", "-d", "datasets", multiple=True, required=True, metavar="SPEC",
-              help="Training tasks; repeat to train on several sets. Their test pairs are held "
-                   "out to measure progress.")
-@click.option("--out", "-o", "run_dir", required=True, type=click.Path(file_okay=False),
-              help="Run directory: checkpoint.pt, config.json, metrics.jsonl.")
-@click.option("--preset", default="tiny", show_default=True,
-              help="Model preset: tiny and small for CPU, paper for the paper's 27M model.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config field, e.g. --set model.hidden_size=256 --set train.lr=3e-4.")
-@click.option("--augmentations", "-a", default=8, show_default=True,
-              help="Unique augmented variants per task, each its own puzzle identifier "
-                   "(official: 1000).")
-@click.option("--canvas", type=int, default=None,
-              help="Canvas side in cells; default: the smallest that fits every grid.")
+@click.option(
+    "--dataset",
+    "-d",
+    "datasets",
+    multiple=True,
+    required=True,
+    metavar="SPEC",
+    help="Training tasks; repeat to train on several sets. Their test pairs are held "
+    "out to measure progress.",
+)
+@click.option(
+    "--out",
+    "-o",
+    "run_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Run directory: checkpoint.pt, config.json, metrics.jsonl.",
+)
+@click.option(
+    "--preset",
+    default="tiny",
+    show_default=True,
+    help="Model preset: tiny and small for CPU, paper for the paper's 27M model.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config field, e.g. --set model.hidden_size=256 --set train.lr=3e-4.",
+)
+@click.option(
+    "--augmentations",
+    "-a",
+    default=8,
+    show_default=True,
+    help="Unique augmented variants per task, each its own puzzle identifier (official: 1000).",
+)
+@click.option(
+    "--canvas",
+    type=int,
+    default=None,
+    help="Canvas side in cells; default: the smallest that fits every grid.",
+)
 @click.option("--steps", type=int, default=None, help="Optimiser steps (one ACT segment each).")
-@click.option("--epochs", type=float, default=None,
-              help="Alternative to --steps: times every example is drawn into a batch.")
+@click.option(
+    "--epochs",
+    type=float,
+    default=None,
+    help="Alternative to --steps: times every example is drawn into a batch.",
+)
 @click.option("--batch-size", type=int, default=None, help="Global batch (split across ranks).")
 @click.option("--lr", type=float, default=None, help="Dense learning rate.")
 @click.option("--eval-every", type=int, default=None, help="Steps between held-out evaluations.")
@@ -309,14 +397,35 @@ def training_progress(total: int, description: str):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
-@click.option("--include-eval-demos", "eval_demos", default=None, metavar="SPEC",
-              help="Also train the demonstration pairs of these evaluation tasks, each variant "
-                   "with its own identifier: the official 'combined' setup.")
+@click.option(
+    "--include-eval-demos",
+    "eval_demos",
+    default=None,
+    metavar="SPEC",
+    help="Also train the demonstration pairs of these evaluation tasks, each variant "
+    "with its own identifier: the official 'combined' setup.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @reports_bad_input
-def pretrain(datasets, run_dir, preset, overrides, augmentations, canvas, steps, epochs,
-             batch_size, lr, eval_every, checkpoint_every, seed, device, use_compile, eval_demos,
-             resume):
+def pretrain(
+    datasets,
+    run_dir,
+    preset,
+    overrides,
+    augmentations,
+    canvas,
+    steps,
+    epochs,
+    batch_size,
+    lr,
+    eval_every,
+    checkpoint_every,
+    seed,
+    device,
+    use_compile,
+    eval_demos,
+    resume,
+):
     """Pretrain an HRM on augmented ARC tasks (CPU, one GPU, or several under torchrun).
 
     \b
@@ -335,23 +444,45 @@ def pretrain(datasets, run_dir, preset, overrides, augmentations, canvas, steps,
     dist = init_distributed(device)
     data = build_pretraining_data(tasks, augmentations, seed, canvas, demo_tasks)
     model_config, train_config = resolve_pretrain_configs(
-        preset, overrides, data, steps=steps, epochs=epochs, batch_size=batch_size, lr=lr,
-        eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed,
-        compile=use_compile, world_size=dist.world_size)
+        preset,
+        overrides,
+        data,
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        seed=seed,
+        compile=use_compile,
+        world_size=dist.world_size,
+    )
     if dist.is_main:
-        console.print(f"{len(tasks)} tasks, {len(data.views)} views, {len(data.examples)} "
-                      f"examples on a {data.canvas}x{data.canvas} canvas; preset {preset}, "
-                      f"{train_config.steps} steps of batch {train_config.batch_size} on "
-                      f"{dist.world_size} x {dist.device}")
+        console.print(
+            f"{len(tasks)} tasks, {len(data.views)} views, {len(data.examples)} "
+            f"examples on a {data.canvas}x{data.canvas} canvas; preset {preset}, "
+            f"{train_config.steps} steps of batch {train_config.batch_size} on "
+            f"{dist.world_size} x {dist.device}"
+        )
     progress, on_log = training_progress(train_config.steps, "pretrain")
     specs = {"train": list(datasets), "eval_demos": eval_demos}
     with progress if dist.is_main else contextlib.nullcontext():
-        run_pretrain(run_dir, model_config, train_config, data, dist, specs, resume,
-                     on_log=on_log if dist.is_main else None,
-                     evaluate=heldout_evaluator(data, dist.device))
+        run_pretrain(
+            run_dir,
+            model_config,
+            train_config,
+            data,
+            dist,
+            specs,
+            resume,
+            on_log=on_log if dist.is_main else None,
+            evaluate=heldout_evaluator(data, dist.device),
+        )
     shutdown_distributed()
     if dist.is_main:
-        console.print(f"run saved in [bold]{run_dir}[/] (checkpoint.pt, config.json, metrics.jsonl)")
+        console.print(
+            f"run saved in [bold]{run_dir}[/] (checkpoint.pt, config.json, metrics.jsonl)"
+        )
 
 
 def print_score(report, title: str) -> None:
@@ -364,7 +495,8 @@ def print_score(report, title: str) -> None:
     console.print(
         f"ARC score {report.overall:.2%} (95% CI {report.ci_low:.2%}-{report.ci_high:.2%}) | "
         f"strict solved {report.strict_solved}/{report.n_tasks} | pass@1 {report.pass_at_1:.2%}",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -372,29 +504,73 @@ def print_score(report, title: str) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @dataset_option
 @solutions_option
-@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Output directory: predictions.json, submission.json, score.json, tasks/.")
-@click.option("--augmentations", "-a", default=None, type=int,
-              help="Unique views per task, each with a fresh embedding [default: 8].")
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output directory: predictions.json, submission.json, score.json, tasks/.",
+)
+@click.option(
+    "--augmentations",
+    "-a",
+    default=None,
+    type=int,
+    help="Unique views per task, each with a fresh embedding [default: 8].",
+)
 @click.option("--steps", default=None, type=int, help="Embedding-only adaptation steps.")
 @click.option("--lr", "emb_lr", default=None, type=float, help="Embedding (SignSGD) step size.")
-@click.option("--strategy", type=click.Choice(["embedding", "embedding+full"]), default=None,
-              help="embedding: the paper's procedure; embedding+full: then fine-tune the network.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["embedding", "embedding+full"]),
+    default=None,
+    help="embedding: the paper's procedure; embedding+full: then fine-tune the network.",
+)
 @click.option("--full-steps", default=None, type=int, help="Whole-network steps (embedding+full).")
-@click.option("--init", type=click.Choice(["zero", "mean"]), default=None,
-              help="Fresh embeddings start at zero or at the pretrained table's mean.")
-@click.option("--rank", type=click.Choice(list(RANKINGS)), default="votes", show_default=True,
-              help="votes (official), logprob (product of experts) or combined.")
+@click.option(
+    "--init",
+    type=click.Choice(["zero", "mean"]),
+    default=None,
+    help="Fresh embeddings start at zero or at the pretrained table's mean.",
+)
+@click.option(
+    "--rank",
+    type=click.Choice(list(RANKINGS)),
+    default="votes",
+    show_default=True,
+    help="votes (official), logprob (product of experts) or combined.",
+)
 @click.option("--group-size", default=16, show_default=True, help="Tasks adapted together.")
 @click.option("--time-budget", default=None, help="Finish the whole set within e.g. 11h or 90m.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override any adaptation field, e.g. --set adapt.batch_size=128.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override any adaptation field, e.g. --set adapt.batch_size=128.",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @reports_bad_input
-def adapt_and_predict_command(run_dir, dataset, solutions, out_dir, augmentations, steps, emb_lr,
-                              strategy, full_steps, init, rank, group_size, time_budget,
-                              overrides, device, seed):
+def adapt_and_predict_command(
+    run_dir,
+    dataset,
+    solutions,
+    out_dir,
+    augmentations,
+    steps,
+    emb_lr,
+    strategy,
+    full_steps,
+    init,
+    rank,
+    group_size,
+    time_budget,
+    overrides,
+    device,
+    seed,
+):
     """Two-stage test-time adaptation, then top-2 voting, a submission and (with solutions) a score.
 
     Stage 1 learns a fresh puzzle embedding for every augmented view of every task from its
@@ -415,8 +591,14 @@ def adapt_and_predict_command(run_dir, dataset, solutions, out_dir, augmentation
 
     tasks = load_tasks(dataset, solutions)
     dist = init_distributed(device)
-    explicit = {"augmentations": augmentations, "steps": steps, "puzzle_emb_lr": emb_lr,
-                "strategy": strategy, "full_steps": full_steps, "init": init}
+    explicit = {
+        "augmentations": augmentations,
+        "steps": steps,
+        "puzzle_emb_lr": emb_lr,
+        "strategy": strategy,
+        "full_steps": full_steps,
+        "init": init,
+    }
     adapt = AdaptConfig(seed=seed, **{k: v for k, v in explicit.items() if v is not None})
     adapt = apply_overrides({"adapt": adapt}, list(overrides))["adapt"]
     budget = parse_duration(time_budget) if time_budget else None
@@ -427,8 +609,16 @@ def adapt_and_predict_command(run_dir, dataset, solutions, out_dir, augmentation
         adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task)
     shutdown_distributed()
     if dist.is_main:
-        report = finish(out_dir, tasks, {"run": str(run_dir), "dataset": dataset,
-                                          "adapt": dataclasses.asdict(adapt), "rank": rank})
+        report = finish(
+            out_dir,
+            tasks,
+            {
+                "run": str(run_dir),
+                "dataset": dataset,
+                "adapt": dataclasses.asdict(adapt),
+                "rank": rank,
+            },
+        )
         console.print(f"wrote {escape(str(out_dir))}/predictions.json and submission.json")
         if report is not None:
             print_score(report, f"{out_dir} on {tasks.name}")
@@ -436,27 +626,53 @@ def adapt_and_predict_command(run_dir, dataset, solutions, out_dir, augmentation
 
 def task_progress(total: int):
     """A progress bar over tasks and the `on_task` callback that advances it."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    progress = Progress(TextColumn("[bold]adapt+predict"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[last]}"), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=console)
+    progress = Progress(
+        TextColumn("[bold]adapt+predict"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
     bar = progress.add_task("tasks", total=total, last="")
 
     def on_task(task_id: str, info: dict) -> None:
-        last = "skipped (too large)" if info.get("skipped") else \
-            f"demo exact {info['group_demo_exact']:.2f}"
+        last = (
+            "skipped (too large)"
+            if info.get("skipped")
+            else f"demo exact {info['group_demo_exact']:.2f}"
+        )
         progress.update(bar, advance=1, last=f"{task_id}: {last}")
 
     return progress, on_task
 
 
 @main.command()
-@click.option("--out", "-o", "out_dir", default="hrm-arc-demo", show_default=True,
-              type=click.Path(file_okay=False), help="Everything the demo makes goes here.")
-@click.option("--steps", default=None, type=int,
-              help="Pretraining steps [default: the demo's, about 5 minutes on 2 CPU cores].")
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    default="hrm-arc-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Everything the demo makes goes here.",
+)
+@click.option(
+    "--steps",
+    default=None,
+    type=int,
+    help="Pretraining steps [default: the demo's, about 5 minutes on 2 CPU cores].",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.pass_context
 def demo(ctx, out_dir, steps, device):
@@ -471,20 +687,50 @@ def demo(ctx, out_dir, steps, device):
     out = Path(out_dir)
     pretrain_dir, heldout_dir = write_demo_data(out / "data")
     console.print(f"[bold]1/3[/] puzzles written to {pretrain_dir} and {heldout_dir}")
-    ctx.invoke(pretrain, datasets=(str(pretrain_dir),), run_dir=str(out / "run"),
-               preset=DEMO.preset, overrides=DEMO.pretrain_overrides,
-               augmentations=DEMO.augmentations, canvas=None, steps=steps or DEMO.steps,
-               epochs=None, batch_size=None, lr=None, eval_every=DEMO.eval_every,
-               checkpoint_every=DEMO.checkpoint_every, seed=0, device=device,
-               use_compile=False, eval_demos=None, resume=(out / "run" / "checkpoint.pt").exists())
+    ctx.invoke(
+        pretrain,
+        datasets=(str(pretrain_dir),),
+        run_dir=str(out / "run"),
+        preset=DEMO.preset,
+        overrides=DEMO.pretrain_overrides,
+        augmentations=DEMO.augmentations,
+        canvas=None,
+        steps=steps or DEMO.steps,
+        epochs=None,
+        batch_size=None,
+        lr=None,
+        eval_every=DEMO.eval_every,
+        checkpoint_every=DEMO.checkpoint_every,
+        seed=0,
+        device=device,
+        use_compile=False,
+        eval_demos=None,
+        resume=(out / "run" / "checkpoint.pt").exists(),
+    )
     console.print("[bold]2/3[/] adapt and predict on held-out puzzles")
-    ctx.invoke(adapt_and_predict_command, run_dir=str(out / "run"), dataset=str(heldout_dir),
-               solutions=None, out_dir=str(out / "predictions"),
-               augmentations=DEMO.augmentations, steps=DEMO.adapt_steps, emb_lr=None,
-               strategy=None, full_steps=None, init=None, rank="votes", group_size=64,
-               time_budget=None, overrides=(), device=device, seed=0)
-    console.print(f"[bold]3/3[/] done: run in {out / 'run'}, predictions, submission.json and "
-                  f"score.json in {out / 'predictions'}")
+    ctx.invoke(
+        adapt_and_predict_command,
+        run_dir=str(out / "run"),
+        dataset=str(heldout_dir),
+        solutions=None,
+        out_dir=str(out / "predictions"),
+        augmentations=DEMO.augmentations,
+        steps=DEMO.adapt_steps,
+        emb_lr=None,
+        strategy=None,
+        full_steps=None,
+        init=None,
+        rank="votes",
+        group_size=64,
+        time_budget=None,
+        overrides=(),
+        device=device,
+        seed=0,
+    )
+    console.print(
+        f"[bold]3/3[/] done: run in {out / 'run'}, predictions, submission.json and "
+        f"score.json in {out / 'predictions'}"
+    )
 
 
 if __name__ == "__main__":

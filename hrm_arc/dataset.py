@@ -57,9 +57,7 @@ class TokenData:
         )
 
 
-def make_views(
-    tasks: Iterable[Task], n_variants: int, seed: int, first_id: int = 1
-) -> list[View]:
+def make_views(tasks: Iterable[Task], n_variants: int, seed: int, first_id: int = 1) -> list[View]:
     """Up to `n_variants` unique views per task (identity first), numbered from `first_id`."""
     views = []
     for i, task in enumerate(tasks):

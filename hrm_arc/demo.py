@@ -29,7 +29,9 @@ class DemoSettings:
 DEMO = DemoSettings()
 
 
-def write_demo_data(directory: Path, settings: DemoSettings = DEMO, seed: int = 0) -> tuple[Path, Path]:
+def write_demo_data(
+    directory: Path, settings: DemoSettings = DEMO, seed: int = 0
+) -> tuple[Path, Path]:
     """Write pretraining and held-out puzzles as ARC JSON directories; return both paths."""
     common = dict(families=settings.families, max_side=settings.max_side, seed=seed)
     pretrain = family_puzzles("pretrain", puzzles_per_family=settings.puzzles_per_family, **common)

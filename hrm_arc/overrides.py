@@ -25,7 +25,7 @@ def parse_value(text: str, kind: type, key: str):
 
 
 def apply_overrides(configs: dict[str, object], items: list[str]) -> dict[str, object]:
-    """Return copies of `configs` (section name -> dataclass) with every `section.field=value` set."""
+    """Copies of `configs` (section name -> dataclass) with every `section.field=value` set."""
     changes: dict[str, dict] = {name: {} for name in configs}
     for item in items:
         key, sep, text = item.partition("=")
@@ -33,12 +33,15 @@ def apply_overrides(configs: dict[str, object], items: list[str]) -> dict[str, o
         if not sep or not dot:
             raise ValueError(f"override {item!r} must look like section.field=value")
         if section not in configs:
-            raise ValueError(f"override {item!r}: unknown section {section!r}; "
-                             f"choose from {sorted(configs)}")
+            raise ValueError(
+                f"override {item!r}: unknown section {section!r}; choose from {sorted(configs)}"
+            )
         hints = typing.get_type_hints(type(configs[section]))
         names = [f.name for f in dataclasses.fields(configs[section])]
         if field not in names:
-            raise ValueError(f"override {item!r}: {section} has no field {field!r}; "
-                             f"fields are {', '.join(names)}")
+            raise ValueError(
+                f"override {item!r}: {section} has no field {field!r}; "
+                f"fields are {', '.join(names)}"
+            )
         changes[section][field] = parse_value(text.strip(), hints[field], key)
     return {name: dataclasses.replace(cfg, **changes[name]) for name, cfg in configs.items()}

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from .adapt import AdaptConfig, adapt_tasks
 from .hrm_core.distributed import DistInfo
+from .jsonio import write_json_atomic
 from .predict import predict_task
 from .predictions import Candidate, Predictions, load_predictions, save_predictions
 from .pretrain import PretrainedRun, views_by_task
-from .jsonio import write_json_atomic
 from .score import ScoreReport, score_submission
 from .submission import submission_from_predictions
 from .tasks import Task, TaskSet
@@ -52,15 +52,23 @@ def placeholder(task: Task) -> list[list[Candidate]]:
     return [[] for _ in task.test]
 
 
-def adapt_and_predict(run: PretrainedRun, tasks: TaskSet, out_dir: str | Path,
-                      adapt: AdaptConfig, predict: PredictConfig, dist: DistInfo,
-                      on_task: Callable[[str, dict], None] | None = None) -> None:
+def adapt_and_predict(
+    run: PretrainedRun,
+    tasks: TaskSet,
+    out_dir: str | Path,
+    adapt: AdaptConfig,
+    predict: PredictConfig,
+    dist: DistInfo,
+    on_task: Callable[[str, dict], None] | None = None,
+) -> None:
     """Adapt and predict every task not yet saved in `out_dir`; each rank does its share."""
     out_dir = Path(out_dir)
     todo = [t for t in tasks if not task_file(out_dir, t.id).exists()]
     unfit = [t for t in todo if not fits_canvas(t, run.canvas)]
     for task in unfit:  # still a valid submission entry: empty candidates
-        save_task(out_dir, task, placeholder(task), {"skipped": f"grid larger than canvas {run.canvas}"})
+        save_task(
+            out_dir, task, placeholder(task), {"skipped": f"grid larger than canvas {run.canvas}"}
+        )
         if on_task:
             on_task(task.id, {"skipped": True})
     todo = [t for t in todo if fits_canvas(t, run.canvas)]
@@ -76,8 +84,13 @@ def adapt_and_predict(run: PretrainedRun, tasks: TaskSet, out_dir: str | Path,
         seconds_per_step = run_group(run, group, out_dir, config, predict, dist, on_task)
 
 
-def budgeted(adapt: AdaptConfig, remaining_s: float, groups_left: int, world_size: int,
-             seconds_per_step: float) -> AdaptConfig:
+def budgeted(
+    adapt: AdaptConfig,
+    remaining_s: float,
+    groups_left: int,
+    world_size: int,
+    seconds_per_step: float,
+) -> AdaptConfig:
     """Fewer adaptation steps when the measured pace would overrun the remaining budget.
 
     `seconds_per_step` is a group's whole cost (adaptation and prediction) per adaptation
@@ -88,8 +101,15 @@ def budgeted(adapt: AdaptConfig, remaining_s: float, groups_left: int, world_siz
     return dataclasses.replace(adapt, steps=max(1, min(adapt.steps, steps)))
 
 
-def run_group(run: PretrainedRun, group: list[Task], out_dir: Path, config: AdaptConfig,
-              predict: PredictConfig, dist: DistInfo, on_task) -> float:
+def run_group(
+    run: PretrainedRun,
+    group: list[Task],
+    out_dir: Path,
+    config: AdaptConfig,
+    predict: PredictConfig,
+    dist: DistInfo,
+    on_task,
+) -> float:
     """Adapt and predict one group, saving each task; return its seconds per adaptation step."""
     model = copy.deepcopy(run.model)  # adaptation rewrites the table (and maybe weights)
     local = DistInfo(0, 1, dist.device)  # groups are independent: no gradient sharing
@@ -98,11 +118,16 @@ def run_group(run: PretrainedRun, group: list[Task], out_dir: Path, config: Adap
     grouped = views_by_task(adapted.views)
     for task in group:
         t0 = time.perf_counter()
-        per_test = predict_task(model, task, grouped[task.id], run.canvas,
-                                predict.batch_size, dist.device)
+        per_test = predict_task(
+            model, task, grouped[task.id], run.canvas, predict.batch_size, dist.device
+        )
         ranked = [rank_candidates(c, predict.rank) for c in per_test]
-        info = {"group_demo_exact": adapted.demo_exact, "views": len(grouped[task.id]),
-                "predict_s": time.perf_counter() - t0, "adapt_steps": config.steps}
+        info = {
+            "group_demo_exact": adapted.demo_exact,
+            "views": len(grouped[task.id]),
+            "predict_s": time.perf_counter() - t0,
+            "adapt_steps": config.steps,
+        }
         save_task(out_dir, task, ranked, info)
         if on_task:
             on_task(task.id, info)
@@ -126,7 +151,7 @@ def collect_predictions(out_dir: str | Path, tasks: TaskSet) -> tuple[Prediction
 
 
 def finish(out_dir: str | Path, tasks: TaskSet, meta: dict) -> ScoreReport | None:
-    """Merge per-task files into predictions.json and submission.json; score when solutions are known."""
+    """Merge per-task files into predictions.json and submission.json; score given solutions."""
     out_dir = Path(out_dir)
     predictions, info = collect_predictions(out_dir, tasks)
     save_predictions(out_dir / "predictions.json", predictions, {**meta, "tasks": info})

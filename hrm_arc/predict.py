@@ -1,4 +1,4 @@
-"""Stage 2: frozen inference over augmented views, decoded, un-augmented and gathered into candidates.
+"""Stage 2: frozen inference over augmented views, decoded, un-augmented, gathered as candidates.
 
 Every test input under every view runs all `halt_max_steps` ACT segments. Each view's argmax
 grid, mapped back through the inverse augmentation, is one vote carrying sigmoid(q_halt). Because
@@ -22,8 +22,9 @@ from .vote import collect_candidates
 
 
 @torch.no_grad()
-def run_views(model: HRM, inputs: np.ndarray, puzzle_ids: np.ndarray, batch_size: int,
-              device: torch.device) -> tuple[torch.Tensor, np.ndarray]:
+def run_views(
+    model: HRM, inputs: np.ndarray, puzzle_ids: np.ndarray, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, np.ndarray]:
     """Run every row for all ACT segments; return float16 log-probs (N, S, V) and q_halt probs."""
     model.eval()
     log_probs, q_halt = [], []
@@ -42,8 +43,9 @@ def run_views(model: HRM, inputs: np.ndarray, puzzle_ids: np.ndarray, batch_size
     return torch.cat(log_probs), np.concatenate(q_halt)
 
 
-def candidate_logprob(grid: np.ndarray, views: Sequence[View], log_probs: torch.Tensor,
-                      canvas: int) -> float:
+def candidate_logprob(
+    grid: np.ndarray, views: Sequence[View], log_probs: torch.Tensor, canvas: int
+) -> float:
     """Sum over views of log p(grid seen through the view), scored as the loss scores it."""
     try:
         tokens = encode_batch([v.augmentation.apply(grid) for v in views], canvas)
@@ -55,8 +57,14 @@ def candidate_logprob(grid: np.ndarray, views: Sequence[View], log_probs: torch.
     return float((picked * mask).sum())
 
 
-def predict_task(model: HRM, task: Task, views: Sequence[View], canvas: int, batch_size: int,
-                 device: torch.device) -> list[list[Candidate]]:
+def predict_task(
+    model: HRM,
+    task: Task,
+    views: Sequence[View],
+    canvas: int,
+    batch_size: int,
+    device: torch.device,
+) -> list[list[Candidate]]:
     """Candidates (unranked) for each test input of `task`, from all its `views`."""
     n_views = len(views)
     inputs = encode_batch(

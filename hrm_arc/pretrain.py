@@ -44,17 +44,23 @@ class PretrainData:
     """Training tasks whose test pairs (never trained on) measure progress."""
 
 
-def build_pretraining_data(train_tasks: TaskSet, n_augmentations: int, seed: int,
-                           canvas: int | None = None, eval_demo_tasks: TaskSet | None = None,
-                           translate: bool = True) -> PretrainData:
+def build_pretraining_data(
+    train_tasks: TaskSet,
+    n_augmentations: int,
+    seed: int,
+    canvas: int | None = None,
+    eval_demo_tasks: TaskSet | None = None,
+    translate: bool = True,
+) -> PretrainData:
     """Views of the training tasks (and, for the official combined setup, of evaluation tasks,
     whose demonstration pairs alone are trained on); examples are demonstration pairs only."""
     every = [*train_tasks, *(eval_demo_tasks or [])]
     canvas = canvas or canvas_for(every)
     views = make_views(train_tasks, n_augmentations, seed)
     if eval_demo_tasks is not None:
-        views += make_views(eval_demo_tasks, n_augmentations, seed + len(train_tasks),
-                            first_id=len(views) + 1)
+        views += make_views(
+            eval_demo_tasks, n_augmentations, seed + len(train_tasks), first_id=len(views) + 1
+        )
     by_id = {t.id: t for t in every}
     rng = np.random.default_rng(seed) if translate else None
     data = encode_views(views, by_id, "train", canvas, rng)
@@ -70,8 +76,13 @@ def views_by_task(views: list[View]) -> dict[str, list[View]]:
     return grouped
 
 
-def heldout_evaluator(data: PretrainData, device: torch.device, max_tasks: int = 32,
-                      max_views: int = 8, batch_size: int = 256) -> Callable[[HRM], dict]:
+def heldout_evaluator(
+    data: PretrainData,
+    device: torch.device,
+    max_tasks: int = 32,
+    max_views: int = 8,
+    batch_size: int = 256,
+) -> Callable[[HRM], dict]:
     """Score held-out test pairs of training tasks: per-view exact accuracy and the voted score."""
     tasks = data.heldout[:max_tasks]
     grouped = {k: v[:max_views] for k, v in views_by_task(data.views).items()}
@@ -93,35 +104,53 @@ def heldout_evaluator(data: PretrainData, device: torch.device, max_tasks: int =
 
 def run_extra_state(data: PretrainData, specs: dict) -> dict:
     """What a later stage needs besides weights: canvas and the identifier map."""
-    return {"canvas": data.canvas, "datasets": specs,
-            "views": [(v.task_id, v.augmentation.name, v.puzzle_id) for v in data.views]}
+    return {
+        "canvas": data.canvas,
+        "datasets": specs,
+        "views": [(v.task_id, v.augmentation.name, v.puzzle_id) for v in data.views],
+    }
 
 
-def pretrain(run_dir: str | Path, model_config: HRMConfig, train_config: TrainConfig,
-             data: PretrainData, dist: DistInfo, specs: dict, resume: bool = False,
-             on_log: Callable[[int, dict], None] | None = None,
-             evaluate: Callable[[HRM], dict] | None = None) -> Trainer:
+def pretrain(
+    run_dir: str | Path,
+    model_config: HRMConfig,
+    train_config: TrainConfig,
+    data: PretrainData,
+    dist: DistInfo,
+    specs: dict,
+    resume: bool = False,
+    on_log: Callable[[int, dict], None] | None = None,
+    evaluate: Callable[[HRM], dict] | None = None,
+) -> Trainer:
     """Train (or resume) and leave a complete run directory."""
     run_dir = Path(run_dir)
     torch.manual_seed(train_config.seed)
     model = HRM(model_config)
-    trainer = Trainer(model, train_config, data.examples, dist, run_dir,
-                      extra_state=run_extra_state(data, specs))
+    trainer = Trainer(
+        model, train_config, data.examples, dist, run_dir, extra_state=run_extra_state(data, specs)
+    )
     checkpoint = run_dir / CHECKPOINT
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint)
         if state["model_config"] != dataclasses.asdict(model_config):
-            raise CheckpointError(f"{checkpoint}: model config differs from this run's; "
-                                  "resume with the same preset and overrides")
+            raise CheckpointError(
+                f"{checkpoint}: model config differs from this run's; "
+                "resume with the same preset and overrides"
+            )
         trainer.load_state_dict(state, checkpoint)
     elif checkpoint.exists() and dist.is_main:
-        raise CheckpointError(f"{checkpoint} exists: pass --resume to continue it, "
-                              "or choose another --out")
+        raise CheckpointError(
+            f"{checkpoint} exists: pass --resume to continue it, or choose another --out"
+        )
     if dist.is_main:
-        write_json_atomic(run_dir / "config.json", {
-            "model": dataclasses.asdict(model_config), "train": dataclasses.asdict(train_config),
-            **run_extra_state(data, specs) | {"views": len(data.views)},
-        })
+        write_json_atomic(
+            run_dir / "config.json",
+            {
+                "model": dataclasses.asdict(model_config),
+                "train": dataclasses.asdict(train_config),
+                **run_extra_state(data, specs) | {"views": len(data.views)},
+            },
+        )
     trainer.fit(on_log=on_log, evaluate=evaluate if dist.is_main else None)
     trainer.save()
     return trainer
@@ -150,33 +179,54 @@ def load_run(run_dir: str | Path, device: torch.device) -> PretrainedRun:
     return PretrainedRun(model.to(device), canvas, views, state)
 
 
-def resolve_pretrain_configs(preset: str, overrides: list[str], data: PretrainData, *,
-                             steps: int | None = None, epochs: float | None = None,
-                             batch_size: int | None = None, lr: float | None = None,
-                             eval_every: int | None = None, checkpoint_every: int | None = None,
-                             seed: int = 0, compile: bool = False, world_size: int = 1,
-                             ) -> tuple[HRMConfig, TrainConfig]:
+def resolve_pretrain_configs(
+    preset: str,
+    overrides: list[str],
+    data: PretrainData,
+    *,
+    steps: int | None = None,
+    epochs: float | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    eval_every: int | None = None,
+    checkpoint_every: int | None = None,
+    seed: int = 0,
+    compile: bool = False,
+    world_size: int = 1,
+) -> tuple[HRMConfig, TrainConfig]:
     """Preset, then explicit options, then `--set` overrides; sized to the data at the end."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    model = dataclasses.replace(PRESETS[preset], seq_len=data.canvas**2,
-                                num_puzzle_ids=len(data.views) + 1)
-    explicit = {"batch_size": batch_size, "lr": lr, "eval_every": eval_every,
-                "checkpoint_every": checkpoint_every}
-    train = dataclasses.replace(TRAIN_PRESETS[preset], seed=seed, compile=compile,
-                                **{k: v for k, v in explicit.items() if v is not None})
+    model = dataclasses.replace(
+        PRESETS[preset], seq_len=data.canvas**2, num_puzzle_ids=len(data.views) + 1
+    )
+    explicit = {
+        "batch_size": batch_size,
+        "lr": lr,
+        "eval_every": eval_every,
+        "checkpoint_every": checkpoint_every,
+    }
+    train = dataclasses.replace(
+        TRAIN_PRESETS[preset],
+        seed=seed,
+        compile=compile,
+        **{k: v for k, v in explicit.items() if v is not None},
+    )
     if steps is not None and epochs is not None:
         raise ValueError("give --steps or --epochs, not both")
     if epochs is not None:
         train = dataclasses.replace(
-            train, steps=steps_for_epochs(len(data.examples), train.batch_size, epochs))
+            train, steps=steps_for_epochs(len(data.examples), train.batch_size, epochs)
+        )
     elif steps is not None:
         train = dataclasses.replace(train, steps=steps)
     configs = apply_overrides({"model": model, "train": train}, list(overrides))
     model, train = configs["model"], configs["train"]
     if model.seq_len != data.canvas**2 or model.num_puzzle_ids != len(data.views) + 1:
-        raise ValueError("model.seq_len and model.num_puzzle_ids follow the data; "
-                         "use --canvas and --augmentations instead")
+        raise ValueError(
+            "model.seq_len and model.num_puzzle_ids follow the data; "
+            "use --canvas and --augmentations instead"
+        )
     if train.batch_size % world_size:
         raise ValueError(f"batch size {train.batch_size} does not split over {world_size} ranks")
     return model, train

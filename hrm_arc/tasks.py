@@ -74,7 +74,10 @@ class Task:
                 d["output"] = pair.output.tolist()
             return d
 
-        return {"train": [pair_dict(p) for p in self.train], "test": [pair_dict(p) for p in self.test]}
+        return {
+            "train": [pair_dict(p) for p in self.train],
+            "test": [pair_dict(p) for p in self.test],
+        }
 
     def __repr__(self) -> str:
         return f"<Task {self.id} | {len(self.train)} train | {len(self.test)} test>"
@@ -151,7 +154,9 @@ def parse_task(task_id: str, data: object, where: str, require_test_outputs: boo
     """Validate one task in ARC JSON form; `where` names the file for error messages."""
     where = f"{where}, task {task_id}"
     if not isinstance(data, dict):
-        raise DatasetError(f"{where}: a task must be an object with 'train' and 'test', got {_brief(data)}")
+        raise DatasetError(
+            f"{where}: a task must be an object with 'train' and 'test', got {_brief(data)}"
+        )
     for key in ("train", "test"):
         if not isinstance(data.get(key), list) or not data[key]:
             raise DatasetError(f"{where}: '{key}' must be a non-empty list of pairs")
@@ -180,7 +185,9 @@ def load_tasks(spec: str | os.PathLike, solutions: str | os.PathLike | None = No
     path = Path(spec)
     if not path.exists():
         bundled = ", ".join(BUNDLED_SETS)
-        raise DatasetError(f"{spec_str}: no such file or directory, and not a bundled set ({bundled})")
+        raise DatasetError(
+            f"{spec_str}: no such file or directory, and not a bundled set ({bundled})"
+        )
     if path.is_dir():
         if solutions is not None:
             raise DatasetError(f"{spec_str}: --solutions applies to a Kaggle challenges file")

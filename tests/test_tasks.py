@@ -57,12 +57,19 @@ def test_single_file_and_kaggle_with_solutions_beside(tmp_path):
 
 BAD_CASES = {
     "not json": ("{oops", "not valid JSON"),
-    "ragged": ({**GOOD_TASK, "train": [{"input": [[1, 2], [3]], "output": [[1]]}]},
-               "train pair 0 input: row 1 has 1 cells"),
-    "colour": ({**GOOD_TASK, "train": [{"input": [[1, 12]], "output": [[1]]}]},
-               "train pair 0 input: cell (0, 1) is 12"),
+    "ragged": (
+        {**GOOD_TASK, "train": [{"input": [[1, 2], [3]], "output": [[1]]}]},
+        "train pair 0 input: row 1 has 1 cells",
+    ),
+    "colour": (
+        {**GOOD_TASK, "train": [{"input": [[1, 12]], "output": [[1]]}]},
+        "train pair 0 input: cell (0, 1) is 12",
+    ),
     "bool": ({**GOOD_TASK, "train": [{"input": [[True]], "output": [[1]]}]}, "cell (0, 0) is True"),
-    "too big": ({**GOOD_TASK, "test": [{"input": [[0] * 31]}]}, "test pair 0 input: grid has 31 col"),
+    "too big": (
+        {**GOOD_TASK, "test": [{"input": [[0] * 31]}]},
+        "test pair 0 input: grid has 31 col",
+    ),
     "empty grid": ({**GOOD_TASK, "test": [{"input": []}]}, "test pair 0 input: grid must be"),
     "no demos": ({**GOOD_TASK, "train": []}, "'train' must be a non-empty list"),
     "no output": ({**GOOD_TASK, "train": [{"input": [[1]]}]}, "train pair 0: missing 'output'"),

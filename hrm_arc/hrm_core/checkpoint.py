@@ -36,7 +36,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint written by `save_checkpoint`; raise CheckpointError naming what is wrong."""
+    """Read a checkpoint from `save_checkpoint`; raise CheckpointError naming what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint file here")

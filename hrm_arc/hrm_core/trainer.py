@@ -69,10 +69,12 @@ class TrainConfig:
 # embedding step, because at small scale each view's embedding sees few updates.
 TRAIN_PRESETS = {
     "paper": TrainConfig(batch_size=768, lr=1e-4, warmup_steps=2000, puzzle_emb_lr=1e-2),
-    "small": TrainConfig(steps=3000, batch_size=128, lr=1e-3, warmup_steps=200,
-                         puzzle_emb_lr=3e-2, log_every=20),
-    "tiny": TrainConfig(steps=1000, batch_size=64, lr=1e-3, warmup_steps=100,
-                        puzzle_emb_lr=3e-2, log_every=10),
+    "small": TrainConfig(
+        steps=3000, batch_size=128, lr=1e-3, warmup_steps=200, puzzle_emb_lr=3e-2, log_every=20
+    ),
+    "tiny": TrainConfig(
+        steps=1000, batch_size=64, lr=1e-3, warmup_steps=100, puzzle_emb_lr=3e-2, log_every=10
+    ),
 }
 
 
@@ -89,7 +91,7 @@ class Examples:
 
 
 class BatchSampler:
-    """Epochs of seeded permutations; each step takes the next global batch, then this rank's slice."""
+    """Seeded epoch permutations; each step takes the next global batch, then this rank's slice."""
 
     def __init__(self, n: int, batch_size: int, seed: int, dist_info: DistInfo):
         if n == 0:
@@ -115,8 +117,12 @@ class BatchSampler:
         return np.array_split(indices, self.dist.world_size)[self.dist.rank]
 
     def state_dict(self) -> dict:
-        return {"rng": self.rng.bit_generator.state, "order": self.order.copy(),
-                "position": self.position, "epoch": self.epoch}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "order": self.order.copy(),
+            "position": self.position,
+            "epoch": self.epoch,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
@@ -145,8 +151,15 @@ def warmup_lr(base: float, step: int, warmup_steps: int) -> float:
 class Trainer:
     """Owns the model, its two optimisers, the sampler and the rolling carry."""
 
-    def __init__(self, model: HRM, config: TrainConfig, examples: Examples, dist_info: DistInfo,
-                 run_dir: str | Path | None = None, extra_state: dict | None = None):
+    def __init__(
+        self,
+        model: HRM,
+        config: TrainConfig,
+        examples: Examples,
+        dist_info: DistInfo,
+        run_dir: str | Path | None = None,
+        extra_state: dict | None = None,
+    ):
         self.config, self.examples, self.dist = config, examples, dist_info
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.extra_state = extra_state or {}
@@ -158,11 +171,25 @@ class Trainer:
         if config.freeze_network:
             self.model.requires_grad_(False)
             dense = []
-        self.optimizer = AdamATan2(dense, lr=config.lr, betas=(config.beta1, config.beta2),
-                                   weight_decay=config.weight_decay) if dense else None
-        self.embedding_optimizer = None if self.model.puzzle_emb is None else SignSGD(
-            self.model.puzzle_emb, lr=config.puzzle_emb_lr,
-            weight_decay=config.puzzle_emb_weight_decay)
+        self.optimizer = (
+            AdamATan2(
+                dense,
+                lr=config.lr,
+                betas=(config.beta1, config.beta2),
+                weight_decay=config.weight_decay,
+            )
+            if dense
+            else None
+        )
+        self.embedding_optimizer = (
+            None
+            if self.model.puzzle_emb is None
+            else SignSGD(
+                self.model.puzzle_emb,
+                lr=config.puzzle_emb_lr,
+                weight_decay=config.puzzle_emb_weight_decay,
+            )
+        )
         self.forward = self._wrap(self.model)
 
     def _wrap(self, model: HRM):
@@ -199,8 +226,11 @@ class Trainer:
                 for group in opt.param_groups:
                     group["lr"] = warmup_lr(base, self.step, c.warmup_steps)
 
-    def fit(self, on_log: Callable[[int, dict], None] | None = None,
-            evaluate: Callable[[HRM], dict] | None = None) -> list[dict]:
+    def fit(
+        self,
+        on_log: Callable[[int, dict], None] | None = None,
+        evaluate: Callable[[HRM], dict] | None = None,
+    ) -> list[dict]:
         """Train to `config.steps`, logging, evaluating and checkpointing at their intervals."""
         c, history, window = self.config, [], []
         start, first_step = time.perf_counter(), self.step
@@ -227,8 +257,13 @@ class Trainer:
         mean = summarize_metrics(window) if window else {}
         if window:
             mean["loss"] = float(torch.stack([w["loss"] for w in window]).mean())
-        return {"step": self.step, "epoch": self.sampler.epoch, **mean,
-                "segments_per_s": segments / max(elapsed, 1e-9), "elapsed_s": elapsed}
+        return {
+            "step": self.step,
+            "epoch": self.sampler.epoch,
+            **mean,
+            "segments_per_s": segments / max(elapsed, 1e-9),
+            "elapsed_s": elapsed,
+        }
 
     def _write_metrics(self, record: dict) -> None:
         if self.run_dir is not None and self.dist.is_main:
@@ -244,12 +279,15 @@ class Trainer:
             "train_config": dataclasses.asdict(self.config),
             "model": self.model.state_dict(),
             "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
-            "embedding_optimizer": None if self.embedding_optimizer is None
+            "embedding_optimizer": None
+            if self.embedding_optimizer is None
             else self.embedding_optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
             "carry": carry,
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
             "step": self.step,
             **self.extra_state,
         }
