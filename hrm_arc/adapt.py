@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .dataset import View, encode_views, make_views
+from .dataset import View, make_views, view_examples
+from .encoding import PAD
 from .hrm_core import HRM
 from .hrm_core.distributed import DistInfo
 from .hrm_core.trainer import Examples, TrainConfig, Trainer
@@ -103,8 +104,7 @@ def adapt_tasks(
     )
     by_id = {t.id: t for t in tasks}
     rng = np.random.default_rng(config.seed) if config.translate else None
-    data = encode_views(views, by_id, "train", canvas, rng)
-    examples = Examples(data.inputs, data.labels, data.puzzle_ids)
+    examples = view_examples(views, by_id, "train", canvas, rng)
     base = TrainConfig(
         steps=max(config.steps, 1),
         batch_size=config.batch_size,
@@ -125,25 +125,13 @@ def adapt_tasks(
         )
         Trainer(model, full, examples, dist).fit(on_log=on_log)
     model.requires_grad_(False)
-    demo = encode_views(views, by_id, "train", canvas)
-    return Adapted(
-        views,
-        demo_exact(
-            model, demo.inputs, demo.labels, demo.puzzle_ids, config.batch_size * 4, dist.device
-        ),
-    )
+    demo = view_examples(views, by_id, "train", canvas)
+    return Adapted(views, demo_exact(model, demo, config.batch_size * 4, dist.device))
 
 
-def demo_exact(
-    model: HRM,
-    inputs: np.ndarray,
-    labels: np.ndarray,
-    puzzle_ids: np.ndarray,
-    batch_size: int,
-    device: torch.device,
-) -> float:
+def demo_exact(model: HRM, demo: Examples, batch_size: int, device: torch.device) -> float:
     """Share of examples whose every supervised token (colours and EOS) is predicted exactly."""
-    log_probs, _ = run_views(model, inputs, puzzle_ids, batch_size, device)
+    log_probs, _ = run_views(model, demo.inputs, demo.puzzle_ids, batch_size, device)
     predicted = log_probs.argmax(-1).numpy()
-    supervised = labels != 0
-    return float(np.mean(np.all((predicted == labels) | ~supervised, axis=1)))
+    supervised = demo.labels != PAD
+    return float(np.mean(np.all((predicted == demo.labels) | ~supervised, axis=1)))

@@ -14,6 +14,7 @@ import numpy as np
 
 from .augment import Augmentation, translate, variants
 from .encoding import encode_batch
+from .hrm_core.trainer import Examples
 from .tasks import Pair, Task
 
 BLANK_ID = 0
@@ -32,31 +33,6 @@ class View:
         return f"{self.task_id}|{self.augmentation.name}"
 
 
-@dataclass
-class TokenData:
-    """Examples as token arrays; labels are tokens too (PAD becomes the ignore label per batch)."""
-
-    inputs: np.ndarray  # (N, canvas*canvas) uint8
-    labels: np.ndarray  # (N, canvas*canvas) uint8
-    puzzle_ids: np.ndarray  # (N,) int64
-    canvas: int
-
-    def __len__(self) -> int:
-        return len(self.puzzle_ids)
-
-    @staticmethod
-    def concatenate(parts: Sequence[TokenData]) -> TokenData:
-        canvas = {p.canvas for p in parts}
-        if len(canvas) != 1:
-            raise ValueError(f"cannot join token data of canvases {sorted(canvas)}")
-        return TokenData(
-            np.concatenate([p.inputs for p in parts]),
-            np.concatenate([p.labels for p in parts]),
-            np.concatenate([p.puzzle_ids for p in parts]),
-            canvas.pop(),
-        )
-
-
 def make_views(tasks: Iterable[Task], n_variants: int, seed: int, first_id: int = 1) -> list[View]:
     """Up to `n_variants` unique views per task (identity first), numbered from `first_id`."""
     views = []
@@ -66,13 +42,13 @@ def make_views(tasks: Iterable[Task], n_variants: int, seed: int, first_id: int 
     return views
 
 
-def encode_views(
+def view_examples(
     views: Sequence[View],
     tasks_by_id: dict[str, Task],
     split: str,
     canvas: int,
     rng: np.random.Generator | None = None,
-) -> TokenData:
+) -> Examples:
     """Encode the `split` ("train" = demonstrations, "test") pairs of every view.
 
     With `rng`, each pair is placed at a random offset on the canvas (training only).
@@ -89,9 +65,8 @@ def encode_views(
             outputs.append(y)
             ids.append(view.puzzle_id)
             offsets.append(translate(x, y, canvas, rng) if rng is not None else (0, 0))
-    return TokenData(
+    return Examples(
         encode_batch(inputs, canvas, offsets),
         encode_batch(outputs, canvas, offsets),
         np.asarray(ids, dtype=np.int64),
-        canvas,
     )

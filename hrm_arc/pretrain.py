@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .augment import Augmentation
-from .dataset import View, encode_views, make_views
+from .dataset import View, make_views, view_examples
 from .encoding import canvas_for
 from .hrm_core import HRM, PRESETS, HRMConfig
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_state
@@ -63,8 +63,7 @@ def build_pretraining_data(
         )
     by_id = {t.id: t for t in every}
     rng = np.random.default_rng(seed) if translate else None
-    data = encode_views(views, by_id, "train", canvas, rng)
-    examples = Examples(data.inputs, data.labels, data.puzzle_ids)
+    examples = view_examples(views, by_id, "train", canvas, rng)
     heldout = TaskSet([t for t in train_tasks if t.has_solutions], name=train_tasks.name)
     return PretrainData(views, examples, canvas, heldout)
 
