@@ -25,7 +25,7 @@ import torch
 from hrm_arc.adapt import AdaptConfig
 from hrm_arc.augment import IDENTITY
 from hrm_arc.dataset import View
-from hrm_arc.demo import DEMO
+from hrm_arc.demo import DEMO, DemoSettings
 from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.pipeline import PredictConfig, adapt_and_predict, collect_predictions
@@ -45,31 +45,34 @@ RESULTS = Path(__file__).parent / "results"
 DEVICE = torch.device("cpu")
 
 
-def pretrain_run(out: Path, minutes: float, overrides: list[str]) -> Path:
-    common = dict(families=DEMO.families, max_side=DEMO.max_side, seed=0)
-    tasks = family_puzzles("pretrain", puzzles_per_family=DEMO.puzzles_per_family, **common)
-    data = build_pretraining_data(tasks, DEMO.augmentations, seed=0)
+def pretrain_run(out: Path, minutes: float, overrides: list[str], demo: DemoSettings) -> Path:
+    tasks = pretrain_tasks(demo)
+    data = build_pretraining_data(tasks, demo.augmentations, seed=0)
     model_cfg, train_cfg = resolve_pretrain_configs(
-        DEMO.preset, overrides, data, steps=10**6, checkpoint_every=250
+        demo.preset,
+        [*overrides, f"train.time_limit_s={minutes * 60}"],
+        data,
+        steps=10**6,
+        checkpoint_every=250,
     )
-    start = time.perf_counter()
-
-    def on_log(step: int, record: dict) -> None:
-        if time.perf_counter() - start > minutes * 60:
-            raise TimeoutError
-
-    try:
-        pretrain(out, model_cfg, train_cfg, data, DistInfo(0, 1, DEVICE), {}, on_log=on_log)
-    except TimeoutError:
-        pass
+    pretrain(out, model_cfg, train_cfg, data, DistInfo(0, 1, DEVICE), {})
     return out
 
 
-def own_puzzle_score(run_dir: Path) -> float:
+def pretrain_tasks(demo: DemoSettings):
+    return family_puzzles(
+        "pretrain",
+        families=demo.families,
+        max_side=demo.max_side,
+        puzzles_per_family=demo.puzzles_per_family,
+        seed=0,
+    )
+
+
+def own_puzzle_score(run_dir: Path, demo: DemoSettings) -> float:
     run = load_run(run_dir, DEVICE)
-    common = dict(families=DEMO.families, max_side=DEMO.max_side, seed=0)
-    tasks = family_puzzles("pretrain", puzzles_per_family=DEMO.puzzles_per_family, **common)
-    data = build_pretraining_data(tasks, DEMO.augmentations, seed=0, canvas=run.canvas)
+    tasks = pretrain_tasks(demo)
+    data = build_pretraining_data(tasks, demo.augmentations, seed=0, canvas=run.canvas)
     data.views = run.views
     return heldout_evaluator(data, DEVICE, max_tasks=len(tasks))(run.model)["eval_arc_score"]
 
@@ -109,17 +112,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-adapt"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--quick", action="store_true", help="only the default configuration")
+    parser.add_argument("--puzzles-per-family", type=int, default=DEMO.puzzles_per_family)
+    parser.add_argument("--families", default=",".join(DEMO.families))
+    parser.add_argument("--augmentations", type=int, default=DEMO.augmentations)
+    parser.add_argument("--adapt-steps", type=int, default=DEMO.adapt_steps)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    run_dir = args.run or pretrain_run(args.out / "run", args.pretrain_minutes, args.overrides)
+    demo = dataclasses.replace(
+        DEMO,
+        puzzles_per_family=args.puzzles_per_family,
+        families=tuple(args.families.split(",")),
+        augmentations=args.augmentations,
+        adapt_steps=args.adapt_steps,
+    )
+    run_dir = args.run or pretrain_run(
+        args.out / "run", args.pretrain_minutes, args.overrides, demo
+    )
     heldout = family_puzzles(
         "heldout",
-        families=DEMO.families,
-        max_side=DEMO.max_side,
-        puzzles_per_family=DEMO.heldout_per_family,
+        families=demo.families,
+        max_side=demo.max_side,
+        puzzles_per_family=demo.heldout_per_family,
         seed=0,
     )
-    base = AdaptConfig(augmentations=DEMO.augmentations, steps=DEMO.adapt_steps)
+    base = AdaptConfig(augmentations=demo.augmentations, steps=demo.adapt_steps)
     variants = {"default": base}
     if not args.quick:
         variants |= {
@@ -141,7 +157,7 @@ def main() -> None:
             ranks=("votes", "logprob", "combined"),
         )
         print(name, json.dumps(rows[name]), flush=True)
-    reference = own_puzzle_score(run_dir)
+    reference = own_puzzle_score(run_dir, demo)
     blank = blank_score(run_dir, heldout)
     print(
         f"\n{'configuration':<16} {'votes':>7} {'logprob':>8} {'combined':>9} "

@@ -52,12 +52,15 @@ class TrainConfig:
     checkpoint_every: int = 0
     seed: int = 0
     compile: bool = False
+    time_limit_s: float = 0.0
+    """Stop (logging, evaluating and checkpointing as at the last step) after this many
+    seconds of training; 0 = no limit."""
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "log_every", "eval_every", "checkpoint_every"):
+        for name in ("warmup_steps", "log_every", "eval_every", "checkpoint_every", "time_limit_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr < 0 or self.puzzle_emb_lr < 0:
@@ -194,8 +197,11 @@ class Trainer:
 
     def _wrap(self, model: HRM):
         if self.dist.enabled and self.optimizer is not None:
-            # The puzzle table is a buffer kept identical by its own all-gathered updates:
-            # broadcasting it every step would cost as much as the table.
+            # Buffers (H_init, L_init, the puzzle table) start as rank 0's, once; afterwards
+            # the table stays identical through its all-gathered updates, so broadcasting it
+            # every step would cost as much as the table for nothing.
+            for buffer in model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
             device_ids = [self.dist.device] if self.dist.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
         return torch.compile(model) if self.config.compile else model
@@ -236,7 +242,7 @@ class Trainer:
         start, first_step = time.perf_counter(), self.step
         while self.step < c.steps:
             window.append(self.train_step())
-            last = self.step == c.steps
+            last = self.step == c.steps or self._out_of_time(start)
             evaluating = evaluate is not None and due(self.step, c.eval_every, last)
             if due(self.step, c.log_every, last) or evaluating:
                 record = self._summarise(window, start, first_step)
@@ -249,7 +255,18 @@ class Trainer:
                     on_log(self.step, record)
             if due(self.step, c.checkpoint_every, last):
                 self.save()
+            if last:
+                break
         return history
+
+    def _out_of_time(self, start: float) -> bool:
+        if not self.config.time_limit_s:
+            return False
+        elapsed = time.perf_counter() - start
+        over = torch.tensor(float(elapsed > self.config.time_limit_s), device=self.dist.device)
+        if self.dist.enabled:  # every rank must stop at the same step
+            torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
+        return bool(over)
 
     def _summarise(self, window: list[dict], start: float, first_step: int) -> dict:
         elapsed = time.perf_counter() - start

@@ -1,0 +1,273 @@
+"""Trainer tests on a tiny CPU model: learning, frozen adaptation, sampling, schedule, logging."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hrm_arc.hrm_core import HRM, make_config
+from hrm_arc.hrm_core.distributed import DistInfo
+from hrm_arc.hrm_core.trainer import (
+    TRAIN_PRESETS,
+    BatchSampler,
+    Examples,
+    TrainConfig,
+    Trainer,
+    due,
+    steps_for_epochs,
+    warmup_lr,
+)
+
+CPU = torch.device("cpu")
+SINGLE = DistInfo(0, 1, CPU)
+SEQ = 16  # a 4x4 canvas
+IDS = 5  # table rows: blank + 4 puzzles
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matmuls gain nothing from threads, and on a busy 2-core machine idle OpenMP
+    threads spin-waiting for a descheduled sibling make every step ~100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(seed: int = 0, **overrides: object) -> HRM:
+    torch.manual_seed(seed)
+    fields = dict(seq_len=SEQ, num_puzzle_ids=IDS, hidden_size=32, puzzle_emb_ndim=32,
+                  expansion=2.0, halt_max_steps=2)
+    return HRM(make_config("tiny", **{**fields, **overrides}))
+
+
+def fixed_examples(n: int = 8, n_puzzles: int = 4) -> Examples:
+    """A copy task: labels are the inputs, the last two tokens are PAD (ignored)."""
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(2, 12, (n, SEQ)).astype(np.uint8)
+    labels = inputs.copy()
+    labels[:, -2:] = 0
+    puzzle_ids = (1 + np.arange(n) % n_puzzles).astype(np.int64)
+    return Examples(inputs, labels, puzzle_ids)
+
+
+def make_trainer(examples: Examples | None = None, run_dir=None, model: HRM | None = None,
+                 **train: object) -> Trainer:
+    fields = dict(steps=20, batch_size=8, lr=3e-3, warmup_steps=0, puzzle_emb_lr=1e-2,
+                  log_every=5)
+    config = TrainConfig(**{**fields, **train})
+    return Trainer(model or tiny_model(), config, examples or fixed_examples(), SINGLE, run_dir)
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+def test_a_few_steps_lower_the_loss() -> None:
+    trainer = make_trainer()
+    metrics = [trainer.train_step() for _ in range(20)]
+    lm = [float(m["lm_loss"]) for m in metrics]
+    assert np.mean(lm[-5:]) < 0.7 * lm[0], lm
+    assert float(metrics[-1]["loss"]) < float(metrics[0]["loss"])
+    assert trainer.step == 20
+
+
+def test_freeze_network_trains_only_the_used_table_rows() -> None:
+    examples = fixed_examples(n=8, n_puzzles=2)  # only rows 1 and 2 are used
+    trainer = make_trainer(examples, freeze_network=True)
+    model = trainer.model
+    dense = {k: v.clone() for k, v in model.named_parameters()}
+    buffers = {k: v.clone() for k, v in model.named_buffers() if "puzzle_emb" not in k}
+    table = model.puzzle_emb.weights.clone()
+    for _ in range(3):
+        trainer.train_step()
+    assert trainer.optimizer is None
+    assert not any(p.requires_grad for p in model.parameters())
+    for name, before in dense.items():
+        assert torch.equal(before, dict(model.named_parameters())[name]), name
+    for name, before in buffers.items():
+        assert torch.equal(before, dict(model.named_buffers())[name]), name
+    after = model.puzzle_emb.weights
+    for row in (1, 2):
+        assert not torch.equal(after[row], table[row]), f"row {row} did not learn"
+    for row in (0, 3, 4):
+        assert torch.equal(after[row], table[row]), f"unused row {row} changed"
+
+
+def test_unfrozen_training_changes_dense_parameters() -> None:
+    trainer = make_trainer()
+    before = {k: v.clone() for k, v in trainer.model.named_parameters()}
+    trainer.train_step()
+    changed = [k for k, v in trainer.model.named_parameters() if not torch.equal(v, before[k])]
+    assert "lm_head.weight" in changed and len(changed) > len(before) // 2
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def draw(sampler: BatchSampler, steps: int) -> list[np.ndarray]:
+    return [sampler.next_indices() for _ in range(steps)]
+
+
+def test_sampler_covers_every_example_once_per_epoch() -> None:
+    n, batch = 10, 4  # batches straddle epoch boundaries
+    sampler = BatchSampler(n, batch, seed=3, dist_info=SINGLE)
+    flat = np.concatenate(draw(sampler, 10))  # 40 indices = 4 epochs
+    assert all(len(b) == batch for b in draw(BatchSampler(n, batch, 3, SINGLE), 10))
+    for epoch in range(4):
+        assert sorted(flat[epoch * n : (epoch + 1) * n]) == list(range(n)), epoch
+    assert sampler.epoch == 4
+    assert not np.array_equal(flat[:n], flat[n : 2 * n])  # each epoch is reshuffled
+
+
+def test_sampler_is_deterministic_per_seed() -> None:
+    a = np.concatenate(draw(BatchSampler(12, 4, 7, SINGLE), 9))
+    b = np.concatenate(draw(BatchSampler(12, 4, 7, SINGLE), 9))
+    c = np.concatenate(draw(BatchSampler(12, 4, 8, SINGLE), 9))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_sampler_state_dict_continues_the_same_sequence() -> None:
+    sampler = BatchSampler(10, 4, 1, SINGLE)
+    draw(sampler, 3)
+    state = sampler.state_dict()
+    expected = draw(sampler, 5)
+    other = BatchSampler(10, 4, 99, SINGLE)
+    other.load_state_dict(state)
+    assert all(np.array_equal(x, y) for x, y in zip(draw(other, 5), expected))
+
+
+@pytest.mark.parametrize("n", [12, 10])  # 10: global batches straddle epoch boundaries
+def test_rank_slices_partition_the_global_batch(n: int) -> None:
+    world = 3
+    glob = draw(BatchSampler(n, 6, 5, SINGLE), 8)
+    ranks = [draw(BatchSampler(n, 6, 5, DistInfo(r, world, CPU)), 8) for r in range(world)]
+    for step, global_batch in enumerate(glob):
+        parts = [ranks[r][step] for r in range(world)]
+        assert [len(p) for p in parts] == [2, 2, 2]
+        assert np.array_equal(np.concatenate(parts), global_batch)
+        if n % 6 == 0:  # within one epoch every example appears once: slices are disjoint
+            assert len(set(np.concatenate(parts).tolist())) == 6
+
+
+def test_sampler_refuses_an_empty_dataset() -> None:
+    with pytest.raises(ValueError, match="no training examples"):
+        BatchSampler(0, 4, 0, SINGLE)
+
+
+def test_batches_ignore_pad_labels() -> None:
+    trainer = make_trainer()
+    trainer.train_step()
+    labels = trainer.carry.batch["labels"]
+    assert (labels[:, -2:] == -100).all() and (labels[:, :-2] >= 2).all()
+
+
+# ----------------------------------------------------------------------------- schedule
+
+
+def test_warmup_lr_is_linear_then_constant() -> None:
+    assert [warmup_lr(1.0, s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_lr(3e-3, 0, 0) == 3e-3  # no warm-up
+    assert warmup_lr(2.0, 1000, 10) == 2.0
+
+
+def test_trainer_applies_warmup_to_both_optimisers() -> None:
+    trainer = make_trainer(lr=1e-3, puzzle_emb_lr=1e-2, warmup_steps=4)
+    seen = []
+    for _ in range(5):
+        trainer.train_step()
+        seen.append((trainer.optimizer.param_groups[0]["lr"],
+                     trainer.embedding_optimizer.param_groups[0]["lr"]))
+    dense, emb = zip(*seen)
+    assert dense == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3])
+    assert emb == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2])
+
+
+def test_due() -> None:
+    assert due(10, 5, last=False) and due(5, 5, last=False)
+    assert not due(7, 5, last=False)
+    assert due(7, 5, last=True)  # the last step always acts...
+    assert not due(7, 0, last=True) and not due(10, 0, last=False)  # ...unless never
+
+
+def test_steps_for_epochs() -> None:
+    assert steps_for_epochs(100, 8, 1) == 13
+    assert steps_for_epochs(100, 8, 0.01) == 1
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def test_fit_logs_evaluates_and_checkpoints_at_their_intervals(tmp_path) -> None:
+    trainer = make_trainer(run_dir=tmp_path, steps=6, log_every=4, eval_every=3,
+                           checkpoint_every=5, batch_size=4)
+    evaluated, logged, saved = [], [], []
+    trainer.save = lambda: saved.append(trainer.step)  # a fake checkpointer
+
+    def evaluate(model: HRM) -> dict:
+        assert model is trainer.model
+        evaluated.append(trainer.step)
+        return {"eval_score": float(trainer.step)}
+
+    history = trainer.fit(on_log=lambda step, rec: logged.append(step), evaluate=evaluate)
+    assert evaluated == [3, 6] and logged == [3, 4, 6] and saved == [5, 6]
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records == json.loads(json.dumps(history))
+    assert [r["step"] for r in records] == [3, 4, 6]
+    assert [r.get("eval_score") for r in records] == [3.0, None, 6.0]
+    for r in records:
+        assert {"loss", "lm_loss", "accuracy", "exact_accuracy", "epoch", "segments_per_s",
+                "elapsed_s"} <= set(r)
+        assert np.isfinite(r["loss"]) and 0 <= r["accuracy"] <= 1
+    assert trainer.fit() == []  # already at config.steps: nothing more to do
+
+
+def test_fit_saves_a_loadable_checkpoint_and_metrics(tmp_path) -> None:
+    from hrm_arc.hrm_core.checkpoint import load_checkpoint
+
+    trainer = make_trainer(run_dir=tmp_path, steps=3, log_every=2, checkpoint_every=2,
+                           batch_size=4)
+    trainer.fit()
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 3
+    assert state["train_config"] == dataclasses.asdict(trainer.config)
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_fit_without_run_dir_writes_nothing(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    make_trainer(steps=2, log_every=1, checkpoint_every=1, batch_size=4).fit()
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("field, value", [
+    ("steps", 0), ("batch_size", 0), ("warmup_steps", -1), ("log_every", -1),
+    ("eval_every", -1), ("checkpoint_every", -1),
+])
+def test_train_config_rejects_bad_counts(field: str, value: int) -> None:
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be >= \d, got {value}"):
+        TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field", ["lr", "puzzle_emb_lr"])
+def test_train_config_rejects_negative_learning_rates(field: str) -> None:
+    with pytest.raises(ValueError, match="learning rates must be >= 0"):
+        TrainConfig(**{field: -1e-3})
+
+
+@pytest.mark.parametrize("name", sorted(TRAIN_PRESETS))
+def test_every_train_preset_runs(name: str) -> None:
+    """Smoke test: each preset's optimiser settings train a tiny model for two steps."""
+    preset = dataclasses.replace(TRAIN_PRESETS[name], steps=2, batch_size=4, log_every=1)
+    trainer = Trainer(tiny_model(), preset, fixed_examples(), SINGLE)
+    history = trainer.fit()
+    assert [r["step"] for r in history] == [1, 2]
+    assert all(np.isfinite(r["loss"]) for r in history)

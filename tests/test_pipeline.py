@@ -1,0 +1,217 @@
+"""End to end through the CLI: tiny pretraining, then adapt-and-predict on held-out puzzles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hrm_arc import pipeline
+from hrm_arc.cli import main
+from hrm_arc.families import family_puzzles
+from hrm_arc.hrm_core.checkpoint import load_checkpoint
+from hrm_arc.submission import load_submission, validate_submission
+from hrm_arc.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
+
+TINY = ["--preset", "tiny", "--device", "cpu", "-a", "2", "--batch-size", "8",
+        "--set", "model.hidden_size=32", "--set", "model.puzzle_emb_ndim=32",
+        "--set", "model.expansion=2", "--set", "model.halt_max_steps=2"]
+ADAPT = ["--device", "cpu", "-a", "2", "--steps", "2", "--group-size", "2",
+         "--set", "adapt.batch_size=8"]
+BIG = "zz-big-0000"  # a held-out task with a grid larger than the pretraining canvas
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matmuls gain nothing from threads; on a busy 2-core machine they stall."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def ok(result) -> None:
+    assert result.exit_code == 0, result.output + repr(result.exception)
+
+
+def big_task(with_output: bool = True) -> Task:
+    grid = np.arange(49, dtype=np.uint8).reshape(7, 7) % 10
+    pair = Pair(grid, grid.T.copy())
+    return Task(BIG, (pair, pair), (Pair(grid, grid.T.copy() if with_output else None),))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("data")
+    pretrain = family_puzzles("pretrain", families=["recolour"], puzzles_per_family=4, max_side=5)
+    heldout = family_puzzles("heldout", families=["recolour"], puzzles_per_family=3, max_side=5)
+    no_outputs = TaskSet([Task(t.id, t.train, tuple(Pair(p.input) for p in t.test))
+                          for t in heldout[:2]], name="blind")
+    return {
+        "pretrain": save_tasks(pretrain, root / "pretrain"),
+        "heldout": save_tasks(TaskSet([*heldout, big_task()]), root / "heldout"),
+        "blind": save_tasks(no_outputs, root / "blind"),
+    }
+
+
+@pytest.fixture(scope="module")
+def run_dir(data, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "run"
+    ok(invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 3, *TINY))
+    return run
+
+
+@pytest.fixture(scope="module")
+def predicted(run_dir, data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("preds") / "out"
+    ok(invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT))
+    return out
+
+
+def copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+# ----------------------------------------------------------------------------- pretrain
+
+
+def test_pretrain_leaves_a_complete_run_dir(run_dir) -> None:
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoint.pt", "config.json", "metrics.jsonl"]
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["step"] == 3 and state["canvas"] == 5
+    assert state["model_config"]["hidden_size"] == 32
+    assert state["model_config"]["seq_len"] == 25
+    assert len(state["views"]) == 8  # 4 puzzles x 2 augmentations
+    assert state["model_config"]["num_puzzle_ids"] == 9
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train"]["steps"] == 3 and config["model"]["expansion"] == 2.0
+    assert config["views"] == 8
+
+
+def test_pretrain_refuses_an_existing_run_without_resume(run_dir, data, tmp_path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    before = (run / "checkpoint.pt").read_bytes()
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 3, *TINY)
+    assert result.exit_code == 2, result.output
+    assert "exists: pass --resume" in result.output
+    assert "Traceback" not in result.output
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def test_resume_continues_to_the_new_step_count(run_dir, data, tmp_path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 5, "--resume",
+                    *TINY)
+    ok(result)
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 5
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [3, 5]  # the first run's record, then the resumed run's last step
+    assert json.loads((run / "config.json").read_text())["train"]["steps"] == 5
+
+
+def test_resume_with_another_model_config_is_refused(run_dir, data, tmp_path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 5, "--resume",
+                    *TINY, "--set", "model.H_cycles=1")
+    assert result.exit_code == 2, result.output
+    assert "model config differs" in result.output and "Traceback" not in result.output
+
+
+def test_corrupt_checkpoint_exits_2_without_traceback(run_dir, data, tmp_path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    ckpt = run / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    result = invoke("adapt-and-predict", run, "-d", data["heldout"], "--out", tmp_path / "out",
+                    *ADAPT)
+    assert result.exit_code == 2, result.output
+    assert "cannot read checkpoint" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "submission.json").exists()
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 5, "--resume",
+                    *TINY)
+    assert result.exit_code == 2, result.output
+    assert "cannot read checkpoint" in result.output and "Traceback" not in result.output
+
+
+def test_missing_run_dir_is_a_usage_error(data, tmp_path) -> None:
+    result = invoke("adapt-and-predict", tmp_path / "nope", "-d", data["heldout"], "--out",
+                    tmp_path / "out", *ADAPT)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- adapt-and-predict
+
+
+def test_adapt_and_predict_writes_every_output(predicted, data) -> None:
+    tasks = load_tasks(data["heldout"])
+    assert sorted(p.name for p in (predicted / "tasks").iterdir()) == sorted(
+        f"{t}.json" for t in tasks.ids)
+    for name in ("predictions.json", "submission.json", "score.json"):
+        assert (predicted / name).is_file(), name
+    submission = load_submission(predicted / "submission.json")
+    assert validate_submission(submission, tasks) == []
+    score = json.loads((predicted / "score.json").read_text())
+    assert score["n_tasks"] == len(tasks) == 4
+    assert 0.0 <= score["overall"] <= 1.0
+
+
+def test_oversized_task_gets_a_valid_placeholder(predicted, data) -> None:
+    tasks = load_tasks(data["heldout"])
+    submission = load_submission(predicted / "submission.json")
+    assert validate_submission(submission, tasks) == []
+    assert submission[BIG] == [{"attempt_1": [[0]], "attempt_2": [[0]]}]
+    info = json.loads((predicted / "tasks" / f"{BIG}.json").read_text())
+    assert "larger than canvas 5" in json.dumps(info)
+    predictions = json.loads((predicted / "predictions.json").read_text())
+    assert "larger than canvas" in json.dumps(predictions)
+
+
+def test_rerun_skips_finished_tasks(predicted, run_dir, data, monkeypatch) -> None:
+    files = sorted((predicted / "tasks").iterdir())
+    mtimes = {p.name: p.stat().st_mtime_ns for p in files}
+    calls = []
+    monkeypatch.setattr(pipeline, "adapt_tasks", lambda *a, **k: calls.append(a))
+    ok(invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", predicted, *ADAPT))
+    assert calls == []
+    assert {p.name: p.stat().st_mtime_ns for p in (predicted / "tasks").iterdir()} == mtimes
+    tasks = load_tasks(data["heldout"])
+    assert validate_submission(load_submission(predicted / "submission.json"), tasks) == []
+
+
+def test_rerun_after_a_lost_task_redoes_only_that_task(predicted, run_dir, data, tmp_path,
+                                                       monkeypatch) -> None:
+    out = Path(shutil.copytree(predicted, tmp_path / "out"))
+    lost = sorted((out / "tasks").glob("recolour*.json"))[0]
+    lost.unlink()
+    adapted = []
+    real = pipeline.adapt_tasks
+
+    def counting(model, tasks, *args, **kwargs):
+        adapted.append([t.id for t in tasks])
+        return real(model, tasks, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "adapt_tasks", counting)
+    ok(invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT))
+    assert adapted == [[lost.stem]]
+    assert lost.exists()
+
+
+def test_task_set_without_test_outputs_gives_a_submission_and_no_score(run_dir, data,
+                                                                       tmp_path) -> None:
+    out = tmp_path / "out"
+    ok(invoke("adapt-and-predict", run_dir, "-d", data["blind"], "--out", out, *ADAPT))
+    tasks = load_tasks(data["blind"])
+    assert not tasks.has_solutions
+    assert validate_submission(load_submission(out / "submission.json"), tasks) == []
+    assert not (out / "score.json").exists()
+    assert len(list((out / "tasks").iterdir())) == 2
