@@ -25,6 +25,11 @@ err_console = Console(stderr=True)
 BAD_INPUT = 2  # exit code for bad input data, as click uses for bad usage
 
 
+def say(text: str, err: bool = False) -> None:
+    """Print a message as written (no highlighting, no wrapping inside paths or ids)."""
+    (err_console if err else console).print(text, highlight=False, soft_wrap=True)
+
+
 def reports_bad_input(command):
     """Turn a DatasetError (or another ValueError raised on user data) into a message and exit 2."""
 
@@ -35,7 +40,7 @@ def reports_bad_input(command):
         except ValueError as e:  # DatasetError, CheckpointError, bad config values
             # escape: user data quoted in a message (e.g. "[/x]") must not be read as markup
             message = escape(str(e))
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+            say(f"[bold red]error:[/] {message}", err=True)
             sys.exit(BAD_INPUT)
 
     return wrapper
@@ -207,18 +212,15 @@ def export(predictions_path, out, dataset, rank):
     submission = submission_from_predictions(predictions, tasks)
     write_json_atomic(out, submission)
     if filled:
-        err_console.print(
+        say(
             f"[yellow]warning:[/] {len(filled)} tasks had no predictions and get 1x1 zero "
             f"attempts: {escape(', '.join(filled[:10]))}{' ...' if len(filled) > 10 else ''}",
-            highlight=False,
-            soft_wrap=True,
+            err=True,
         )
     n_tests = sum(len(entries) for entries in submission.values())
-    console.print(
+    say(
         f"wrote {escape(str(out))}: {len(submission)} tasks, {n_tests} test inputs, "
         f"ranking {rank or 'as saved'}",
-        highlight=False,
-        soft_wrap=True,
     )
 
 
@@ -241,19 +243,16 @@ def validate(submission_path, dataset, solutions):
     problems = validate_submission(submission, tasks)
     if problems:
         for problem in problems:
-            err_console.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)
-        err_console.print(
+            say(f"  {escape(problem)}", err=True)
+        say(
             f"[bold red]error:[/] {escape(str(submission_path))}: {len(problems)} problems",
-            highlight=False,
-            soft_wrap=True,
+            err=True,
         )
         sys.exit(BAD_INPUT)
     n_tests = sum(len(t.test) for t in tasks)
-    console.print(
+    say(
         f"OK {escape(str(submission_path))}: {len(tasks)} tasks, {n_tests} test inputs, "
         f"{2 * n_tests} attempts",
-        highlight=False,
-        soft_wrap=True,
     )
 
 
@@ -290,7 +289,7 @@ def score(submission_path, dataset, solutions, json_out):
     print_score(report, f"{submission_path} on {tasks.name}")  # shared with adapt-and-predict
     if json_out is not None:
         write_json_atomic(json_out, report.to_dict(), indent=True)
-        console.print(f"wrote {escape(str(json_out))}", highlight=False, soft_wrap=True)
+        say(f"wrote {escape(str(json_out))}")
 
 
 def parse_duration(text: str) -> float:
@@ -490,13 +489,11 @@ def print_score(report, title: str) -> None:
     for column in ("task", "tests", "correct", "score"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for row in report.rows:
-        table.add_row(row.task_id, str(row.n_tests), str(row.correct), f"{row.fraction:.2f}")
+        table.add_row(escape(row.task_id), str(row.n_tests), str(row.correct), f"{row.fraction:.2f}")
     console.print(table)
-    console.print(
+    say(
         f"ARC score {report.overall:.2%} (95% CI {report.ci_low:.2%}-{report.ci_high:.2%}) | "
         f"strict solved {report.strict_solved}/{report.n_tasks} | pass@1 {report.pass_at_1:.2%}",
-        highlight=False,
-        soft_wrap=True,
     )
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import orjson
 
+from .atomic import write_atomic
 from .tasks import DatasetError
 
 
@@ -18,21 +18,9 @@ def write_json_atomic(path: str | os.PathLike, obj: object, indent: bool = False
     file in the same directory, is flushed to disk, then renamed over `path`: readers see the
     old file or the new one, never a partial write.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
     data = orjson.dumps(obj, option=option)
-    # Same directory as the target, so os.replace is a rename within one filesystem.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: f.write(data))
 
 
 def read_json(path: str | os.PathLike, what: str) -> object:

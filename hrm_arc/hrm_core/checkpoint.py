@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from .. import __version__
+from ..atomic import write_atomic
 
 FORMAT = "hrm-arc-checkpoint"
 REQUIRED_KEYS = ("format", "version", "model_config", "model", "step")
@@ -21,18 +21,7 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """Write `state` to `path` through a temporary file, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": __version__, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save({"format": FORMAT, "version": __version__, **state}, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
