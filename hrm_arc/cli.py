@@ -489,7 +489,9 @@ def print_score(report, title: str) -> None:
     for column in ("task", "tests", "correct", "score"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for row in report.rows:
-        table.add_row(escape(row.task_id), str(row.n_tests), str(row.correct), f"{row.fraction:.2f}")
+        table.add_row(
+            escape(row.task_id), str(row.n_tests), str(row.correct), f"{row.fraction:.2f}"
+        )
     console.print(table)
     say(
         f"ARC score {report.overall:.2%} (95% CI {report.ci_low:.2%}-{report.ci_high:.2%}) | "
