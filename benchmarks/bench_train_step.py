@@ -86,7 +86,7 @@ from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.hrm_core.layers import round_up
 from hrm_arc.hrm_core.model import HRM, HRMConfig
 from hrm_arc.hrm_core.optimizer import AdamATan2
-from hrm_arc.hrm_core.trainer import BatchSampler, Examples, Trainer, TrainConfig, to_batch
+from hrm_arc.hrm_core.trainer import BatchSampler, Examples, TrainConfig, Trainer, to_batch
 
 RESULTS = Path(__file__).parent / "results"
 # Brief: the official model code at hidden 128, 2+2 layers, canvas 10x10, batch 16, 4 ACT
