@@ -33,7 +33,7 @@ has not learned to stop early).
 
 Model FLOPs per step (``flops_per_step``; matmuls and attention only, norms and elementwise ops
 ignored), with N = batch * (puzzle_len + seq_len) tokens and T = puzzle_len + seq_len:
-    block  = 2 * N * (4 h^2 + 3 h * inner)      # qkv (3h^2) + o (h^2) + SwiGLU (2 h inner + inner h)
+    block  = 2 * N * (4 h^2 + 3 h * inner)  # qkv 3h^2, o h^2, SwiGLU 3 h inner
            + 4 * batch * T^2 * h                 # QK^T and PV
     L_call = L_layers * block,  H_call = H_layers * block
     heads  = 2 * batch * seq_len * h * vocab + 2 * batch * h * 2
@@ -117,27 +117,65 @@ PRESETS = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="default: cpu on --device cpu, paper on --device cuda")
-    p.add_argument("--official", default=os.environ.get("HRM_OFFICIAL", "/tmp/official_hrm"),
-                   help="directory holding the official models/ package (env HRM_OFFICIAL)")
-    for name in ("hidden", "heads", "H_layers", "L_layers", "H_cycles", "L_cycles", "canvas",
-                 "batch", "halt_max_steps", "num_puzzle_ids", "steps", "warmup"):
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=sorted(PRESETS),
+        help="default: cpu on --device cpu, paper on --device cuda",
+    )
+    p.add_argument(
+        "--official",
+        default=os.environ.get("HRM_OFFICIAL", "/tmp/official_hrm"),
+        help="directory holding the official models/ package (env HRM_OFFICIAL)",
+    )
+    for name in (
+        "hidden",
+        "heads",
+        "H_layers",
+        "L_layers",
+        "H_cycles",
+        "L_cycles",
+        "canvas",
+        "batch",
+        "halt_max_steps",
+        "num_puzzle_ids",
+        "steps",
+        "warmup",
+    ):
         p.add_argument(f"--{name}", type=int, default=None)
     p.add_argument("--expansion", type=float, default=None)
-    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
-                   help="forward dtype; CPU always float32")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=("float32", "bfloat16"),
+        help="forward dtype; CPU always float32",
+    )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
-    p.add_argument("--peak-flops", type=float, default=989e12,
-                   help="accelerator peak for MFU (default: H100 SXM dense bf16)")
-    p.add_argument("--halt-only", action=argparse.BooleanOptionalAction, default=True,
-                   help="also time ours with q_learning=halt_only (no q_continue target forward)")
+    p.add_argument(
+        "--peak-flops",
+        type=float,
+        default=989e12,
+        help="accelerator peak for MFU (default: H100 SXM dense bf16)",
+    )
+    p.add_argument(
+        "--halt-only",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time ours with q_learning=halt_only (no q_continue target forward)",
+    )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="JSON path (default results/bench_train_step_<device>.json)")
-    p.add_argument("--child", default=None, choices=("ours", "ours[halt_only]", "official"), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--out", default=None, help="JSON path (default results/bench_train_step_<device>.json)"
+    )
+    p.add_argument(
+        "--child",
+        default=None,
+        choices=("ours", "ours[halt_only]", "official"),
+        help=argparse.SUPPRESS,
+    )
     args = p.parse_args(argv)
     preset = PRESETS[args.preset or ("paper" if args.device == "cuda" else "cpu")]
     args.preset = args.preset or ("paper" if args.device == "cuda" else "cpu")
@@ -249,7 +287,9 @@ class OfficialRunner:
         torch.manual_seed(args.seed)
         self.device, self.batch_size = device, args.batch
         self.examples = examples
-        self.sampler = BatchSampler(len(examples), args.batch, args.seed + 1, DistInfo(0, 1, device))
+        self.sampler = BatchSampler(
+            len(examples), args.batch, args.seed + 1, DistInfo(0, 1, device)
+        )
         config = dict(
             batch_size=args.batch, seq_len=args.canvas**2, puzzle_emb_ndim=args.hidden,
             num_puzzle_identifiers=args.num_puzzle_ids, vocab_size=12,
@@ -278,7 +318,9 @@ class OfficialRunner:
         if self.carry is None:
             with torch.device(self.device):
                 self.carry = self.model.initial_carry(batch)
-        self.carry, loss, _metrics, _, _ = self.forward(carry=self.carry, batch=batch, return_keys=[])
+        self.carry, loss, _metrics, _, _ = self.forward(
+            carry=self.carry, batch=batch, return_keys=[]
+        )
         ((1 / self.batch_size) * loss).backward()
         for optim in self.optimizers:
             optim.step()
@@ -380,9 +422,23 @@ def _peak_rss_kib() -> int:
 
 def cpu_memory(args: argparse.Namespace, name: str) -> dict | None:
     cmd = [sys.executable, __file__, "--child", name, "--device", "cpu", "--preset", args.preset]
-    for key in ("official", "hidden", "heads", "H_layers", "L_layers", "H_cycles", "L_cycles",
-                "canvas", "batch", "halt_max_steps", "num_puzzle_ids", "warmup", "expansion",
-                "threads", "seed"):
+    for key in (
+        "official",
+        "hidden",
+        "heads",
+        "H_layers",
+        "L_layers",
+        "H_cycles",
+        "L_cycles",
+        "canvas",
+        "batch",
+        "halt_max_steps",
+        "num_puzzle_ids",
+        "warmup",
+        "expansion",
+        "threads",
+        "seed",
+    ):
         cmd += [f"--{key}", str(getattr(args, key))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -417,7 +473,10 @@ def main(argv: list[str] | None = None) -> dict | None:
         runners.append(OfficialRunner(args, examples, device, classes))
     if args.halt_only:
         runners.append(OursRunner(args, examples, device, q_learning="halt_only"))
-    params = {r.name: count_params(r.trainer.model if r.name.startswith("ours") else r.model) for r in runners}
+    params = {
+        r.name: count_params(r.trainer.model if r.name.startswith("ours") else r.model)
+        for r in runners
+    }
 
     print(
         f"device {device}, preset {args.preset}, hidden {args.hidden}, "
@@ -496,7 +555,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     report = {
         "benchmark": "bench_train_step",
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
