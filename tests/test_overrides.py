@@ -108,7 +108,7 @@ def test_later_items_win_and_whitespace_is_ignored() -> None:
 def test_values_are_validated_by_the_config() -> None:
     with pytest.raises(ValueError, match=r"TrainConfig\.steps must be >= 1, got 0"):
         apply_overrides(configs(), ["train.steps=0"])
-    with pytest.raises(ValueError, match="hidden_size=33 must be divisible by num_heads=2"):
+    with pytest.raises(ValueError, match="hidden_size=33 must be divisible by num_heads=4"):
         apply_overrides(configs(), ["model.hidden_size=33"])
     with pytest.raises(ValueError, match="AdaptConfig.strategy must be one of"):
         apply_overrides({"adapt": AdaptConfig()}, ["adapt.strategy=everything"])

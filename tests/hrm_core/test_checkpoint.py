@@ -36,7 +36,7 @@ def one_thread():
 
 def tiny_config(**overrides: object):
     fields = dict(seq_len=SEQ, num_puzzle_ids=5, hidden_size=32, puzzle_emb_ndim=32,
-                  expansion=2.0, halt_max_steps=3, halt_exploration_prob=0.5)
+                  expansion=2.0, halt_max_steps=3, halt_exploration_prob=0.5, q_learning="full")
     return make_config("tiny", **{**fields, **overrides})
 
 

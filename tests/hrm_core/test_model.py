@@ -22,7 +22,9 @@ VOCAB = 12
 
 def tiny_model(seed: int = 0, **overrides: object) -> HRM:
     torch.manual_seed(seed)
-    fields = {"seq_len": SEQ, "num_puzzle_ids": 6, "halt_exploration_prob": 0.0}
+    # The full Q-learning path (q_continue target) at the former tiny width, where not overridden.
+    fields = {"seq_len": SEQ, "num_puzzle_ids": 6, "halt_exploration_prob": 0.0,
+              "hidden_size": 64, "num_heads": 2, "puzzle_emb_ndim": 64, "q_learning": "full"}
     fields.update(overrides)
     return HRM(make_config("tiny", **fields))
 
