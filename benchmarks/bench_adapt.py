@@ -1,10 +1,11 @@
 """Two-stage test-time adaptation on puzzles the network never saw, with the ablation table.
 
-Pretrains a CPU preset on generated puzzle families (or reuses a run), then runs
-adapt-and-predict on held-out puzzles (parameter combinations pretraining never showed) under
-each ablation: strategy, embedding initialisation, ranking, number of views; and without
-adaptation (blank embedding). The reference is the same checkpoint's score on the held-out
-test pairs of its own pretraining puzzles.
+Pretrains the demo's CPU preset on generated puzzle families for a time budget (or reuses a
+run), then runs adapt-and-predict on held-out puzzles (parameter combinations pretraining never
+showed) under each ablation: strategy, embedding initialisation, number of views, and no
+adaptation at all (`steps=0`: every view on a zero embedding). Every row is scored under the
+three rankings. The reference is the same checkpoint's score on the held-out test pairs of its
+own pretraining puzzles.
 
     python benchmarks/bench_adapt.py --pretrain-minutes 30
     python benchmarks/bench_adapt.py --run /tmp/bench-adapt/run   # reuse a pretrained run
@@ -13,7 +14,6 @@ test pairs of its own pretraining puzzles.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import shutil
@@ -23,14 +23,11 @@ from pathlib import Path
 import torch
 
 from hrm_arc.adapt import AdaptConfig
-from hrm_arc.augment import IDENTITY
-from hrm_arc.dataset import View
-from hrm_arc.demo import DEMO, DemoSettings
-from hrm_arc.families import family_puzzles
+from hrm_arc.demo import DEMO, DemoSettings, demo_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.pipeline import PredictConfig, adapt_and_predict, collect_predictions
-from hrm_arc.predict import predict_task
 from hrm_arc.pretrain import (
+    PretrainData,
     build_pretraining_data,
     heldout_evaluator,
     load_run,
@@ -39,70 +36,44 @@ from hrm_arc.pretrain import (
 )
 from hrm_arc.score import score_submission
 from hrm_arc.submission import submission_from_predictions
-from hrm_arc.vote import rank_predictions
+from hrm_arc.vote import RANKINGS, rank_predictions
 
 RESULTS = Path(__file__).parent / "results"
-DEVICE = torch.device("cpu")
+CPU = DistInfo(0, 1, torch.device("cpu"))
 
 
-def pretrain_run(out: Path, minutes: float, overrides: list[str], demo: DemoSettings) -> Path:
-    tasks = pretrain_tasks(demo)
-    data = build_pretraining_data(tasks, demo.augmentations, seed=0)
+def pretrain_run(
+    out: Path, minutes: float, overrides: list[str], data: PretrainData, demo: DemoSettings
+) -> dict:
+    limit = f"train.time_limit_s={minutes * 60}"
     model_cfg, train_cfg = resolve_pretrain_configs(
-        demo.preset,
-        [*overrides, f"train.time_limit_s={minutes * 60}"],
-        data,
-        steps=10**6,
-        checkpoint_every=250,
+        demo.preset, [*overrides, limit], data, steps=10**6, checkpoint_every=500
     )
-    pretrain(out, model_cfg, train_cfg, data, DistInfo(0, 1, DEVICE), {})
-    return out
-
-
-def pretrain_tasks(demo: DemoSettings):
-    return family_puzzles(
-        "pretrain",
-        families=demo.families,
-        max_side=demo.max_side,
-        puzzles_per_family=demo.puzzles_per_family,
-        seed=0,
-    )
-
-
-def own_puzzle_score(run_dir: Path, demo: DemoSettings) -> float:
-    run = load_run(run_dir, DEVICE)
-    tasks = pretrain_tasks(demo)
-    data = build_pretraining_data(tasks, demo.augmentations, seed=0, canvas=run.canvas)
-    data.views = run.views
-    return heldout_evaluator(data, DEVICE, max_tasks=len(tasks))(run.model)["eval_arc_score"]
-
-
-def ablation(run_dir: Path, tasks, out: Path, adapt: AdaptConfig, ranks=("votes",)) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
-    run = load_run(run_dir, DEVICE)
     start = time.perf_counter()
-    adapt_and_predict(
-        run, tasks, out, adapt, PredictConfig(group_size=len(tasks)), DistInfo(0, 1, DEVICE)
-    )
+    trainer = pretrain(out, model_cfg, train_cfg, data, CPU, {})
+    return {
+        "steps": trainer.step,
+        "minutes": (time.perf_counter() - start) / 60,
+        "model": dataclasses.asdict(model_cfg),
+        "train": dataclasses.asdict(train_cfg),
+    }
+
+
+def ablation(run_dir: Path, tasks, out: Path, adapt: AdaptConfig) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    run = load_run(run_dir, CPU.device)
+    start = time.perf_counter()
+    adapt_and_predict(run, tasks, out, adapt, PredictConfig(group_size=len(tasks)), CPU)
     seconds = time.perf_counter() - start
     predictions, info = collect_predictions(out, tasks)
-    scores = {}
-    for rank in ranks:
-        ranked = rank_predictions(predictions, rank)
-        scores[rank] = score_submission(submission_from_predictions(ranked, tasks), tasks).overall
+    scores = {
+        rank: score_submission(
+            submission_from_predictions(rank_predictions(predictions, rank), tasks), tasks
+        ).overall
+        for rank in RANKINGS
+    }
     demo_exact = next(iter(info.values()))["group_demo_exact"]
     return {"scores": scores, "demo_exact": demo_exact, "s_per_task": seconds / len(tasks)}
-
-
-def blank_score(run_dir: Path, tasks) -> float:
-    """No adaptation: every view uses the blank identifier 0."""
-    run = load_run(run_dir, DEVICE)
-    predictions = {}
-    for task in tasks:
-        views = [View(task.id, IDENTITY, 0)]
-        predictions[task.id] = predict_task(run.model, task, views, run.canvas, 64, DEVICE)
-    ranked = rank_predictions(predictions, "votes")
-    return score_submission(submission_from_predictions(ranked, tasks), tasks).overall
 
 
 def main() -> None:
@@ -111,10 +82,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=None, help="reuse this pretrained run")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-adapt"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--quick", action="store_true", help="only the default configuration")
+    parser.add_argument("--quick", action="store_true", help="default and no adaptation only")
     parser.add_argument("--puzzles-per-family", type=int, default=DEMO.puzzles_per_family)
     parser.add_argument("--families", default=",".join(DEMO.families))
-    parser.add_argument("--augmentations", type=int, default=DEMO.augmentations)
     parser.add_argument("--adapt-steps", type=int, default=DEMO.adapt_steps)
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -122,21 +92,21 @@ def main() -> None:
         DEMO,
         puzzles_per_family=args.puzzles_per_family,
         families=tuple(args.families.split(",")),
-        augmentations=args.augmentations,
         adapt_steps=args.adapt_steps,
     )
-    run_dir = args.run or pretrain_run(
-        args.out / "run", args.pretrain_minutes, args.overrides, demo
-    )
-    heldout = family_puzzles(
-        "heldout",
-        families=demo.families,
-        max_side=demo.max_side,
-        puzzles_per_family=demo.heldout_per_family,
-        seed=0,
-    )
-    base = AdaptConfig(augmentations=demo.augmentations, steps=demo.adapt_steps)
-    variants = {"default": base}
+    pretrain_tasks, heldout = demo_tasks(demo)
+    data = build_pretraining_data(pretrain_tasks, demo.augmentations, seed=0)
+    run_dir, pretraining = args.run, {"reused": str(args.run)}
+    if run_dir is None:
+        run_dir = args.out / "run"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        pretraining = pretrain_run(run_dir, args.pretrain_minutes, args.overrides, data, demo)
+    own = heldout_evaluator(data, CPU.device, max_tasks=len(pretrain_tasks))(
+        load_run(run_dir, CPU.device).model
+    )["eval_arc_score"]
+
+    base = demo.adapt_config()
+    variants = {"default": base, "no adaptation": dataclasses.replace(base, steps=0)}
     if not args.quick:
         variants |= {
             "init=mean": dataclasses.replace(base, init="mean"),
@@ -149,18 +119,13 @@ def main() -> None:
         }
     rows = {}
     for name, config in variants.items():
-        rows[name] = ablation(
-            run_dir,
-            heldout,
-            args.out / name,
-            copy.deepcopy(config),
-            ranks=("votes", "logprob", "combined"),
-        )
+        rows[name] = ablation(run_dir, heldout, args.out / name.replace(" ", "_"), config)
         print(name, json.dumps(rows[name]), flush=True)
-    reference = own_puzzle_score(run_dir, demo)
-    blank = blank_score(run_dir, heldout)
+
+    print(f"\npretraining: {json.dumps({k: pretraining.get(k) for k in ('steps', 'minutes')})}")
+    print(f"own puzzles' held-out test pairs (the reference): {own:.3f}")
     print(
-        f"\n{'configuration':<16} {'votes':>7} {'logprob':>8} {'combined':>9} "
+        f"{'held-out puzzles':<16} {'votes':>7} {'logprob':>8} {'combined':>9} "
         f"{'demo exact':>11} {'s/task':>7}"
     )
     for name, r in rows.items():
@@ -169,18 +134,16 @@ def main() -> None:
             f"{name:<16} {s['votes']:7.3f} {s['logprob']:8.3f} {s['combined']:9.3f} "
             f"{r['demo_exact']:11.3f} {r['s_per_task']:7.2f}"
         )
-    print(
-        f"no adaptation (blank id): {blank:.3f}; own puzzles' held-out test pairs: {reference:.3f}"
-    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "bench_adapt.json").write_text(
         json.dumps(
             {
+                "settings": dataclasses.asdict(demo),
+                "overrides": args.overrides,
+                "pretraining": pretraining,
+                "own_puzzles": own,
                 "heldout_tasks": len(heldout),
                 "ablations": rows,
-                "blank": blank,
-                "own_puzzles": reference,
-                "run": str(run_dir),
             },
             indent=1,
         )

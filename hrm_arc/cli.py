@@ -393,6 +393,11 @@ def training_progress(total: int, description: str):
 @click.option("--lr", type=float, default=None, help="Dense learning rate.")
 @click.option("--eval-every", type=int, default=None, help="Steps between held-out evaluations.")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
+@click.option(
+    "--time-limit",
+    default=None,
+    help="Stop after this long (e.g. 25m, 11h), checkpointing as at the last step.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
@@ -419,6 +424,7 @@ def pretrain(
     lr,
     eval_every,
     checkpoint_every,
+    time_limit,
     seed,
     device,
     use_compile,
@@ -442,6 +448,8 @@ def pretrain(
     demo_tasks = load_tasks(eval_demos) if eval_demos else None
     dist = init_distributed(device)
     data = build_pretraining_data(tasks, augmentations, seed, canvas, demo_tasks)
+    if time_limit is not None:
+        overrides = [*overrides, f"train.time_limit_s={parse_duration(time_limit)}"]
     model_config, train_config = resolve_pretrain_configs(
         preset,
         overrides,
@@ -700,6 +708,7 @@ def demo(ctx, out_dir, steps, device):
         lr=None,
         eval_every=DEMO.eval_every,
         checkpoint_every=DEMO.checkpoint_every,
+        time_limit=None,
         seed=0,
         device=device,
         use_compile=False,
@@ -713,7 +722,7 @@ def demo(ctx, out_dir, steps, device):
         dataset=str(heldout_dir),
         solutions=None,
         out_dir=str(out / "predictions"),
-        augmentations=DEMO.augmentations,
+        augmentations=DEMO.adapt_augmentations,
         steps=DEMO.adapt_steps,
         emb_lr=None,
         strategy=None,

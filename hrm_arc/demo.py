@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .adapt import AdaptConfig
 from .families import family_puzzles
 from .tasks import save_tasks
 
@@ -12,18 +13,24 @@ from .tasks import save_tasks
 @dataclass(frozen=True)
 class DemoSettings:
     families: tuple[str, ...] = ("recolour", "shift", "dihedral", "gravity", "outline", "fill")
-    puzzles_per_family: int = 24
+    puzzles_per_family: int = 128
     heldout_per_family: int = 4
     max_side: int = 6
     """Grids up to 6x6 fit a 7x7 canvas with EOS: 49 tokens keep CPU steps fast."""
     preset: str = "tiny"
     pretrain_overrides: tuple[str, ...] = ()
-    augmentations: int = 4
-    """Few views per puzzle: at small scale each view's embedding learns faster (DESIGN §3)."""
+    augmentations: int = 1
+    """Pretraining views per puzzle. One: an augmented view of a pretraining puzzle can show a
+    held-out rule (shift up, rotated, is shift left), which would void the transfer proof."""
+    adapt_augmentations: int = 4
+    """Views per held-out puzzle at test time, each with its own fresh embedding."""
     steps: int = 1500
     eval_every: int = 500
     checkpoint_every: int = 500
     adapt_steps: int = 300
+
+    def adapt_config(self) -> AdaptConfig:
+        return AdaptConfig(augmentations=self.adapt_augmentations, steps=self.adapt_steps)
 
 
 DEMO = DemoSettings()

@@ -83,7 +83,8 @@ def heldout_evaluator(
     batch_size: int = 256,
 ) -> Callable[[HRM], dict]:
     """Score held-out test pairs of training tasks: per-view exact accuracy and the voted score."""
-    tasks = data.heldout[:max_tasks]
+    # An even spread over the (id-sorted) tasks, so every family or source is represented.
+    tasks = data.heldout[:: max(1, len(data.heldout) // max_tasks)][:max_tasks]
     grouped = {k: v[:max_views] for k, v in views_by_task(data.views).items()}
 
     def evaluate(model: HRM) -> dict:
