@@ -7,16 +7,16 @@ from pathlib import Path
 
 from .adapt import AdaptConfig
 from .families import family_puzzles
-from .tasks import save_tasks
+from .tasks import TaskSet, save_tasks
 
 
 @dataclass(frozen=True)
 class DemoSettings:
     families: tuple[str, ...] = ("recolour", "shift", "dihedral", "gravity", "outline", "fill")
     puzzles_per_family: int = 128
-    heldout_per_family: int = 4
+    heldout_per_family: int = 8
     max_side: int = 6
-    """Grids up to 6x6 fit a 7x7 canvas with EOS: 49 tokens keep CPU steps fast."""
+    """Grids up to 6x6: a 36-token canvas keeps CPU steps fast."""
     preset: str = "tiny"
     pretrain_overrides: tuple[str, ...] = ()
     augmentations: int = 1
@@ -36,11 +36,15 @@ class DemoSettings:
 DEMO = DemoSettings()
 
 
-def write_demo_data(
-    directory: Path, settings: DemoSettings = DEMO, seed: int = 0
-) -> tuple[Path, Path]:
-    """Write pretraining and held-out puzzles as ARC JSON directories; return both paths."""
+def demo_tasks(settings: DemoSettings = DEMO, seed: int = 0) -> tuple[TaskSet, TaskSet]:
+    """(pretraining puzzles, held-out puzzles of parameter combinations pretraining never shows)."""
     common = dict(families=settings.families, max_side=settings.max_side, seed=seed)
     pretrain = family_puzzles("pretrain", puzzles_per_family=settings.puzzles_per_family, **common)
     heldout = family_puzzles("heldout", puzzles_per_family=settings.heldout_per_family, **common)
+    return pretrain, heldout
+
+
+def write_demo_data(directory: Path, settings: DemoSettings = DEMO) -> tuple[Path, Path]:
+    """Write pretraining and held-out puzzles as ARC JSON directories; return both paths."""
+    pretrain, heldout = demo_tasks(settings)
     return save_tasks(pretrain, directory / "pretrain"), save_tasks(heldout, directory / "heldout")
