@@ -79,11 +79,15 @@ class SignSGD(torch.optim.Optimizer):
     ``param_groups`` exists (one group with "lr" and "weight_decay") so learning-rate
     schedules work as for any optimizer; the update always reads ``embedding.weights``, so
     it stays valid after ``embedding.reset``. Data-parallel use needs the same local batch
-    size on every rank.
+    size on every rank; ``gather=False`` keeps each rank's updates to itself.
     """
 
     def __init__(
-        self, embedding: PuzzleEmbedding, lr: float = 1e-2, weight_decay: float = 0.1
+        self,
+        embedding: PuzzleEmbedding,
+        lr: float = 1e-2,
+        weight_decay: float = 0.1,
+        gather: bool = True,
     ) -> None:
         if lr < 0:
             raise ValueError(f"SignSGD lr must be >= 0, got {lr}")
@@ -92,6 +96,8 @@ class SignSGD(torch.optim.Optimizer):
         # The base class wants a parameter list; the table stands in for it (see docstring).
         super().__init__([embedding.weights], {"lr": lr, "weight_decay": weight_decay})
         self.embedding = embedding
+        # False when ranks train independent tables (test-time adaptation shards tasks).
+        self.gather = gather
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         local = self.embedding.local_weights
@@ -113,7 +119,9 @@ class SignSGD(torch.optim.Optimizer):
                 "SignSGD.step() needs a training-mode forward and a backward first "
                 "(the puzzle embedding's local copy has no gradient)"
             )
-        ids, grad = _gather_across_ranks(ids, local.grad)
+        grad = local.grad
+        if self.gather:
+            ids, grad = _gather_across_ranks(ids, grad)
         group = self.param_groups[0]
         _signsgd_rows(self.embedding.weights, ids, grad, group["lr"], group["weight_decay"])
         return loss

@@ -191,6 +191,7 @@ class Trainer:
                 self.model.puzzle_emb,
                 lr=config.puzzle_emb_lr,
                 weight_decay=config.puzzle_emb_weight_decay,
+                gather=dist_info.enabled,
             )
         )
         self.forward = self._wrap(self.model)

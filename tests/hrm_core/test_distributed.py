@@ -15,6 +15,7 @@ import torch
 from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core.checkpoint import load_checkpoint
 from hrm_arc.hrm_core.distributed import DistInfo, init_distributed, resolve_device
+from hrm_arc.submission import validate_submission
 from hrm_arc.tasks import save_tasks
 
 TIMEOUT_S = 180
@@ -47,7 +48,7 @@ def test_resolve_device() -> None:
             resolve_device("cuda")
 
 
-def test_torchrun_pretrain_on_two_cpu_ranks(tmp_path) -> None:
+def test_torchrun_pretrain_then_sharded_adapt_and_predict(tmp_path) -> None:
     data = save_tasks(family_puzzles("pretrain", families=["recolour"], puzzles_per_family=4,
                                      max_side=5), tmp_path / "data")
     run = tmp_path / "run"
@@ -67,6 +68,20 @@ def test_torchrun_pretrain_on_two_cpu_ranks(tmp_path) -> None:
     assert [r["step"] for r in records] == [5]  # written once, by rank 0 only
     assert "eval_arc_score" in records[0]  # rank 0 evaluated while rank 1 waited
     assert json.loads((run / "config.json").read_text())["train"]["steps"] == 5
+
+    # Adaptation shards groups of tasks over the ranks (each its own table); rank 0 merges.
+    heldout = family_puzzles("heldout", families=["recolour"], puzzles_per_family=4, max_side=5)
+    heldout_dir = save_tasks(heldout, tmp_path / "heldout")
+    out = tmp_path / "preds"
+    result = torchrun([
+        "-m", "hrm_arc.cli", "adapt-and-predict", str(run), "-d", str(heldout_dir),
+        "--out", str(out), "--device", "cpu", "-a", "2", "--steps", "3", "--group-size", "1",
+    ], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert sorted(p.stem for p in (out / "tasks").glob("*.json")) == heldout.ids
+    submission = json.loads((out / "submission.json").read_text())
+    assert validate_submission(submission, heldout) == []
+    assert (out / "score.json").exists()
 
 
 HELPER = textwrap.dedent("""
