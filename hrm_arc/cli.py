@@ -654,11 +654,12 @@ def task_progress(total: int):
     bar = progress.add_task("tasks", total=total, last="")
 
     def on_task(task_id: str, info: dict) -> None:
-        last = (
-            "skipped (too large)"
-            if info.get("skipped")
-            else f"demo exact {info['group_demo_exact']:.2f}"
-        )
+        if info.get("resumed"):
+            last = "done earlier"
+        elif info.get("skipped"):
+            last = "skipped (too large for the canvas)"
+        else:
+            last = f"demo exact {info['group_demo_exact']:.2f}"
         progress.update(bar, advance=1, last=f"{task_id}: {last}")
 
     return progress, on_task

@@ -63,15 +63,19 @@ def adapt_and_predict(
 ) -> None:
     """Adapt and predict every task not yet saved in `out_dir`; each rank does its share."""
     out_dir = Path(out_dir)
-    todo = [t for t in tasks if not task_file(out_dir, t.id).exists()]
-    unfit = [t for t in todo if not fits_canvas(t, run.canvas)]
-    for task in unfit:  # still a valid submission entry: empty candidates
-        save_task(
-            out_dir, task, placeholder(task), {"skipped": f"grid larger than canvas {run.canvas}"}
-        )
+    todo = []
+    for task in tasks:
+        if task_file(out_dir, task.id).exists():
+            note = {"resumed": True}  # finished by an earlier run
+        elif not fits_canvas(task, run.canvas):
+            note = {"skipped": f"grid larger than canvas {run.canvas}"}
+            if dist.is_main:  # still a valid submission entry: no candidates
+                save_task(out_dir, task, placeholder(task), note)
+        else:
+            todo.append(task)
+            continue
         if on_task:
-            on_task(task.id, {"skipped": True})
-    todo = [t for t in todo if fits_canvas(t, run.canvas)]
+            on_task(task.id, note)
     groups = [todo[i : i + predict.group_size] for i in range(0, len(todo), predict.group_size)]
     started, seconds_per_step = time.perf_counter(), None
     for g, group in enumerate(groups):
