@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .dataset import View, make_views, view_examples
+from .dataset import View, make_views, view_examples, views_by_task
 from .encoding import PAD
 from .hrm_core import HRM
 from .hrm_core.distributed import DistInfo
@@ -27,7 +27,7 @@ from .predict import run_views
 from .tasks import Task
 
 log = logging.getLogger(__name__)
-STRATEGIES = ("embedding", "embedding+full")
+STRATEGIES = ("embedding", "embedding+full", "pretrained")
 INITS = ("zero", "mean")
 
 
@@ -92,17 +92,39 @@ def adapt_tasks(
     config: AdaptConfig,
     dist: DistInfo,
     on_log: Callable[[int, dict], None] | None = None,
+    pretrained: Sequence[View] = (),
 ) -> Adapted:
     """Fit fresh embeddings (and with `embedding+full`, the network) to the tasks' demonstrations.
 
-    The model's embedding table is replaced by rows for these tasks' views.
+    The model's embedding table is replaced by rows for these tasks' views. With the
+    `pretrained` strategy nothing is fitted: the tasks' views from `pretrained` (the run's
+    identifier map) are used as pretraining left them.
     """
-    views = make_views(tasks, config.augmentations, config.seed)
+    by_id = {t.id: t for t in tasks}
+    if config.strategy == "pretrained":
+        views = pretrained_views(tasks, pretrained, config.augmentations)
+    else:
+        views = make_views(tasks, config.augmentations, config.seed)
+        fit_fresh_embeddings(model, views, by_id, canvas, config, dist, on_log)
+    model.requires_grad_(False)
+    demo = view_examples(views, by_id, "train", canvas)
+    return Adapted(views, demo_exact(model, demo, config.batch_size * 4, dist.device))
+
+
+def fit_fresh_embeddings(
+    model: HRM,
+    views: list[View],
+    by_id: dict[str, Task],
+    canvas: int,
+    config: AdaptConfig,
+    dist: DistInfo,
+    on_log,
+) -> None:
+    """Replace the table by fresh rows for `views` and fit them (and maybe the network)."""
     pretrained = model.puzzle_emb.weights.detach().cpu()
     model.reset_puzzle_embeddings(
         len(views) + 1, fresh_table(pretrained, len(views) + 1, config.init)
     )
-    by_id = {t.id: t for t in tasks}
     rng = np.random.default_rng(config.seed) if config.translate else None
     examples = view_examples(views, by_id, "train", canvas, rng)
     base = TrainConfig(
@@ -124,9 +146,18 @@ def adapt_tasks(
             base, steps=config.full_steps, lr=config.full_lr, freeze_network=False, warmup_steps=0
         )
         Trainer(model, full, examples, dist).fit(on_log=on_log)
-    model.requires_grad_(False)
-    demo = view_examples(views, by_id, "train", canvas)
-    return Adapted(views, demo_exact(model, demo, config.batch_size * 4, dist.device))
+
+
+def pretrained_views(tasks: Sequence[Task], views: Sequence[View], n: int) -> list[View]:
+    """Up to `n` views per task that pretraining trained (the official combined setup)."""
+    grouped = views_by_task(views)
+    missing = [t.id for t in tasks if t.id not in grouped]
+    if missing:
+        raise ValueError(
+            f"strategy 'pretrained' needs tasks whose demonstrations were pretrained "
+            f"(pretrain --include-eval-demos); this run has no views of {missing[:5]}"
+        )
+    return [v for t in tasks for v in grouped[t.id][:n]]
 
 
 def demo_exact(model: HRM, demo: Examples, batch_size: int, device: torch.device) -> float:

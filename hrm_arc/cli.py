@@ -526,13 +526,19 @@ def print_score(report, title: str) -> None:
     type=int,
     help="Unique views per task, each with a fresh embedding [default: 8].",
 )
-@click.option("--steps", default=None, type=int, help="Embedding-only adaptation steps.")
+@click.option(
+    "--steps",
+    default=None,
+    type=int,
+    help="Embedding-only adaptation steps; 0 is the no-adaptation baseline (zero embeddings).",
+)
 @click.option("--lr", "emb_lr", default=None, type=float, help="Embedding (SignSGD) step size.")
 @click.option(
     "--strategy",
-    type=click.Choice(["embedding", "embedding+full"]),
     default=None,
-    help="embedding: the paper's procedure; embedding+full: then fine-tune the network.",
+    help="embedding: the paper's procedure [default]; embedding+full: then fine-tune the "
+    "network; pretrained: no adaptation, use the views pretraining learned (the official "
+    "combined setup, after pretrain --include-eval-demos).",
 )
 @click.option("--full-steps", default=None, type=int, help="Whole-network steps (embedding+full).")
 @click.option(

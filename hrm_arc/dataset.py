@@ -70,3 +70,10 @@ def view_examples(
         encode_batch(outputs, canvas, offsets),
         np.asarray(ids, dtype=np.int64),
     )
+
+
+def views_by_task(views: Iterable[View]) -> dict[str, list[View]]:
+    grouped: dict[str, list[View]] = {}
+    for v in views:
+        grouped.setdefault(v.task_id, []).append(v)
+    return grouped

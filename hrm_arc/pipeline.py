@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .adapt import AdaptConfig, adapt_tasks
+from .dataset import views_by_task
 from .hrm_core.distributed import DistInfo
 from .jsonio import write_json_atomic
 from .predict import predict_task
 from .predictions import Candidate, Predictions, load_predictions, save_predictions
-from .pretrain import PretrainedRun, views_by_task
+from .pretrain import PretrainedRun
 from .score import ScoreReport, score_submission
 from .submission import submission_from_predictions
 from .tasks import Task, TaskSet
@@ -118,7 +119,7 @@ def run_group(
     model = copy.deepcopy(run.model)  # adaptation rewrites the table (and maybe weights)
     local = DistInfo(0, 1, dist.device)  # groups are independent: no gradient sharing
     start = time.perf_counter()
-    adapted = adapt_tasks(model, group, run.canvas, config, local)
+    adapted = adapt_tasks(model, group, run.canvas, config, local, pretrained=run.views)
     grouped = views_by_task(adapted.views)
     for task in group:
         t0 = time.perf_counter()
@@ -130,7 +131,8 @@ def run_group(
             "group_demo_exact": adapted.demo_exact,
             "views": len(grouped[task.id]),
             "predict_s": time.perf_counter() - t0,
-            "adapt_steps": config.steps,
+            "strategy": config.strategy,
+            "adapt_steps": 0 if config.strategy == "pretrained" else config.steps,
         }
         save_task(out_dir, task, ranked, info)
         if on_task:

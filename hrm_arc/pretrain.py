@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .augment import Augmentation
-from .dataset import View, make_views, view_examples
+from .dataset import View, make_views, view_examples, views_by_task
 from .encoding import canvas_for
 from .hrm_core import HRM, PRESETS, HRMConfig
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_state
@@ -66,13 +66,6 @@ def build_pretraining_data(
     examples = view_examples(views, by_id, "train", canvas, rng)
     heldout = TaskSet([t for t in train_tasks if t.has_solutions], name=train_tasks.name)
     return PretrainData(views, examples, canvas, heldout)
-
-
-def views_by_task(views: list[View]) -> dict[str, list[View]]:
-    grouped: dict[str, list[View]] = {}
-    for v in views:
-        grouped.setdefault(v.task_id, []).append(v)
-    return grouped
 
 
 def heldout_evaluator(

@@ -215,3 +215,27 @@ def test_task_set_without_test_outputs_gives_a_submission_and_no_score(run_dir, 
     assert validate_submission(load_submission(out / "submission.json"), tasks) == []
     assert not (out / "score.json").exists()
     assert len(list((out / "tasks").iterdir())) == 2
+
+
+def test_combined_setup_predicts_with_pretrained_views(data, tmp_path):
+    """--include-eval-demos trains the evaluation demos; --strategy pretrained then uses them."""
+    blind = load_tasks(data["blind"])
+    run = tmp_path / "combined"
+    ok(invoke("pretrain", "-d", data["pretrain"], "--include-eval-demos", data["blind"],
+              "--out", run, "--steps", 3, *TINY))
+    views = load_checkpoint(run / "checkpoint.pt")["views"]
+    assert {t for t, _, _ in views} >= set(blind.ids)
+    out = tmp_path / "out"
+    ok(invoke("adapt-and-predict", run, "-d", data["blind"], "--out", out,
+              "--strategy", "pretrained", *ADAPT))
+    submission = load_submission(out / "submission.json")
+    assert validate_submission(submission, blind) == []
+    meta = json.loads((out / "tasks" / f"{blind.ids[0]}.json").read_text())["meta"]
+    assert meta["strategy"] == "pretrained" and meta["adapt_steps"] == 0 and meta["views"] == 2
+
+
+def test_pretrained_strategy_needs_pretrained_tasks(run_dir, data, tmp_path):
+    result = invoke("adapt-and-predict", run_dir, "-d", data["blind"], "--out", tmp_path / "o",
+                    "--strategy", "pretrained", *ADAPT)
+    assert result.exit_code == 2
+    assert "--include-eval-demos" in result.output and "Traceback" not in result.output
