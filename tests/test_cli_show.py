@@ -1,0 +1,53 @@
+"""`hrm-arc show`, and every kind of bad input through the CLI: exit 2, a named place, no traceback."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from test_tasks import BAD_CASES, GOOD_TASK, write
+
+from hrm_arc.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_summary_counts_pairs_and_unique_augmentations(tmp_path):
+    # Two non-zero colours and no symmetry of the whole task: 8 dihedral x 9*8 colour maps.
+    write(tmp_path / "one.json", GOOD_TASK)
+    result = invoke("show", "-d", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "1 tasks, 1 demonstration pairs, 1 test inputs" in result.output
+    assert "576" in result.output
+
+
+def test_one_task_is_drawn(tmp_path):
+    write(tmp_path / "one.json", GOOD_TASK)
+    result = invoke("show", "-d", tmp_path, "one")
+    assert result.exit_code == 0, result.output
+    assert "train 0" in result.output and "2x2 -> 2x2" in result.output
+
+
+def test_unknown_task_id_is_a_usage_error(tmp_path):
+    write(tmp_path / "one.json", GOOD_TASK)
+    result = invoke("show", "-d", tmp_path, "nope")
+    assert result.exit_code == 2 and "no task 'nope'" in result.output
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_files_exit_2_naming_file_task_and_pair(tmp_path, case):
+    content, message = BAD_CASES[case]
+    path = write(tmp_path / "bad.json", content)
+    for command in (["show", "-d", path], ["validate", path, "-d", path]):
+        result = invoke(*command)
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+        assert "Traceback" not in result.output
+
+
+def test_kaggle_solutions_mismatch_through_cli(tmp_path):
+    path = write(tmp_path / "k_challenges.json", {"t1": GOOD_TASK})
+    (tmp_path / "k_solutions.json").write_text(json.dumps({"t9": [[[1]]]}))
+    result = invoke("show", "-d", path)
+    assert result.exit_code == 2 and "t9" in result.output
