@@ -1,4 +1,4 @@
-"""`hrm-arc show`, and every kind of bad input through the CLI: exit 2, a named place, no traceback."""
+"""`hrm-arc show`, and bad input through the CLI: exit 2, a named place, no traceback."""
 
 import json
 
