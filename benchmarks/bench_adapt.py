@@ -3,7 +3,7 @@
 Pretrains the demo's CPU preset on generated puzzle families for a time budget (or reuses a
 run), then runs adapt-and-predict on held-out puzzles (parameter combinations pretraining never
 showed) under each ablation: strategy, embedding initialisation, number of views, and no
-adaptation at all (`steps=0`: every view on a zero embedding). Every row is scored under the
+adaptation at all (`epochs=0`: every view on a zero embedding). Every row is scored under the
 three rankings. The reference is the same checkpoint's score on the held-out test pairs of its
 own pretraining puzzles.
 
@@ -85,14 +85,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="default and no adaptation only")
     parser.add_argument("--puzzles-per-family", type=int, default=DEMO.puzzles_per_family)
     parser.add_argument("--families", default=",".join(DEMO.families))
-    parser.add_argument("--adapt-steps", type=int, default=DEMO.adapt_steps)
+    parser.add_argument("--adapt-epochs", type=float, default=DEMO.adapt_epochs)
     args = parser.parse_args()
     torch.set_num_threads(2)
     demo = dataclasses.replace(
         DEMO,
         puzzles_per_family=args.puzzles_per_family,
         families=tuple(args.families.split(",")),
-        adapt_steps=args.adapt_steps,
+        adapt_epochs=args.adapt_epochs,
     )
     pretrain_tasks, heldout = demo_tasks(demo)
     data = build_pretraining_data(pretrain_tasks, demo.augmentations, seed=0)
@@ -106,12 +106,12 @@ def main() -> None:
     )["eval_arc_score"]
 
     base = demo.adapt_config()
-    variants = {"default": base, "no adaptation": dataclasses.replace(base, steps=0)}
+    variants = {"default": base, "no adaptation": dataclasses.replace(base, epochs=0)}
     if not args.quick:
         variants |= {
-            "init=mean": dataclasses.replace(base, init="mean"),
+            "init=zero": dataclasses.replace(base, init="zero"),
             "embedding+full": dataclasses.replace(
-                base, strategy="embedding+full", full_steps=base.steps // 2
+                base, strategy="embedding+full", full_epochs=base.epochs / 2
             ),
             "views=1": dataclasses.replace(base, augmentations=1),
             "views=8": dataclasses.replace(base, augmentations=8),

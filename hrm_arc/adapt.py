@@ -22,7 +22,7 @@ from .dataset import View, make_views, view_examples, views_by_task
 from .encoding import PAD
 from .hrm_core import HRM
 from .hrm_core.distributed import DistInfo
-from .hrm_core.trainer import Examples, TrainConfig, Trainer
+from .hrm_core.trainer import Examples, TrainConfig, Trainer, steps_for_epochs
 from .predict import run_views
 from .tasks import Task
 
@@ -35,18 +35,22 @@ INITS = ("zero", "mean")
 class AdaptConfig:
     augmentations: int = 8
     """Unique views per task, each with its own fresh embedding."""
-    steps: int = 300
-    """Embedding-only optimiser steps (one ACT segment of the batch each)."""
+    epochs: float = 100.0
+    """Times each demonstration pair of each view is drawn into a batch; 0 = no adaptation.
+    Steps follow from it, so every embedding gets the same number of updates whatever the
+    number of views or tasks in a group (a fixed step count starves the embeddings as the
+    views grow: measured, 8 views at 300 steps fitted 7% of demonstrations, at 100 epochs 48%)."""
     batch_size: int = 64
     puzzle_emb_lr: float = 3e-2
     puzzle_emb_weight_decay: float = 0.1
     warmup_steps: int = 0
     strategy: str = "embedding"
-    full_steps: int = 0
-    """`embedding+full`: steps of whole-network fine-tuning after the embedding warm-up."""
+    full_epochs: float = 0.0
+    """`embedding+full`: epochs of whole-network fine-tuning after the embedding warm-up."""
     full_lr: float = 1e-4
-    init: str = "zero"
-    """Fresh rows start at zero (the paper's initialisation) or at the pretrained table's mean."""
+    init: str = "mean"
+    """Fresh rows start at the pretrained table's mean or at zero (the paper's initialisation).
+    The mean measured better: 0.54 against 0.27 on unseen puzzle rules (bench_adapt)."""
     translate: bool = True
     """Place demonstration pairs at random offsets, as pretraining did."""
     seed: int = 0
@@ -61,7 +65,7 @@ class AdaptConfig:
         for name in ("augmentations", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"AdaptConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("steps", "full_steps", "warmup_steps"):
+        for name in ("epochs", "full_epochs", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"AdaptConfig.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -127,23 +131,28 @@ def fit_fresh_embeddings(
     )
     rng = np.random.default_rng(config.seed) if config.translate else None
     examples = view_examples(views, by_id, "train", canvas, rng)
+    steps = steps_for_epochs(len(examples), config.batch_size, config.epochs)
     base = TrainConfig(
-        steps=max(config.steps, 1),
+        steps=steps,
         batch_size=config.batch_size,
         lr=0.0,
         warmup_steps=config.warmup_steps,
         puzzle_emb_lr=config.puzzle_emb_lr,
         puzzle_emb_weight_decay=config.puzzle_emb_weight_decay,
         freeze_network=True,
-        log_every=max(config.steps // 10, 1),
+        log_every=max(steps // 10, 1),
         seed=config.seed,
     )
-    if config.steps:
+    if config.epochs:
         Trainer(model, base, examples, dist).fit(on_log=on_log)
-    if config.strategy == "embedding+full" and config.full_steps:
+    if config.strategy == "embedding+full" and config.full_epochs:
         model.requires_grad_(True)
         full = dataclasses.replace(
-            base, steps=config.full_steps, lr=config.full_lr, freeze_network=False, warmup_steps=0
+            base,
+            steps=steps_for_epochs(len(examples), config.batch_size, config.full_epochs),
+            lr=config.full_lr,
+            freeze_network=False,
+            warmup_steps=0,
         )
         Trainer(model, full, examples, dist).fit(on_log=on_log)
 

@@ -527,10 +527,11 @@ def print_score(report, title: str) -> None:
     help="Unique views per task, each with a fresh embedding [default: 8].",
 )
 @click.option(
-    "--steps",
+    "--epochs",
     default=None,
-    type=int,
-    help="Embedding-only adaptation steps; 0 is the no-adaptation baseline (zero embeddings).",
+    type=float,
+    help="Times each demonstration of each view is drawn into a batch [default: 100]; "
+    "0 is the no-adaptation baseline.",
 )
 @click.option("--lr", "emb_lr", default=None, type=float, help="Embedding (SignSGD) step size.")
 @click.option(
@@ -540,19 +541,22 @@ def print_score(report, title: str) -> None:
     "network; pretrained: no adaptation, use the views pretraining learned (the official "
     "combined setup, after pretrain --include-eval-demos).",
 )
-@click.option("--full-steps", default=None, type=int, help="Whole-network steps (embedding+full).")
+@click.option(
+    "--full-epochs", default=None, type=float, help="Whole-network epochs (embedding+full)."
+)
 @click.option(
     "--init",
     type=click.Choice(["zero", "mean"]),
     default=None,
-    help="Fresh embeddings start at zero or at the pretrained table's mean.",
+    help="Fresh embeddings start at the pretrained table's mean [default] or at zero.",
 )
 @click.option(
     "--rank",
     type=click.Choice(list(RANKINGS)),
-    default="votes",
+    default="combined",
     show_default=True,
-    help="votes (official), logprob (product of experts) or combined.",
+    help="votes (official: count, then mean q_halt), logprob (summed log-probability over "
+    "views: product of experts) or combined (count, then log-probability).",
 )
 @click.option("--group-size", default=16, show_default=True, help="Tasks adapted together.")
 @click.option("--time-budget", default=None, help="Finish the whole set within e.g. 11h or 90m.")
@@ -572,10 +576,10 @@ def adapt_and_predict_command(
     solutions,
     out_dir,
     augmentations,
-    steps,
+    epochs,
     emb_lr,
     strategy,
-    full_steps,
+    full_epochs,
     init,
     rank,
     group_size,
@@ -606,10 +610,10 @@ def adapt_and_predict_command(
     dist = init_distributed(device)
     explicit = {
         "augmentations": augmentations,
-        "steps": steps,
+        "epochs": epochs,
         "puzzle_emb_lr": emb_lr,
         "strategy": strategy,
-        "full_steps": full_steps,
+        "full_epochs": full_epochs,
         "init": init,
     }
     adapt = AdaptConfig(seed=seed, **{k: v for k, v in explicit.items() if v is not None})
@@ -730,12 +734,12 @@ def demo(ctx, out_dir, steps, device):
         solutions=None,
         out_dir=str(out / "predictions"),
         augmentations=DEMO.adapt_augmentations,
-        steps=DEMO.adapt_steps,
+        epochs=DEMO.adapt_epochs,
         emb_lr=None,
         strategy=None,
-        full_steps=None,
+        full_epochs=None,
         init=None,
-        rank="votes",
+        rank="combined",
         group_size=64,
         time_budget=None,
         overrides=(),

@@ -27,10 +27,10 @@ class DemoSettings:
     steps: int = 1500
     eval_every: int = 500
     checkpoint_every: int = 500
-    adapt_steps: int = 300
+    adapt_epochs: float = 100.0
 
     def adapt_config(self) -> AdaptConfig:
-        return AdaptConfig(augmentations=self.adapt_augmentations, steps=self.adapt_steps)
+        return AdaptConfig(augmentations=self.adapt_augmentations, epochs=self.adapt_epochs)
 
 
 DEMO = DemoSettings()

@@ -31,13 +31,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PredictConfig:
-    rank: str = "votes"
+    rank: str = "combined"
     group_size: int = 16
     """Tasks adapted together in one batch of views."""
     batch_size: int = 256
     """Inference batch of stage 2."""
     time_budget_s: float | None = None
-    """Wall-clock budget for the whole set; adaptation steps are sized to fit it."""
+    """Wall-clock budget for the whole set; adaptation epochs are sized to fit it."""
 
 
 def fits_canvas(task: Task, canvas: int) -> bool:
@@ -78,15 +78,15 @@ def adapt_and_predict(
         if on_task:
             on_task(task.id, note)
     groups = [todo[i : i + predict.group_size] for i in range(0, len(todo), predict.group_size)]
-    started, seconds_per_step = time.perf_counter(), None
+    started, seconds_per_epoch = time.perf_counter(), None
     for g, group in enumerate(groups):
         if g % dist.world_size != dist.rank:
             continue
         config = adapt
-        if predict.time_budget_s is not None and seconds_per_step is not None:
+        if predict.time_budget_s is not None and seconds_per_epoch is not None:
             remaining = predict.time_budget_s - (time.perf_counter() - started)
-            config = budgeted(adapt, remaining, len(groups) - g, dist.world_size, seconds_per_step)
-        seconds_per_step = run_group(run, group, out_dir, config, predict, dist, on_task)
+            config = budgeted(adapt, remaining, len(groups) - g, dist.world_size, seconds_per_epoch)
+        seconds_per_epoch = run_group(run, group, out_dir, config, predict, dist, on_task)
 
 
 def budgeted(
@@ -94,16 +94,16 @@ def budgeted(
     remaining_s: float,
     groups_left: int,
     world_size: int,
-    seconds_per_step: float,
+    seconds_per_epoch: float,
 ) -> AdaptConfig:
-    """Fewer adaptation steps when the measured pace would overrun the remaining budget.
+    """Fewer adaptation epochs when the measured pace would overrun the remaining budget.
 
-    `seconds_per_step` is a group's whole cost (adaptation and prediction) per adaptation
-    step, so prediction time is budgeted too.
+    `seconds_per_epoch` is a group's whole cost (adaptation and prediction) per adaptation
+    epoch, so prediction time is budgeted too.
     """
     per_group = remaining_s * world_size / max(groups_left, 1)
-    steps = int(per_group / seconds_per_step)
-    return dataclasses.replace(adapt, steps=max(1, min(adapt.steps, steps)))
+    epochs = per_group / seconds_per_epoch
+    return dataclasses.replace(adapt, epochs=max(1.0, min(adapt.epochs, epochs)))
 
 
 def run_group(
@@ -115,7 +115,7 @@ def run_group(
     dist: DistInfo,
     on_task,
 ) -> float:
-    """Adapt and predict one group, saving each task; return its seconds per adaptation step."""
+    """Adapt and predict one group, saving each task; return its seconds per adaptation epoch."""
     model = copy.deepcopy(run.model)  # adaptation rewrites the table (and maybe weights)
     local = DistInfo(0, 1, dist.device)  # groups are independent: no gradient sharing
     start = time.perf_counter()
@@ -132,12 +132,12 @@ def run_group(
             "views": len(grouped[task.id]),
             "predict_s": time.perf_counter() - t0,
             "strategy": config.strategy,
-            "adapt_steps": 0 if config.strategy == "pretrained" else config.steps,
+            "adapt_epochs": 0 if config.strategy == "pretrained" else config.epochs,
         }
         save_task(out_dir, task, ranked, info)
         if on_task:
             on_task(task.id, info)
-    return (time.perf_counter() - start) / max(config.steps, 1)
+    return (time.perf_counter() - start) / max(config.epochs, 1.0)
 
 
 def save_task(out_dir: Path, task: Task, per_test: list[list[Candidate]], info: dict) -> None:

@@ -21,7 +21,7 @@ from hrm_arc.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
 TINY = ["--preset", "tiny", "--device", "cpu", "-a", "2", "--batch-size", "8",
         "--set", "model.hidden_size=32", "--set", "model.puzzle_emb_ndim=32",
         "--set", "model.expansion=2", "--set", "model.halt_max_steps=2"]
-ADAPT = ["--device", "cpu", "-a", "2", "--steps", "2", "--group-size", "2",
+ADAPT = ["--device", "cpu", "-a", "2", "--epochs", "2", "--group-size", "2",
          "--set", "adapt.batch_size=8"]
 BIG = "zz-big-0000"  # a held-out task with a grid larger than the pretraining canvas
 
@@ -231,7 +231,7 @@ def test_combined_setup_predicts_with_pretrained_views(data, tmp_path):
     submission = load_submission(out / "submission.json")
     assert validate_submission(submission, blind) == []
     meta = json.loads((out / "tasks" / f"{blind.ids[0]}.json").read_text())["meta"]
-    assert meta["strategy"] == "pretrained" and meta["adapt_steps"] == 0 and meta["views"] == 2
+    assert meta["strategy"] == "pretrained" and meta["adapt_epochs"] == 0 and meta["views"] == 2
 
 
 def test_pretrained_strategy_needs_pretrained_tasks(run_dir, data, tmp_path):

@@ -4,7 +4,7 @@ Pretrain the demo's tiny HRM on generated puzzle families, then adapt to held-ou
 rules (parameter combinations) pretraining never showed. With adaptation, their ARC score must
 reach 90% of the score the same checkpoint gets on the held-out test pairs of its own
 pretraining puzzles, well above zero; without adaptation (every view on the blank embedding,
-`steps=0`) it must be near zero.
+`epochs=0`) it must be near zero.
 """
 
 import dataclasses
@@ -55,5 +55,5 @@ def test_adapted_embeddings_solve_unseen_puzzles(pretrained, tmp_path):
 
 
 def test_without_adaptation_unseen_puzzles_fail(pretrained, tmp_path):
-    blank = dataclasses.replace(DEMO.adapt_config(), steps=0, init="zero")
+    blank = dataclasses.replace(DEMO.adapt_config(), epochs=0, init="zero")
     assert score_on_heldout(pretrained, tmp_path, blank) <= 0.05

@@ -75,7 +75,7 @@ def test_torchrun_pretrain_then_sharded_adapt_and_predict(tmp_path) -> None:
     out = tmp_path / "preds"
     result = torchrun([
         "-m", "hrm_arc.cli", "adapt-and-predict", str(run), "-d", str(heldout_dir),
-        "--out", str(out), "--device", "cpu", "-a", "2", "--steps", "3", "--group-size", "1",
+        "--out", str(out), "--device", "cpu", "-a", "2", "--epochs", "3", "--group-size", "1",
     ], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert sorted(p.stem for p in (out / "tasks").glob("*.json")) == heldout.ids
