@@ -96,7 +96,14 @@ def main() -> None:
     )
     pretrain_tasks, heldout = demo_tasks(demo)
     data = build_pretraining_data(pretrain_tasks, demo.augmentations, seed=0)
-    run_dir, pretraining = args.run, {"reused": str(args.run)}
+    run_dir, pretraining = args.run, {}
+    if run_dir is not None:  # what the reused run did, from its own metrics
+        last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+        pretraining = {
+            "reused": str(run_dir),
+            "steps": last["step"],
+            "minutes": last["elapsed_s"] / 60,
+        }
     if run_dir is None:
         run_dir = args.out / "run"
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -115,7 +122,7 @@ def main() -> None:
             ),
             "views=1": dataclasses.replace(base, augmentations=1),
             "views=8": dataclasses.replace(base, augmentations=8),
-            "views=32": dataclasses.replace(base, augmentations=32),
+            "views=16": dataclasses.replace(base, augmentations=16),
         }
     rows = {}
     for name, config in variants.items():
