@@ -703,7 +703,7 @@ def demo(ctx, out_dir, steps, device):
     from .demo import DEMO, write_demo_data
 
     out = Path(out_dir)
-    pretrain_dir, heldout_dir = write_demo_data(out / "data")
+    pretrain_dir, heldout_dir = write_demo_data(out / "data", DEMO)
     console.print(f"[bold]1/3[/] puzzles written to {pretrain_dir} and {heldout_dir}")
     ctx.invoke(
         pretrain,
