@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from hrm_arc import pipeline
@@ -26,13 +25,7 @@ ADAPT = ["--device", "cpu", "-a", "2", "--epochs", "2", "--group-size", "2",
 BIG = "zz-big-0000"  # a held-out task with a grid larger than the pretraining canvas
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matmuls gain nothing from threads; on a busy 2-core machine they stall."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def invoke(*args: str):

@@ -28,14 +28,7 @@ SEQ = 16  # a 4x4 canvas
 IDS = 5  # table rows: blank + 4 puzzles
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matmuls gain nothing from threads, and on a busy 2-core machine idle OpenMP
-    threads spin-waiting for a descheduled sibling make every step ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(seed: int = 0, **overrides: object) -> HRM:
