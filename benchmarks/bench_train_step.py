@@ -114,6 +114,22 @@ PRESETS = {
 # ----------------------------------------------------------------------------- set-up
 
 
+# Integer size options, parsed once and forwarded to the memory-measuring child processes.
+SIZE_ARGS = (
+    "hidden",
+    "heads",
+    "H_layers",
+    "L_layers",
+    "H_cycles",
+    "L_cycles",
+    "canvas",
+    "batch",
+    "halt_max_steps",
+    "num_puzzle_ids",
+    "warmup",
+)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -128,20 +144,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("HRM_OFFICIAL", "/tmp/official_hrm"),
         help="directory holding the official models/ package (env HRM_OFFICIAL)",
     )
-    for name in (
-        "hidden",
-        "heads",
-        "H_layers",
-        "L_layers",
-        "H_cycles",
-        "L_cycles",
-        "canvas",
-        "batch",
-        "halt_max_steps",
-        "num_puzzle_ids",
-        "steps",
-        "warmup",
-    ):
+    for name in (*SIZE_ARGS, "steps"):
         p.add_argument(f"--{name}", type=int, default=None)
     p.add_argument("--expansion", type=float, default=None)
     p.add_argument(
@@ -422,23 +425,7 @@ def _peak_rss_kib() -> int:
 
 def cpu_memory(args: argparse.Namespace, name: str) -> dict | None:
     cmd = [sys.executable, __file__, "--child", name, "--device", "cpu", "--preset", args.preset]
-    for key in (
-        "official",
-        "hidden",
-        "heads",
-        "H_layers",
-        "L_layers",
-        "H_cycles",
-        "L_cycles",
-        "canvas",
-        "batch",
-        "halt_max_steps",
-        "num_puzzle_ids",
-        "warmup",
-        "expansion",
-        "threads",
-        "seed",
-    ):
+    for key in ("official", *SIZE_ARGS, "expansion", "threads", "seed"):
         cmd += [f"--{key}", str(getattr(args, key))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
