@@ -70,7 +70,6 @@ import dataclasses
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -81,6 +80,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rss import peak_rss_kib, rss_kib
 
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.hrm_core.layers import round_up
@@ -390,37 +390,10 @@ def child_memory(args: argparse.Namespace) -> None:
         runner = OfficialRunner(args, examples, device, import_official(args.official))
     # Baseline before the first step: once a step has run, glibc keeps freed activation
     # blocks in its heap (its mmap threshold adapts upward), hiding later peaks.
-    before = _rss_kib(reset_peak=True)
+    before = rss_kib(reset_peak=True)
     for _ in range(args.warmup + 2):
         runner.step()
-    print(json.dumps({"rss_before_kib": before, "peak_rss_kib": _peak_rss_kib()}))
-
-
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _rss_kib(reset_peak: bool) -> int:
-    """Current RSS; with reset_peak, also restart the kernel's peak-RSS (VmHWM) counter."""
-    if reset_peak:
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # 5: reset VmHWM to current RSS
-        except OSError:
-            pass
-    rss = _status_kib("VmRSS")
-    return rss if rss is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-def _peak_rss_kib() -> int:
-    # ru_maxrss survives execve (it would carry the parent's peak), VmHWM does not.
-    hwm = _status_kib("VmHWM")
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rss_before_kib": before, "peak_rss_kib": peak_rss_kib()}))
 
 
 def cpu_memory(args: argparse.Namespace, name: str) -> dict | None:

@@ -23,7 +23,7 @@ from .encoding import PAD
 from .hrm_core import HRM
 from .hrm_core.distributed import DistInfo
 from .hrm_core.trainer import Examples, TrainConfig, Trainer, steps_for_epochs
-from .predict import run_views
+from .predict import forward_all_segments
 from .tasks import Task
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,11 @@ def pretrained_views(tasks: Sequence[Task], views: Sequence[View], n: int) -> li
 
 def demo_exact(model: HRM, demo: Examples, batch_size: int, device: torch.device) -> float:
     """Share of examples whose every supervised token (colours and EOS) is predicted exactly."""
-    log_probs, _ = run_views(model, demo.inputs, demo.puzzle_ids, batch_size, device)
-    predicted = log_probs.argmax(-1).numpy()
-    supervised = demo.labels != PAD
-    return float(np.mean(np.all((predicted == demo.labels) | ~supervised, axis=1)))
+    exact = 0
+    for start in range(0, len(demo), batch_size):
+        sl = slice(start, start + batch_size)
+        log_probs, _ = forward_all_segments(model, demo.inputs[sl], demo.puzzle_ids[sl], device)
+        predicted = log_probs.argmax(-1).cpu().numpy()
+        labels = demo.labels[sl]
+        exact += int(np.all((predicted == labels) | (labels == PAD), axis=1).sum())
+    return exact / max(len(demo), 1)

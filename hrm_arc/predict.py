@@ -3,12 +3,18 @@
 Every test input under every view runs all `halt_max_steps` ACT segments. Each view's argmax
 grid, mapped back through the inverse augmentation, is one vote carrying sigmoid(q_halt). Because
 HRM predicts every cell at once, the log-probability of *any* candidate under *any* view is a
-gather over logits already computed; summed over views it ranks candidates as a product of experts.
+gather over that view's logits; summed over views it ranks candidates as a product of experts.
+
+Memory stays flat in the number of views: views run one batch at a time, a first pass tallies
+the votes, and a second pass re-runs the same (deterministic) batches to score every kept
+candidate under every view. The second pass costs one more forward per view, a sliver of the
+adaptation that precedes it, where holding every view's log-probabilities would cost
+canvas² x 12 values per view (21.6 MB per test input at 1000 views in float16).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -18,43 +24,55 @@ from .encoding import IGNORE_LABEL, decode_batch, encode_batch, labels_from_toke
 from .hrm_core import HRM
 from .predictions import Candidate
 from .tasks import Task
-from .vote import collect_candidates
+from .vote import VoteTally
 
 
 @torch.no_grad()
-def run_views(
-    model: HRM, inputs: np.ndarray, puzzle_ids: np.ndarray, batch_size: int, device: torch.device
+def forward_all_segments(
+    model: HRM, inputs: np.ndarray, puzzle_ids: np.ndarray, device: torch.device
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Run every row for all ACT segments; return float16 log-probs (N, S, V) and q_halt probs."""
+    """One batch through all ACT segments: float32 log-probs (B, S, V) on `device`, and
+    sigmoid(q_halt) (B,)."""
     model.eval()
-    log_probs, q_halt = [], []
-    for start in range(0, len(inputs), batch_size):
-        sl = slice(start, start + batch_size)
-        batch = {
-            "inputs": torch.from_numpy(inputs[sl]).long().to(device),
-            "labels": torch.full(inputs[sl].shape, IGNORE_LABEL, dtype=torch.long, device=device),
-            "puzzle_ids": torch.from_numpy(puzzle_ids[sl]).long().to(device),
-        }
-        carry = model.initial_carry(batch)
-        for _ in range(model.config.halt_max_steps):
-            carry, output = model(carry, batch)
-        log_probs.append(torch.log_softmax(output.logits.float(), -1).to("cpu", torch.float16))
-        q_halt.append(torch.sigmoid(output.q_halt_logits.float()).cpu().numpy())
-    return torch.cat(log_probs), np.concatenate(q_halt)
+    batch = {
+        "inputs": torch.from_numpy(inputs).long().to(device),
+        "labels": torch.full(inputs.shape, IGNORE_LABEL, dtype=torch.long, device=device),
+        "puzzle_ids": torch.from_numpy(np.asarray(puzzle_ids)).long().to(device),
+    }
+    carry = model.initial_carry(batch)
+    for _ in range(model.config.halt_max_steps):
+        carry, output = model(carry, batch)
+    log_probs = torch.log_softmax(output.logits.float(), -1)
+    return log_probs, torch.sigmoid(output.q_halt_logits.float()).cpu().numpy()
 
 
 def candidate_logprob(
     grid: np.ndarray, views: Sequence[View], log_probs: torch.Tensor, canvas: int
 ) -> float:
-    """Sum over views of log p(grid seen through the view), scored as the loss scores it."""
+    """Sum over `views` of log p(grid seen through the view), scored as the loss scores it.
+
+    `log_probs` holds those views' log-probabilities (len(views), S, V).
+    """
     try:
         tokens = encode_batch([v.augmentation.apply(grid) for v in views], canvas)
     except ValueError:  # the grid does not fit the canvas: no view can express it
         return float("-inf")
-    labels = torch.from_numpy(labels_from_tokens(tokens))  # (views, S)
+    labels = torch.from_numpy(labels_from_tokens(tokens)).to(log_probs.device)  # (views, S)
     mask = labels != IGNORE_LABEL
-    picked = log_probs.float().gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return float((picked * mask).sum())
+
+
+def view_batches(
+    model: HRM, task: Task, views: Sequence[View], canvas: int, batch_size: int, device
+) -> Iterator[tuple[list[tuple[int, View]], torch.Tensor, np.ndarray]]:
+    """Every (test input, view) row of `task`, a batch at a time, run through the model."""
+    rows = [(t, v) for t in range(len(task.test)) for v in views]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        inputs = encode_batch([v.augmentation.apply(task.test[t].input) for t, v in chunk], canvas)
+        ids = np.array([v.puzzle_id for _, v in chunk])
+        yield chunk, *forward_all_segments(model, inputs, ids, device)
 
 
 def predict_task(
@@ -66,19 +84,18 @@ def predict_task(
     device: torch.device,
 ) -> list[list[Candidate]]:
     """Candidates (unranked) for each test input of `task`, from all its `views`."""
-    n_views = len(views)
-    inputs = encode_batch(
-        [v.augmentation.apply(pair.input) for pair in task.test for v in views], canvas
-    )  # (tests * views, S), test-major
-    ids = np.tile([v.puzzle_id for v in views], len(task.test))
-    log_probs, q_halt = run_views(model, inputs, ids, batch_size, device)
-    grids = decode_batch(log_probs.argmax(-1).numpy(), canvas)
-    per_test = []
-    for t in range(len(task.test)):
-        sl = slice(t * n_views, (t + 1) * n_views)
-        restored = [v.augmentation.invert(g) for v, g in zip(views, grids[sl])]
-        candidates = collect_candidates(restored, q_halt[sl].tolist())
-        for c in candidates:
-            c.logprob = candidate_logprob(c.grid, views, log_probs[sl], canvas)
-        per_test.append(candidates)
+    tallies = [VoteTally() for _ in task.test]
+    for chunk, log_probs, q_halt in view_batches(model, task, views, canvas, batch_size, device):
+        grids = decode_batch(log_probs.argmax(-1).cpu().numpy(), canvas)
+        for (t, view), grid, q in zip(chunk, grids, q_halt.tolist()):
+            tallies[t].add(view.augmentation.invert(grid), q)
+    per_test = [tally.candidates() for tally in tallies]
+    for chunk, log_probs, _ in view_batches(model, task, views, canvas, batch_size, device):
+        for t in sorted({t for t, _ in chunk}):
+            rows = [i for i, (row_test, _) in enumerate(chunk) if row_test == t]
+            scored_views = [chunk[i][1] for i in rows]
+            for candidate in per_test[t]:
+                candidate.logprob += candidate_logprob(
+                    candidate.grid, scored_views, log_probs[rows], canvas
+                )
     return per_test

@@ -15,8 +15,8 @@ order whatever order the views came in.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -49,6 +49,40 @@ RANKINGS: dict[str, Callable[[Candidate], SortKey]] = {
 }
 
 
+class VoteTally:
+    """Votes gathered view by view: one entry per distinct grid, whatever the number of views.
+
+    Each entry keeps its grid, its vote count and the exact sum of its voters' q_halt
+    (a Fraction: exact, so the mean does not depend on the order the views came in).
+    """
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple, list] = {}
+
+    def add(self, grid: np.ndarray, q_halt: float, view: int = 0) -> None:
+        """Count one view's vote for `grid` (task frame) with its sigmoid(q_halt)."""
+        grid = _check_grid(grid, view)
+        if not 0.0 <= q_halt <= 1.0:  # also refuses NaN
+            raise ValueError(
+                f"view {view}: q_halt {q_halt} is not a probability; pass sigmoid(q_halt)"
+            )
+        entry = self._groups.setdefault((grid.shape, grid.tobytes()), [grid, 0, Fraction(0)])
+        entry[1] += 1
+        entry[2] += Fraction(float(q_halt))
+
+    def candidates(self, logprob_fn: Callable[[np.ndarray], float] | None = None) -> list[Candidate]:
+        """One Candidate per distinct grid, in first-seen order (see `collect_candidates`)."""
+        return [
+            Candidate(
+                grid,
+                votes,
+                float(q_sum / votes),
+                float(logprob_fn(grid)) if logprob_fn is not None else 0.0,
+            )
+            for grid, votes, q_sum in self._groups.values()
+        ]
+
+
 def collect_candidates(
     grids: Sequence[np.ndarray],
     q_halts: Sequence[float],
@@ -67,20 +101,10 @@ def collect_candidates(
     """
     if len(grids) != len(q_halts):
         raise ValueError(f"{len(grids)} grids but {len(q_halts)} q_halt values")
-    groups: dict[tuple, tuple[np.ndarray, list[float]]] = {}
+    tally = VoteTally()
     for i, (grid, q) in enumerate(zip(grids, q_halts, strict=True)):
-        grid = _check_grid(grid, i)
-        if not 0.0 <= q <= 1.0:  # also refuses NaN
-            raise ValueError(f"view {i}: q_halt {q} is not a probability; pass sigmoid(q_halt)")
-        key = (grid.shape, grid.tobytes())
-        groups.setdefault(key, (grid, []))[1].append(float(q))
-    candidates = []
-    for grid, qs in groups.values():
-        # fsum is exactly rounded, so the mean does not depend on the order of the views.
-        mean_q = math.fsum(qs) / len(qs)
-        logprob = float(logprob_fn(grid)) if logprob_fn is not None else 0.0
-        candidates.append(Candidate(grid, len(qs), mean_q, logprob))
-    return candidates
+        tally.add(grid, q, i)
+    return tally.candidates(logprob_fn)
 
 
 def rank_candidates(candidates: Sequence[Candidate], rank: str = "votes") -> list[Candidate]:

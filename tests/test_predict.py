@@ -1,0 +1,89 @@
+"""Stage 2: votes and log-probabilities of candidates, batch by batch, equal a brute-force count."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hrm_arc.dataset import make_views
+from hrm_arc.encoding import decode_batch, encode_batch, labels_from_tokens
+from hrm_arc.hrm_core import HRM, make_config
+from hrm_arc.predict import forward_all_segments, predict_task
+from hrm_arc.tasks import Pair, Task
+
+CANVAS = 6
+CPU = torch.device("cpu")
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    rng = np.random.default_rng(0)
+    grids = [rng.integers(0, 4, size=(3, 4), dtype=np.uint8) for _ in range(4)]
+    task = Task("t", (Pair(grids[0], grids[1]),), (Pair(grids[2]), Pair(grids[3])))
+    views = make_views([task], 12, seed=0)
+    torch.manual_seed(0)
+    config = make_config(
+        "tiny", seq_len=CANVAS * CANVAS, num_puzzle_ids=len(views) + 1, hidden_size=32,
+        puzzle_emb_ndim=32, expansion=2, halt_max_steps=2,
+    )
+    model = HRM(config)
+    # Distinct random embeddings make the views disagree, so there are several candidates.
+    model.reset_puzzle_embeddings(len(views) + 1, torch.randn(len(views) + 1, 32) * 3)
+    return model, task, views
+
+
+def brute_force(model, task, views):
+    """Every view's full log-probabilities at once; votes and summed logprob per grid."""
+    expected = []
+    for pair in task.test:
+        inputs = encode_batch([v.augmentation.apply(pair.input) for v in views], CANVAS)
+        log_probs, q = forward_all_segments(model, inputs, [v.puzzle_id for v in views], CPU)
+        grids = decode_batch(log_probs.argmax(-1).numpy(), CANVAS)
+        restored = [v.augmentation.invert(g) for v, g in zip(views, grids)]
+        per_grid = {}
+        for grid, q_halt in zip(restored, q.tolist()):
+            per_grid.setdefault(grid.tobytes() + bytes(grid.shape), (grid, []))[1].append(q_halt)
+        result = {}
+        for key, (grid, qs) in per_grid.items():
+            labels = torch.from_numpy(labels_from_tokens(
+                encode_batch([v.augmentation.apply(grid) for v in views], CANVAS)))
+            mask = labels >= 0
+            logprob = (log_probs.gather(-1, labels.clamp(min=0)[..., None])[..., 0] * mask).sum()
+            result[key] = (len(qs), math.fsum(qs) / len(qs), float(logprob))
+        expected.append(result)
+    return expected
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 256])
+def test_batched_prediction_equals_brute_force(setup, batch_size):
+    model, task, views = setup
+    expected = brute_force(model, task, views)
+    per_test = predict_task(model, task, views, CANVAS, batch_size, CPU)
+    assert len(per_test) == len(task.test)
+    assert sum(len(c) for c in per_test) > len(task.test)  # the views really disagree
+    for candidates, want in zip(per_test, expected):
+        got = {c.grid.tobytes() + bytes(c.grid.shape): c for c in candidates}
+        assert got.keys() == want.keys()
+        for key, (votes, q_halt, logprob) in want.items():
+            assert got[key].votes == votes
+            assert got[key].q_halt == pytest.approx(q_halt, abs=1e-6)
+            assert got[key].logprob == pytest.approx(logprob, rel=1e-5)
+        assert sum(c.votes for c in candidates) == len(views)
+
+
+def test_grid_larger_than_canvas_scores_minus_infinity(setup):
+    model, task, views = setup
+    candidates = predict_task(model, task, views[:2], CANVAS, 4, CPU)[0]
+    from hrm_arc.predict import candidate_logprob
+
+    log_probs, _ = forward_all_segments(
+        model, encode_batch([task.test[0].input], CANVAS), [views[0].puzzle_id], CPU
+    )
+    too_big = np.zeros((CANVAS + 1, 2), dtype=np.uint8)
+    assert candidate_logprob(too_big, views[:1], log_probs, CANVAS) == -math.inf
+    assert all(math.isfinite(c.logprob) for c in candidates)
