@@ -25,6 +25,7 @@ import torch
 from hrm_arc.adapt import AdaptConfig
 from hrm_arc.demo import DEMO, DemoSettings, demo_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
+from hrm_arc.hrm_core.trainer import steps_for_epochs
 from hrm_arc.pipeline import PredictConfig, adapt_and_predict, collect_predictions
 from hrm_arc.pretrain import (
     PretrainData,
@@ -60,6 +61,11 @@ def pretrain_run(
 
 
 def ablation(run_dir: Path, tasks, out: Path, adapt: AdaptConfig) -> dict:
+    """Scores under every ranking, demonstration fit, seconds per task and adaptation pace.
+
+    The pace counts variant-steps: one demonstration pair of one view through one ACT segment
+    of stage 1, per second of the whole adapt-and-predict (stage 2 included).
+    """
     shutil.rmtree(out, ignore_errors=True)
     run = load_run(run_dir, CPU.device)
     start = time.perf_counter()
@@ -73,7 +79,14 @@ def ablation(run_dir: Path, tasks, out: Path, adapt: AdaptConfig) -> dict:
         for rank in RANKINGS
     }
     demo_exact = next(iter(info.values()))["group_demo_exact"]
-    return {"scores": scores, "demo_exact": demo_exact, "s_per_task": seconds / len(tasks)}
+    demos = sum(len(t.train) * info[t.id]["views"] for t in tasks)
+    variant_steps = adapt.batch_size * steps_for_epochs(demos, adapt.batch_size, adapt.epochs)
+    return {
+        "scores": scores,
+        "demo_exact": demo_exact,
+        "s_per_task": seconds / len(tasks),
+        "variant_steps_per_s": variant_steps / seconds if adapt.epochs else 0.0,
+    }
 
 
 def main() -> None:
@@ -83,6 +96,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-adapt"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--quick", action="store_true", help="default and no adaptation only")
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="run these rows, keep the others from the last JSON"
+    )
     parser.add_argument("--puzzles-per-family", type=int, default=DEMO.puzzles_per_family)
     parser.add_argument("--families", default=",".join(DEMO.families))
     parser.add_argument("--adapt-epochs", type=float, default=DEMO.adapt_epochs)
@@ -123,8 +139,18 @@ def main() -> None:
             "views=1": dataclasses.replace(base, augmentations=1),
             "views=8": dataclasses.replace(base, augmentations=8),
             "views=16": dataclasses.replace(base, augmentations=16),
+            "views=32": dataclasses.replace(base, augmentations=32),
         }
-    rows = {}
+    rows, results = {}, RESULTS / "bench_adapt.json"
+    if args.only:
+        unknown = set(args.only) - set(variants)
+        if unknown:
+            parser.error(f"unknown rows {sorted(unknown)}; choose from {list(variants)}")
+        previous = json.loads(results.read_text()) if results.exists() else {}
+        if previous.get("pretraining", {}).get("reused") != str(run_dir):
+            parser.error("--only adds rows to the last results: reuse their run with --run")
+        rows = previous["ablations"]
+        variants = {name: variants[name] for name in args.only}
     for name, config in variants.items():
         rows[name] = ablation(run_dir, heldout, args.out / name.replace(" ", "_"), config)
         print(name, json.dumps(rows[name]), flush=True)
@@ -133,16 +159,17 @@ def main() -> None:
     print(f"own puzzles' held-out test pairs (the reference): {own:.3f}")
     print(
         f"{'held-out puzzles':<16} {'votes':>7} {'logprob':>8} {'combined':>9} "
-        f"{'demo exact':>11} {'s/task':>7}"
+        f"{'demo exact':>11} {'s/task':>7} {'variant-steps/s':>16}"
     )
     for name, r in rows.items():
         s = r["scores"]
         print(
             f"{name:<16} {s['votes']:7.3f} {s['logprob']:8.3f} {s['combined']:9.3f} "
-            f"{r['demo_exact']:11.3f} {r['s_per_task']:7.2f}"
+            f"{r['demo_exact']:11.3f} {r['s_per_task']:7.2f} "
+            f"{r.get('variant_steps_per_s', float('nan')):16.0f}"
         )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_adapt.json").write_text(
+    results.write_text(
         json.dumps(
             {
                 "settings": dataclasses.asdict(demo),

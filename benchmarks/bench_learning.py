@@ -31,6 +31,11 @@ RESULTS = Path(__file__).parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--steps", type=int, default=10**6, help="also stop here (compare settings per step)"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=RESULTS / "bench_learning.json")
     parser.add_argument("--boards", type=int, default=3000)
     parser.add_argument("--size", type=int, default=6)
     parser.add_argument("--preset", default="tiny")
@@ -38,7 +43,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default="/tmp/hrm-arc-bench-learning")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     tasks = shortest_path_tasks(args.boards, size=args.size, seed=0, n_test=200)
     data = build_pretraining_data(tasks, n_augmentations=1, seed=0, translate=False)
@@ -47,7 +52,11 @@ def main() -> None:
     # Steps are sized generously; the time limit stops the run.
     limit = f"train.time_limit_s={args.minutes * 60}"
     model_cfg, train_cfg = resolve_pretrain_configs(
-        args.preset, [*args.overrides, limit], data, steps=10**6, eval_every=args.steps_per_eval
+        args.preset,
+        [*args.overrides, limit],
+        data,
+        steps=args.steps,
+        eval_every=args.steps_per_eval,
     )
     curve, start = [], time.perf_counter()
 
@@ -87,11 +96,12 @@ def main() -> None:
         "overrides": args.overrides,
         "model": dataclasses.asdict(model_cfg),
         "minutes": args.minutes,
+        "threads": args.threads,
         "best_heldout_exact": best,
         "curve": curve,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_learning.json").write_text(json.dumps(result, indent=1))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1))
     print(f"best held-out exact accuracy {best:.3f} within {args.minutes} min (target >= 0.95)")
 
 

@@ -168,7 +168,8 @@ def load_run(run_dir: str | Path, device: torch.device) -> PretrainedRun:
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: checkpoint metadata is damaged ({e})") from None
     model = HRM(config)
-    load_model_state(model, state["model"], path)
+    # The weight average, when pretraining kept one, is what evaluation measured.
+    load_model_state(model, state.get("model_averaged") or state["model"], path)
     return PretrainedRun(model.to(device), canvas, views, state)
 
 

@@ -70,7 +70,9 @@ class VoteTally:
         entry[1] += 1
         entry[2] += Fraction(float(q_halt))
 
-    def candidates(self, logprob_fn: Callable[[np.ndarray], float] | None = None) -> list[Candidate]:
+    def candidates(
+        self, logprob_fn: Callable[[np.ndarray], float] | None = None
+    ) -> list[Candidate]:
         """One Candidate per distinct grid, in first-seen order (see `collect_candidates`)."""
         return [
             Candidate(

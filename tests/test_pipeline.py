@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from hrm_arc import pipeline
 from hrm_arc.cli import main
 from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core.checkpoint import load_checkpoint
+from hrm_arc.pretrain import load_run
 from hrm_arc.submission import load_submission, validate_submission
 from hrm_arc.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
 
@@ -232,3 +234,14 @@ def test_pretrained_strategy_needs_pretrained_tasks(run_dir, data, tmp_path):
                     "--strategy", "pretrained", *ADAPT)
     assert result.exit_code == 2
     assert "--include-eval-demos" in result.output and "Traceback" not in result.output
+
+
+def test_a_run_with_a_weight_average_hands_on_the_average(data, tmp_path) -> None:
+    run = tmp_path / "run"
+    ok(invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 3, *TINY,
+              "--set", "train.ema=0.5"))  # fmt: skip
+    state = load_checkpoint(run / "checkpoint.pt")
+    loaded = load_run(run, torch.device("cpu")).model.state_dict()
+    averaged = state["model_averaged"]
+    assert all(torch.equal(loaded[k], v) for k, v in averaged.items())
+    assert any(not torch.equal(state["model"][k], v) for k, v in averaged.items())

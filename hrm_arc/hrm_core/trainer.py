@@ -7,12 +7,13 @@ test-time adaptation; `freeze_network` leaves only the puzzle embeddings learnin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import load_model_state, save_checkpoint
+from .checkpoint import CheckpointError, load_model_state, save_checkpoint
 from .distributed import DistInfo
 from .losses import act_loss, summarize_metrics
 from .model import HRM, Carry
@@ -55,6 +56,10 @@ class TrainConfig:
     time_limit_s: float = 0.0
     """Stop (logging, evaluating and checkpointing as at the last step) after this many
     seconds of training; 0 = no limit."""
+    ema: float = 0.0
+    """Decay of an exponential moving average of the dense weights, which evaluation uses and
+    the run hands to later stages; 0 = off. The decay ramps up as (1 + t) / (10 + t), so early
+    averages are not anchored to the random initialisation."""
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
@@ -65,6 +70,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr < 0 or self.puzzle_emb_lr < 0:
             raise ValueError(f"learning rates must be >= 0, got {self.lr}, {self.puzzle_emb_lr}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"TrainConfig.ema must be in [0, 1), got {self.ema}")
 
 
 # Training defaults per model preset. Paper values for `paper`; the CPU presets take the
@@ -194,6 +201,8 @@ class Trainer:
                 gather=dist_info.enabled,
             )
         )
+        self.dense = dense
+        self.ema = [p.detach().clone() for p in dense] if config.ema and dense else None
         self.forward = self._wrap(self.model)
 
     def _wrap(self, model: HRM):
@@ -220,11 +229,35 @@ class Trainer:
         if self.optimizer is not None:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
+            self._update_ema()
         if self.embedding_optimizer is not None:
             self.embedding_optimizer.step()
             self.embedding_optimizer.zero_grad()
         self.step += 1
         return {"loss": loss.detach(), **metrics}
+
+    def _update_ema(self) -> None:
+        if self.ema is not None:
+            decay = min(self.config.ema, (1 + self.step) / (10 + self.step))
+            with torch.no_grad():
+                for average, param in zip(self.ema, self.dense):
+                    average.lerp_(param, 1 - decay)
+
+    @contextlib.contextmanager
+    def averaged_weights(self) -> Iterator[HRM]:
+        """The model with its dense weights swapped for their moving average (if any)."""
+        if self.ema is None:
+            yield self.model
+            return
+        with torch.no_grad():
+            for average, param in zip(self.ema, self.dense):
+                param.data, average.data = average.data, param.data
+        try:
+            yield self.model
+        finally:
+            with torch.no_grad():
+                for average, param in zip(self.ema, self.dense):
+                    param.data, average.data = average.data, param.data
 
     def _set_lrs(self) -> None:
         c = self.config
@@ -249,7 +282,8 @@ class Trainer:
                 record = self._summarise(window, start, first_step)
                 window = []
                 if evaluating:
-                    record.update(evaluate(self.model))
+                    with self.averaged_weights() as model:
+                        record.update(evaluate(model))
                 history.append(record)
                 self._write_metrics(record)
                 if on_log is not None:
@@ -307,8 +341,17 @@ class Trainer:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
             "step": self.step,
+            "ema": self.ema,
+            "model_averaged": self._averaged_state(),
             **self.extra_state,
         }
+
+    def _averaged_state(self) -> dict | None:
+        """The weights later stages use: the moving average when there is one."""
+        if self.ema is None:
+            return None
+        with self.averaged_weights() as model:
+            return {k: v.clone() for k, v in model.state_dict().items()}
 
     def load_state_dict(self, state: dict, path: str | Path = "checkpoint") -> None:
         load_model_state(self.model, state["model"], path)
@@ -323,6 +366,11 @@ class Trainer:
         if state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = state["step"]
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise CheckpointError(f"{path}: no weight average to resume with train.ema")
+            for average, saved in zip(self.ema, state["ema"], strict=True):
+                average.copy_(saved)
 
     def save(self) -> None:
         if self.run_dir is not None and self.dist.is_main:

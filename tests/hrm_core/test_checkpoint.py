@@ -190,11 +190,14 @@ def snapshot(t: Trainer) -> dict:
         "embedding_optimizer": t.embedding_optimizer.state_dict(),
         "step": t.step,
         "epoch": t.sampler.epoch,
+        "ema": [e.clone() for e in t.ema or []],
     }
 
 
 def assert_same_state(a: dict, b: dict) -> None:
     assert a["step"] == b["step"] and a["epoch"] == b["epoch"]
+    assert len(a["ema"]) == len(b["ema"])
+    assert all(torch.equal(x, y) for x, y in zip(a["ema"], b["ema"]))
     for group in ("params", "buffers"):
         assert a[group].keys() == b[group].keys()
         for name in a[group]:
@@ -209,23 +212,31 @@ def assert_same_state(a: dict, b: dict) -> None:
                 assert same, f"{opt} state {i}.{key} differs"
 
 
-@pytest.mark.parametrize("k", [3, 4])  # 4: saved mid-ACT, with rows still working
-def test_resume_is_exact(tmp_path, k: int) -> None:
+@pytest.mark.parametrize("k, ema", [(3, 0.0), (4, 0.0), (4, 0.9)])  # 4: saved mid-ACT
+def test_resume_is_exact(tmp_path, k: int, ema: float) -> None:
     total = 7
-    straight = trainer(steps=total)
+    straight = trainer(steps=total, ema=ema)
     straight.fit()
     expected = snapshot(straight)
     assert len(expected["optimizer"]["state"]) > 0
+    assert len(expected["ema"]) == (len(list(straight.model.parameters())) if ema else 0)
 
-    first = trainer(steps=k, run_dir=tmp_path, checkpoint_every=2)  # and at the last step
+    first = trainer(steps=k, run_dir=tmp_path, checkpoint_every=2, ema=ema)  # and the last step
     first.fit()
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == k
     torch.manual_seed(1234)  # disturb the global RNG: the checkpoint must restore it
     np.random.seed(1234)
-    resumed = trainer(steps=total, model_seed=99)  # other initial weights: all must be loaded
+    resumed = trainer(steps=total, model_seed=99, ema=ema)  # other weights: all must be loaded
     path = tmp_path / "checkpoint.pt"
     resumed.load_state_dict(load_checkpoint(path), path)
     assert resumed.step == k
     resumed.fit()
     assert_same_state(snapshot(resumed), expected)
     assert torch.equal(eval_outputs(resumed.model), eval_outputs(straight.model))
+
+
+def test_resuming_with_an_average_needs_one_saved(tmp_path) -> None:
+    trainer(steps=2, run_dir=tmp_path, checkpoint_every=2).fit()
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(CheckpointError, match="weight average"):
+        trainer(steps=4, ema=0.9).load_state_dict(load_checkpoint(path), path)

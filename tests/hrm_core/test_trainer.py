@@ -59,6 +59,31 @@ def make_trainer(examples: Examples | None = None, run_dir=None, model: HRM | No
 # ----------------------------------------------------------------------------- learning
 
 
+def test_weight_average_follows_its_rule_and_serves_evaluation(tmp_path) -> None:
+    trainer = make_trainer(run_dir=tmp_path, ema=0.8, steps=4, log_every=0, eval_every=4)
+    expected = [p.detach().clone() for p in trainer.dense]
+    for t in range(4):
+        trainer.train_step()
+        decay = min(0.8, (1 + t) / (10 + t))
+        expected = [e * decay + p.detach() * (1 - decay) for e, p in zip(expected, trainer.dense)]
+    assert all(torch.allclose(a, e, atol=1e-6) for a, e in zip(trainer.ema, expected))
+    assert not all(torch.equal(a, p) for a, p in zip(trainer.ema, trainer.dense))
+
+    trained = [p.detach().clone() for p in trainer.dense]
+    seen = []
+    trainer.config = dataclasses.replace(trainer.config, steps=5, eval_every=5)
+    trainer.fit(evaluate=lambda m: seen.append([p.detach().clone() for p in m.parameters()
+                                                if p.requires_grad]) or {})
+    assert all(torch.equal(a, s) for a, s in zip(trainer.ema, seen[0]))  # evaluated the average
+    assert not all(torch.equal(a, p) for a, p in zip(trained, trainer.dense))  # and trained on
+    state = trainer.state_dict()
+    named = dict(trainer.model.named_parameters())
+    averaged = state["model_averaged"]
+    for (name, param), average in zip(named.items(), trainer.ema):
+        assert torch.equal(averaged[name], average), name
+        assert torch.equal(state["model"][name], param), name
+
+
 def test_a_few_steps_lower_the_loss() -> None:
     trainer = make_trainer()
     metrics = [trainer.train_step() for _ in range(20)]
