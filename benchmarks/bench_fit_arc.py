@@ -13,6 +13,7 @@ and, at the end, on the evaluation tasks through their pretrained views (strateg
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -61,6 +62,8 @@ def score_pretrained(model, data: PretrainData, tasks: TaskSet, n_views: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--steps", type=int, default=10**6, help="also stop here")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-side", type=int, default=5)
     parser.add_argument("--augmentations", type=int, default=16)
     parser.add_argument("--preset", default="tiny")
@@ -68,7 +71,7 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--out", default="/tmp/hrm-arc-bench-fit-arc")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     train = small_tasks("arc-agi-1/training", args.max_side)
     evaluation = small_tasks("arc-agi-1/evaluation", args.max_side)
@@ -76,7 +79,11 @@ def main() -> None:
     evaluate = heldout_evaluator(data, CPU, max_tasks=len(train), max_views=args.augmentations)
     limit = f"train.time_limit_s={args.minutes * 60}"
     model_cfg, train_cfg = resolve_pretrain_configs(
-        args.preset, [*args.overrides, limit], data, steps=10**6, eval_every=args.steps_per_eval
+        args.preset,
+        [*args.overrides, limit],
+        data,
+        steps=args.steps,
+        eval_every=args.steps_per_eval,
     )
     print(
         f"{len(train)} training tasks, {len(evaluation)} evaluation tasks' demonstrations, "
@@ -118,6 +125,7 @@ def main() -> None:
         "augmentations": args.augmentations,
         "preset": args.preset,
         "overrides": args.overrides,
+        "train": dataclasses.asdict(train_cfg),
         "minutes": args.minutes,
         "curve": curve,
         "best_heldout_arc_score": max((c["heldout_arc_score"] for c in curve), default=0.0),

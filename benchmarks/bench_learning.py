@@ -95,6 +95,7 @@ def main() -> None:
         "preset": args.preset,
         "overrides": args.overrides,
         "model": dataclasses.asdict(model_cfg),
+        "train": dataclasses.asdict(train_cfg),
         "minutes": args.minutes,
         "threads": args.threads,
         "best_heldout_exact": best,

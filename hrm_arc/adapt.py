@@ -97,19 +97,21 @@ def adapt_tasks(
     dist: DistInfo,
     on_log: Callable[[int, dict], None] | None = None,
     pretrained: Sequence[View] = (),
+    loss: str = "stablemax",
 ) -> Adapted:
     """Fit fresh embeddings (and with `embedding+full`, the network) to the tasks' demonstrations.
 
     The model's embedding table is replaced by rows for these tasks' views. With the
     `pretrained` strategy nothing is fitted: the tasks' views from `pretrained` (the run's
-    identifier map) are used as pretraining left them.
+    identifier map) are used as pretraining left them. `loss` should be pretraining's: the
+    paper adapts "using the same training procedure".
     """
     by_id = {t.id: t for t in tasks}
     if config.strategy == "pretrained":
         views = pretrained_views(tasks, pretrained, config.augmentations)
     else:
         views = make_views(tasks, config.augmentations, config.seed)
-        fit_fresh_embeddings(model, views, by_id, canvas, config, dist, on_log)
+        fit_fresh_embeddings(model, views, by_id, canvas, config, dist, on_log, loss)
     model.requires_grad_(False)
     demo = view_examples(views, by_id, "train", canvas)
     return Adapted(views, demo_exact(model, demo, config.batch_size * 4, dist.device))
@@ -123,6 +125,7 @@ def fit_fresh_embeddings(
     config: AdaptConfig,
     dist: DistInfo,
     on_log,
+    loss: str = "stablemax",
 ) -> None:
     """Replace the table by fresh rows for `views` and fit them (and maybe the network)."""
     pretrained = model.puzzle_emb.weights.detach().cpu()
@@ -140,6 +143,7 @@ def fit_fresh_embeddings(
         puzzle_emb_lr=config.puzzle_emb_lr,
         puzzle_emb_weight_decay=config.puzzle_emb_weight_decay,
         freeze_network=True,
+        loss=loss,
         log_every=max(steps // 10, 1),
         seed=config.seed,
     )

@@ -119,7 +119,9 @@ def run_group(
     model = copy.deepcopy(run.model)  # adaptation rewrites the table (and maybe weights)
     local = DistInfo(0, 1, dist.device)  # groups are independent: no gradient sharing
     start = time.perf_counter()
-    adapted = adapt_tasks(model, group, run.canvas, config, local, pretrained=run.views)
+    adapted = adapt_tasks(
+        model, group, run.canvas, config, local, pretrained=run.views, loss=run.loss
+    )
     grouped = views_by_task(adapted.views)
     for task in group:
         t0 = time.perf_counter()

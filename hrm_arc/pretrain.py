@@ -156,6 +156,11 @@ class PretrainedRun:
     views: list[View]
     state: dict
 
+    @property
+    def loss(self) -> str:
+        """Pretraining's loss, which adaptation reuses."""
+        return self.state["train_config"]["loss"]
+
 
 def load_run(run_dir: str | Path, device: torch.device) -> PretrainedRun:
     """Rebuild the model and identifier map from a run directory's checkpoint."""

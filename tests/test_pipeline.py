@@ -192,12 +192,14 @@ def test_rerun_after_a_lost_task_redoes_only_that_task(predicted, run_dir, data,
     real = pipeline.adapt_tasks
 
     def counting(model, tasks, *args, **kwargs):
-        adapted.append([t.id for t in tasks])
+        adapted.append(([t.id for t in tasks], kwargs["loss"]))
         return real(model, tasks, *args, **kwargs)
 
     monkeypatch.setattr(pipeline, "adapt_tasks", counting)
     ok(invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT))
-    assert adapted == [[lost.stem]]
+    # Adaptation is "the same training procedure": pretraining's loss.
+    pretrained_loss = load_checkpoint(run_dir / "checkpoint.pt")["train_config"]["loss"]
+    assert adapted == [([lost.stem], pretrained_loss)]
     assert lost.exists()
 
 
