@@ -116,7 +116,7 @@ def main() -> None:
     if run_dir is not None:  # what the reused run did, from its own metrics
         last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
         pretraining = {
-            "reused": str(run_dir),
+            "reused": True,
             "steps": last["step"],
             "minutes": last["elapsed_s"] / 60,
         }
@@ -124,14 +124,16 @@ def main() -> None:
         run_dir = args.out / "run"
         shutil.rmtree(run_dir, ignore_errors=True)
         pretraining = pretrain_run(run_dir, args.pretrain_minutes, args.overrides, data, demo)
+    pretraining["run"] = str(run_dir)
     own = heldout_evaluator(data, CPU.device, max_tasks=len(pretrain_tasks))(
         load_run(run_dir, CPU.device).model
     )["eval_arc_score"]
 
     base = demo.adapt_config()
     variants = {"default": base, "no adaptation": dataclasses.replace(base, epochs=0)}
-    if not args.quick:
+    if not args.quick:  # most telling first: each row is saved as it finishes
         variants |= {
+            "views=32": dataclasses.replace(base, augmentations=32),
             "init=zero": dataclasses.replace(base, init="zero"),
             "embedding+full": dataclasses.replace(
                 base, strategy="embedding+full", full_epochs=base.epochs / 2
@@ -139,7 +141,6 @@ def main() -> None:
             "views=1": dataclasses.replace(base, augmentations=1),
             "views=8": dataclasses.replace(base, augmentations=8),
             "views=16": dataclasses.replace(base, augmentations=16),
-            "views=32": dataclasses.replace(base, augmentations=32),
         }
     rows, results = {}, RESULTS / "bench_adapt.json"
     if args.only:
@@ -147,13 +148,23 @@ def main() -> None:
         if unknown:
             parser.error(f"unknown rows {sorted(unknown)}; choose from {list(variants)}")
         previous = json.loads(results.read_text()) if results.exists() else {}
-        if previous.get("pretraining", {}).get("reused") != str(run_dir):
+        if previous.get("pretraining", {}).get("run") != str(run_dir):
             parser.error("--only adds rows to the last results: reuse their run with --run")
-        rows = previous["ablations"]
+        rows, pretraining = previous["ablations"], previous["pretraining"]
         variants = {name: variants[name] for name in args.only}
+    summary = {
+        "settings": dataclasses.asdict(demo),
+        "overrides": args.overrides,
+        "pretraining": pretraining,
+        "own_puzzles": own,
+        "heldout_tasks": len(heldout),
+        "ablations": rows,
+    }
+    RESULTS.mkdir(exist_ok=True)
     for name, config in variants.items():
         rows[name] = ablation(run_dir, heldout, args.out / name.replace(" ", "_"), config)
         print(name, json.dumps(rows[name]), flush=True)
+        results.write_text(json.dumps(summary, indent=1))
 
     print(f"\npretraining: {json.dumps({k: pretraining.get(k) for k in ('steps', 'minutes')})}")
     print(f"own puzzles' held-out test pairs (the reference): {own:.3f}")
@@ -168,20 +179,6 @@ def main() -> None:
             f"{r['demo_exact']:11.3f} {r['s_per_task']:7.2f} "
             f"{r.get('variant_steps_per_s', float('nan')):16.0f}"
         )
-    RESULTS.mkdir(exist_ok=True)
-    results.write_text(
-        json.dumps(
-            {
-                "settings": dataclasses.asdict(demo),
-                "overrides": args.overrides,
-                "pretraining": pretraining,
-                "own_puzzles": own,
-                "heldout_tasks": len(heldout),
-                "ablations": rows,
-            },
-            indent=1,
-        )
-    )
 
 
 if __name__ == "__main__":
