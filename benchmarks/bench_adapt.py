@@ -141,6 +141,7 @@ def main() -> None:
             "views=1": dataclasses.replace(base, augmentations=1),
             "views=8": dataclasses.replace(base, augmentations=8),
             "views=16": dataclasses.replace(base, augmentations=16),
+            f"epochs={3 * base.epochs:g}": dataclasses.replace(base, epochs=3 * base.epochs),
         }
     rows, results = {}, RESULTS / "bench_adapt.json"
     if args.only:
