@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from curves import EvalCurve
 
 from hrm_arc.adapt import pretrained_views
 from hrm_arc.dataset import views_by_task
@@ -89,31 +90,13 @@ def main() -> None:
         f"{len(train)} training tasks, {len(evaluation)} evaluation tasks' demonstrations, "
         f"{len(data.views)} views, {len(data.examples)} examples, canvas {data.canvas}"
     )
-    curve, start = [], time.perf_counter()
-
-    def on_log(step: int, record: dict) -> None:
-        if "eval_arc_score" in record:
-            curve.append(
-                {
-                    "step": step,
-                    "minutes": (time.perf_counter() - start) / 60,
-                    "train_exact": record.get("exact_accuracy"),
-                    "heldout_view_exact": record["eval_view_exact"],
-                    "heldout_arc_score": record["eval_arc_score"],
-                }
-            )
-            print(
-                f"step {step:6d}  {curve[-1]['minutes']:5.1f} min  train exact "
-                f"{record.get('exact_accuracy', float('nan')):.3f}  held-out test pairs: "
-                f"per view {record['eval_view_exact']:.3f}, voted ARC score "
-                f"{record['eval_arc_score']:.3f}",
-                flush=True,
-            )
-
+    curve = EvalCurve(
+        {"heldout_view_exact": "eval_view_exact", "heldout_arc_score": "eval_arc_score"}
+    )
     run_dir = Path(args.out) / str(int(time.time()))
     specs = {"train": [train.name], "eval_demos": [evaluation.name]}
     trainer = pretrain(
-        run_dir, model_cfg, train_cfg, data, DistInfo(0, 1, CPU), specs, on_log=on_log,
+        run_dir, model_cfg, train_cfg, data, DistInfo(0, 1, CPU), specs, on_log=curve,
         evaluate=evaluate,
     )  # fmt: skip
     eval_score = score_pretrained(trainer.model, data, evaluation, args.augmentations)
@@ -127,8 +110,8 @@ def main() -> None:
         "overrides": args.overrides,
         "train": dataclasses.asdict(train_cfg),
         "minutes": args.minutes,
-        "curve": curve,
-        "best_heldout_arc_score": max((c["heldout_arc_score"] for c in curve), default=0.0),
+        "curve": curve.points,
+        "best_heldout_arc_score": curve.best("heldout_arc_score"),
         "evaluation_arc_score": eval_score,
     }
     RESULTS.mkdir(exist_ok=True)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import torch
+from curves import EvalCurve
 
 from hrm_arc.families import shortest_path_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
@@ -58,24 +59,7 @@ def main() -> None:
         steps=args.steps,
         eval_every=args.steps_per_eval,
     )
-    curve, start = [], time.perf_counter()
-
-    def on_log(step: int, record: dict) -> None:
-        if "eval_view_exact" in record:
-            curve.append(
-                {
-                    "step": step,
-                    "minutes": (time.perf_counter() - start) / 60,
-                    "train_exact": record.get("exact_accuracy"),
-                    "heldout_exact": record["eval_view_exact"],
-                }
-            )
-            print(
-                f"step {step:6d}  {curve[-1]['minutes']:5.1f} min  train exact "
-                f"{record.get('exact_accuracy', float('nan')):.3f}  held-out boards exact "
-                f"{record['eval_view_exact']:.3f}",
-                flush=True,
-            )
+    curve = EvalCurve({"heldout_exact": "eval_view_exact"})
 
     pretrain(
         Path(args.out) / str(int(time.time())),
@@ -84,10 +68,10 @@ def main() -> None:
         data,
         DistInfo(0, 1, device),
         {"train": ["shortest-path"]},
-        on_log=on_log,
+        on_log=curve,
         evaluate=evaluate,
     )
-    best = max((c["heldout_exact"] for c in curve), default=0.0)
+    best = curve.best("heldout_exact")
     result = {
         "benchmark": "learning/shortest-path",
         "boards": args.boards,
@@ -99,7 +83,7 @@ def main() -> None:
         "minutes": args.minutes,
         "threads": args.threads,
         "best_heldout_exact": best,
-        "curve": curve,
+        "curve": curve.points,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
