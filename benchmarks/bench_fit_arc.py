@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from curves import EvalCurve
+from curves import EvalCurve, add_run_options, run_configs
 
 from hrm_arc.adapt import pretrained_views
 from hrm_arc.dataset import views_by_task
@@ -30,7 +30,6 @@ from hrm_arc.pretrain import (
     build_pretraining_data,
     heldout_evaluator,
     pretrain,
-    resolve_pretrain_configs,
 )
 from hrm_arc.score import score_submission
 from hrm_arc.submission import submission_from_predictions
@@ -62,15 +61,9 @@ def score_pretrained(model, data: PretrainData, tasks: TaskSet, n_views: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--steps", type=int, default=10**6, help="also stop here")
-    parser.add_argument("--threads", type=int, default=2)
+    add_run_options(parser, steps_per_eval=500, out="/tmp/hrm-arc-bench-fit-arc")
     parser.add_argument("--max-side", type=int, default=5)
     parser.add_argument("--augmentations", type=int, default=16)
-    parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--steps-per-eval", type=int, default=500)
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--out", default="/tmp/hrm-arc-bench-fit-arc")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -78,14 +71,7 @@ def main() -> None:
     evaluation = small_tasks("arc-agi-1/evaluation", args.max_side)
     data = build_pretraining_data(train, args.augmentations, seed=0, eval_demo_tasks=evaluation)
     evaluate = heldout_evaluator(data, CPU, max_tasks=len(train), max_views=args.augmentations)
-    limit = f"train.time_limit_s={args.minutes * 60}"
-    model_cfg, train_cfg = resolve_pretrain_configs(
-        args.preset,
-        [*args.overrides, limit],
-        data,
-        steps=args.steps,
-        eval_every=args.steps_per_eval,
-    )
+    model_cfg, train_cfg = run_configs(args, data)
     print(
         f"{len(train)} training tasks, {len(evaluation)} evaluation tasks' demonstrations, "
         f"{len(data.views)} views, {len(data.examples)} examples, canvas {data.canvas}"

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import torch
-from curves import EvalCurve
+from curves import EvalCurve, add_run_options, run_configs
 
 from hrm_arc.families import shortest_path_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
@@ -23,7 +23,6 @@ from hrm_arc.pretrain import (
     build_pretraining_data,
     heldout_evaluator,
     pretrain,
-    resolve_pretrain_configs,
 )
 
 RESULTS = Path(__file__).parent / "results"
@@ -31,18 +30,10 @@ RESULTS = Path(__file__).parent / "results"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument(
-        "--steps", type=int, default=10**6, help="also stop here (compare settings per step)"
-    )
-    parser.add_argument("--threads", type=int, default=2)
+    add_run_options(parser, steps_per_eval=250, out="/tmp/hrm-arc-bench-learning")
     parser.add_argument("--json", type=Path, default=RESULTS / "bench_learning.json")
     parser.add_argument("--boards", type=int, default=3000)
     parser.add_argument("--size", type=int, default=6)
-    parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--steps-per-eval", type=int, default=250)
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--out", default="/tmp/hrm-arc-bench-learning")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -50,15 +41,7 @@ def main() -> None:
     data = build_pretraining_data(tasks, n_augmentations=1, seed=0, translate=False)
     device = torch.device("cpu")
     evaluate = heldout_evaluator(data, device, max_tasks=1, max_views=1)
-    # Steps are sized generously; the time limit stops the run.
-    limit = f"train.time_limit_s={args.minutes * 60}"
-    model_cfg, train_cfg = resolve_pretrain_configs(
-        args.preset,
-        [*args.overrides, limit],
-        data,
-        steps=args.steps,
-        eval_every=args.steps_per_eval,
-    )
+    model_cfg, train_cfg = run_configs(args, data)
     curve = EvalCurve({"heldout_exact": "eval_view_exact"})
 
     pretrain(

@@ -1,8 +1,38 @@
-"""Learning curves: each evaluation of a training run kept as a point and printed as it comes."""
+"""Timed learning runs for benchmarks: their shared options, their configs, and their curves."""
 
 from __future__ import annotations
 
+import argparse
 import time
+
+from hrm_arc.hrm_core import HRMConfig
+from hrm_arc.hrm_core.trainer import TrainConfig
+from hrm_arc.pretrain import PretrainData, resolve_pretrain_configs
+
+
+def add_run_options(parser: argparse.ArgumentParser, steps_per_eval: int, out: str) -> None:
+    """Options every timed learning benchmark takes (the run stops at --minutes or --steps)."""
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument(
+        "--steps", type=int, default=10**6, help="also stop here (compare settings per step)"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--steps-per-eval", type=int, default=steps_per_eval)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--out", default=out)
+
+
+def run_configs(args: argparse.Namespace, data: PretrainData) -> tuple[HRMConfig, TrainConfig]:
+    """The preset with --set overrides, stopping at --steps or after --minutes."""
+    limit = f"train.time_limit_s={args.minutes * 60}"
+    return resolve_pretrain_configs(
+        args.preset,
+        [*args.overrides, limit],
+        data,
+        steps=args.steps,
+        eval_every=args.steps_per_eval,
+    )
 
 
 class EvalCurve:
