@@ -174,7 +174,7 @@ def load_run(run_dir: str | Path, device: torch.device) -> PretrainedRun:
         raise CheckpointError(f"{path}: checkpoint metadata is damaged ({e})") from None
     model = HRM(config)
     # The weight average, when pretraining kept one, is what evaluation measured.
-    load_model_state(model, state.get("model_averaged") or state["model"], path)
+    load_model_state(model, {**state["model"], **(state.get("model_averaged") or {})}, path)
     return PretrainedRun(model.to(device), canvas, views, state)
 
 

@@ -212,6 +212,9 @@ class Trainer:
             )
         )
         self.dense = dense
+        self.dense_names = [
+            n for n, p in self.model.named_parameters() if any(p is d for d in dense)
+        ]
         self.ema = [p.detach().clone() for p in dense] if config.ema and dense else None
         self.forward = self._wrap(self.model)
 
@@ -256,18 +259,15 @@ class Trainer:
     @contextlib.contextmanager
     def averaged_weights(self) -> Iterator[HRM]:
         """The model with its dense weights swapped for their moving average (if any)."""
-        if self.ema is None:
-            yield self.model
-            return
-        with torch.no_grad():
-            for average, param in zip(self.ema, self.dense):
-                param.data, average.data = average.data, param.data
+        self._swap_average()
         try:
             yield self.model
         finally:
-            with torch.no_grad():
-                for average, param in zip(self.ema, self.dense):
-                    param.data, average.data = average.data, param.data
+            self._swap_average()
+
+    def _swap_average(self) -> None:
+        for average, param in zip(self.ema or [], self.dense):
+            param.data, average.data = average.data, param.data
 
     def _set_lrs(self) -> None:
         c = self.config
@@ -351,8 +351,9 @@ class Trainer:
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             },
             "step": self.step,
-            "ema": self.ema,
-            "model_averaged": self._averaged_state(),
+            "model_averaged": None
+            if self.ema is None
+            else {n: a.clone() for n, a in zip(self.dense_names, self.ema, strict=True)},
             **self.extra_state,
         }
 
@@ -377,10 +378,11 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step = state["step"]
         if self.ema is not None:
-            if state.get("ema") is None:
+            saved = state.get("model_averaged")
+            if saved is None:
                 raise CheckpointError(f"{path}: no weight average to resume with train.ema")
-            for average, saved in zip(self.ema, state["ema"], strict=True):
-                average.copy_(saved)
+            for name, average in zip(self.dense_names, self.ema, strict=True):
+                average.copy_(saved[name])
 
     def save(self) -> None:
         if self.run_dir is not None and self.dist.is_main:
