@@ -40,6 +40,9 @@ class TrainConfig:
     """Global batch, split evenly across ranks."""
     lr: float = 1e-4
     warmup_steps: int = 2000
+    lr_min_ratio: float = 1.0
+    """After warm-up, learning rates follow a half cosine from `lr` down to `lr * lr_min_ratio`
+    at `steps` (the official schedule); 1 keeps them constant, as the paper trains."""
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -70,6 +73,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr < 0 or self.puzzle_emb_lr < 0:
             raise ValueError(f"learning rates must be >= 0, got {self.lr}, {self.puzzle_emb_lr}")
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise ValueError(f"TrainConfig.lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"TrainConfig.ema must be in [0, 1), got {self.ema}")
 
@@ -163,9 +168,13 @@ def due(step: int, every: int, last: bool) -> bool:
     return bool(every) and (step % every == 0 or last)
 
 
-def warmup_lr(base: float, step: int, warmup_steps: int) -> float:
-    """Linear warm-up to `base`, then constant (the official schedule with min ratio 1)."""
-    return base * min(1.0, (step + 1) / warmup_steps) if warmup_steps else base
+def scheduled_lr(base: float, step: int, config: TrainConfig) -> float:
+    """Linear warm-up to `base`, then a half cosine down to `base * lr_min_ratio` at the last step."""
+    if step < config.warmup_steps:
+        return base * (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    floor = config.lr_min_ratio
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
 class Trainer:
@@ -274,7 +283,7 @@ class Trainer:
         for opt, base in ((self.optimizer, c.lr), (self.embedding_optimizer, c.puzzle_emb_lr)):
             if opt is not None:
                 for group in opt.param_groups:
-                    group["lr"] = warmup_lr(base, self.step, c.warmup_steps)
+                    group["lr"] = scheduled_lr(base, self.step, c)
 
     def fit(
         self,

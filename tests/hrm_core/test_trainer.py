@@ -19,7 +19,7 @@ from hrm_arc.hrm_core.trainer import (
     Trainer,
     due,
     steps_for_epochs,
-    warmup_lr,
+    scheduled_lr,
 )
 
 CPU = torch.device("cpu")
@@ -187,10 +187,20 @@ def test_batches_ignore_pad_labels() -> None:
 # ----------------------------------------------------------------------------- schedule
 
 
-def test_warmup_lr_is_linear_then_constant() -> None:
-    assert [warmup_lr(1.0, s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
-    assert warmup_lr(3e-3, 0, 0) == 3e-3  # no warm-up
-    assert warmup_lr(2.0, 1000, 10) == 2.0
+def test_lr_warms_up_linearly_then_stays_constant_by_default() -> None:
+    config = TrainConfig(steps=100, warmup_steps=4)
+    assert [scheduled_lr(1.0, s, config) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert scheduled_lr(2.0, 99, config) == 2.0
+    assert scheduled_lr(3e-3, 0, TrainConfig(warmup_steps=0)) == 3e-3  # no warm-up
+
+
+def test_lr_decays_along_a_half_cosine_to_its_floor() -> None:
+    config = TrainConfig(steps=104, warmup_steps=4, lr_min_ratio=0.1)
+    assert scheduled_lr(2.0, 4, config) == pytest.approx(2.0)  # decay starts after warm-up
+    assert scheduled_lr(2.0, 54, config) == pytest.approx(2.0 * (0.1 + 0.9 * 0.5))  # halfway
+    assert scheduled_lr(2.0, 104, config) == pytest.approx(0.2)
+    lrs = [scheduled_lr(1.0, s, config) for s in range(4, 105)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
 
 
 def test_trainer_applies_warmup_to_both_optimisers() -> None:
@@ -279,6 +289,13 @@ def test_train_config_rejects_bad_counts(field: str, value: int) -> None:
 def test_train_config_rejects_negative_learning_rates(field: str) -> None:
     with pytest.raises(ValueError, match="learning rates must be >= 0"):
         TrainConfig(**{field: -1e-3})
+
+
+@pytest.mark.parametrize("field, value", [("lr_min_ratio", -0.1), ("lr_min_ratio", 1.5),
+                                          ("ema", 1.0), ("ema", -0.5)])  # fmt: skip
+def test_train_config_rejects_ratios_outside_their_range(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be in"):
+        TrainConfig(**{field: value})
 
 
 @pytest.mark.parametrize("name", sorted(TRAIN_PRESETS))
