@@ -169,7 +169,7 @@ def due(step: int, every: int, last: bool) -> bool:
 
 
 def scheduled_lr(base: float, step: int, config: TrainConfig) -> float:
-    """Linear warm-up to `base`, then a half cosine down to `base * lr_min_ratio` at the last step."""
+    """Linear warm-up to `base`, then a half cosine down to `base * lr_min_ratio` at `steps`."""
     if step < config.warmup_steps:
         return base * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)

@@ -18,8 +18,8 @@ from hrm_arc.hrm_core.trainer import (
     TrainConfig,
     Trainer,
     due,
-    steps_for_epochs,
     scheduled_lr,
+    steps_for_epochs,
 )
 
 CPU = torch.device("cpu")
