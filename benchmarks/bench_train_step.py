@@ -20,8 +20,9 @@ What one training step is, for each side:
 Attention: the official code imports ``flash_attn``; a shim module installed in
 ``sys.modules`` (``flash_attn_interface`` and ``flash_attn``) maps ``flash_attn_func(q, k, v,
 causal)`` with its (B, T, heads, head_dim) layout onto ``F.scaled_dot_product_attention``, the
-kernel ours uses, so both use the same attention kernel. Official ``forward_dtype`` is float32
-on CPU (ours always computes in float32 on CPU) and bfloat16 on CUDA (ours: bf16 autocast).
+kernel ours uses, so both use the same attention kernel. Both sides compute in ``--dtype``
+(the preset's: float32 on CPU, bfloat16 on CUDA): the official code casts weights and
+activations to it, ours runs under bf16 autocast with float32 master weights.
 
 Units. A step is one ACT segment for every row of the batch, so
 ``segments/s = batch * steps/s`` (the figure the official code's speed is usually quoted in;
@@ -151,7 +152,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--dtype",
         default=None,
         choices=("float32", "bfloat16"),
-        help="forward dtype; CPU always float32",
+        help="forward dtype of both sides (default: the preset's; bfloat16 on CPU is fast "
+        "only with AVX512-BF16 or AMX)",
     )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
@@ -185,8 +187,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in preset.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.device == "cpu":
-        args.dtype = "float32"
     return args
 
 
@@ -398,7 +398,7 @@ def child_memory(args: argparse.Namespace) -> None:
 
 def cpu_memory(args: argparse.Namespace, name: str) -> dict | None:
     cmd = [sys.executable, __file__, "--child", name, "--device", "cpu", "--preset", args.preset]
-    for key in ("official", *SIZE_ARGS, "expansion", "threads", "seed"):
+    for key in ("official", *SIZE_ARGS, "expansion", "dtype", "threads", "seed"):
         cmd += [f"--{key}", str(getattr(args, key))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -542,11 +542,14 @@ def main(argv: list[str] | None = None) -> dict | None:
             "same attention kernel: flash_attn shimmed onto F.scaled_dot_product_attention",
             "same dense optimiser: hrm_arc AdamATan2 for both (adam_atan2 is CUDA-only); "
             "puzzle embeddings: each side's own SignSGD",
-            "official forward_dtype float32 on CPU, bfloat16 on CUDA (ours: bf16 autocast)",
+            f"both compute in {args.dtype} (official: cast weights and activations; "
+            "ours: bf16 autocast over float32 masters)",
             "no metric host sync / all-reduce on either side",
         ],
     }
-    suffix = "_compile" if args.compile else ""
+    suffix = ("_compile" if args.compile else "") + (
+        f"_{args.dtype}" if args.dtype != PRESETS[args.preset]["dtype"] else ""
+    )
     out = Path(args.out) if args.out else RESULTS / f"bench_train_step_{device.type}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

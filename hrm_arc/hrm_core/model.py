@@ -66,8 +66,10 @@ class HRMConfig:
     q_learning: str = "full"
     """"full": q_halt and q_continue, the continue target from an extra no-grad forward.
     "halt_only": TRM-style, halt when q_halt > 0; no continue target, no extra forward."""
-    forward_dtype: str = "bfloat16"
-    """Compute dtype on CUDA ("bfloat16" autocast or "float32"); CPU always uses float32."""
+    forward_dtype: str = "auto"
+    """Compute dtype of the layers (master weights stay float32): "auto" is bf16 autocast on
+    CUDA and float32 on CPU; "bfloat16" is bf16 autocast on any device (on CPUs with AVX512-BF16
+    or AMX it speeds up the matrix products); "float32" everywhere."""
 
     def __post_init__(self) -> None:
         for name in _POSITIVE_INTS:
@@ -112,7 +114,7 @@ _POSITIVE_INTS = (
 _CHOICES = {
     "pos_encodings": ("rope", "learned"),
     "q_learning": ("full", "halt_only"),
-    "forward_dtype": ("bfloat16", "float32"),
+    "forward_dtype": ("auto", "bfloat16", "float32"),
 }
 
 
@@ -362,7 +364,8 @@ class HRM(nn.Module):
         return z_H, z_L, steps, data
 
     def _autocast(self, device: torch.device) -> torch.autocast:
-        enabled = device.type == "cuda" and self.config.forward_dtype == "bfloat16"
+        dtype = self.config.forward_dtype
+        enabled = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
         device_type = "cuda" if device.type == "cuda" else "cpu"
         return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
 

@@ -9,7 +9,9 @@ from hrm_arc.hrm_core import (
     HRM,
     PRESETS,
     AdamATan2,
+    Carry,
     HRMConfig,
+    HRMOutput,
     SignSGD,
     act_loss,
     make_config,
@@ -261,17 +263,39 @@ def test_reset_puzzle_embeddings_resizes_table_and_config() -> None:
         model.reset_puzzle_embeddings(3, init)
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_bfloat16_autocast_keeps_float32_masters_and_outputs() -> None:
-    model = tiny_model(forward_dtype="bfloat16").cuda().train()
-    batch = {k: v.cuda() for k, v in make_batch().items()}
+def layer_output_dtype(model: HRM, device: str) -> tuple[torch.dtype, HRMOutput, Carry]:
+    """The dtype a transformer projection computes in during one training segment."""
+    seen = []
+    hook = model.L_level.layers[0].mlp.down_proj.register_forward_hook(
+        lambda module, args, out: seen.append(out.dtype)
+    )
+    batch = {k: v.to(device) for k, v in make_batch().items()}
     carry, out = model(model.initial_carry(batch), batch)
+    hook.remove()
+    return seen[-1], out, carry
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device")])]  # fmt: skip
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bfloat16_autocast_keeps_float32_masters_and_outputs(device: str) -> None:
+    model = tiny_model(forward_dtype="bfloat16").to(device).train()
+    computed, out, carry = layer_output_dtype(model, device)
     loss, _ = act_loss(out, carry.batch["labels"], "stablemax")
     loss.backward()
+    assert computed == torch.bfloat16
     assert out.logits.dtype == torch.float32 and carry.z_H.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_auto_dtype_is_bfloat16_on_cuda_and_float32_on_cpu(device: str) -> None:
+    computed, _, _ = layer_output_dtype(tiny_model(forward_dtype="auto").to(device), device)
+    assert computed == (torch.bfloat16 if device == "cuda" else torch.float32)
 
 
 # ----------------------------------------------------------------------------- config
