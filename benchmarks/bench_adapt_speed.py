@@ -1,0 +1,182 @@
+"""Adapt-and-predict pace on real ARC tasks, extrapolated to a whole evaluation set at 1000 views.
+
+Times the three parts of adapt-and-predict on a sample of a bundled set's tasks, on a freshly
+initialised model of the chosen preset at the set's canvas:
+- stage 1, fitting fresh embeddings with the network frozen, in variant-steps/s (one
+  demonstration pair of one view through one ACT segment; the pace does not depend on the
+  weights, since a step runs one segment for every row whether rows halt or not);
+- the demonstration check after stage 1 (every demonstration under every view, all segments);
+- stage 2 (every test input under every view, all segments, two passes).
+Each pace is then applied to every task of the set at `--full-views` views (or as many unique
+views as a task has), giving hours per adaptation epoch, hours at `--epochs`, and the epochs
+that fit `--target-hours`.
+
+    python benchmarks/bench_adapt_speed.py                                # CPU, tiny preset
+    python benchmarks/bench_adapt_speed.py --device cuda --preset paper   # GPU, paper preset
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from hrm_arc.adapt import AdaptConfig, demo_exact, fit_fresh_embeddings
+from hrm_arc.augment import count_unique_variants
+from hrm_arc.dataset import make_views, view_examples, views_by_task
+from hrm_arc.encoding import canvas_for
+from hrm_arc.hrm_core import HRM, make_config
+from hrm_arc.hrm_core.distributed import DistInfo
+from hrm_arc.hrm_core.trainer import TRAIN_PRESETS, steps_for_epochs
+from hrm_arc.predict import predict_task
+from hrm_arc.tasks import load_tasks
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def measure(
+    model: HRM, tasks, canvas: int, adapt: AdaptConfig, loss: str, predict_batch: int, device
+):
+    """Seconds of each part on `tasks`, and the work each part did."""
+    by_id = {t.id: t for t in tasks}
+    views = make_views(tasks, adapt.augmentations, adapt.seed)
+    demos = view_examples(views, by_id, "train", canvas)
+    dist = DistInfo(0, 1, device)
+    fit_s = timed(
+        lambda: fit_fresh_embeddings(model, views, by_id, canvas, adapt, dist, None, loss),
+        device,
+    )
+    model.requires_grad_(False)
+    check_s = timed(lambda: demo_exact(model, demos, adapt.batch_size * 4, device), device)
+    grouped = views_by_task(views)
+    predict_s = timed(
+        lambda: [
+            predict_task(model, t, grouped[t.id], canvas, predict_batch, device) for t in tasks
+        ],
+        device,
+    )
+    model.requires_grad_(True)
+    steps = steps_for_epochs(len(demos), adapt.batch_size, adapt.epochs)
+    return {
+        "variant_steps": steps * adapt.batch_size,
+        "fit_s": fit_s,
+        "demo_rows": len(demos),
+        "check_s": check_s,
+        "test_rows": sum(len(t.test) * len(grouped[t.id]) for t in tasks),
+        "predict_s": predict_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--preset", default=None, help="default: tiny on cpu, paper on cuda")
+    parser.add_argument("--dataset", default="arc-agi-1/evaluation")
+    parser.add_argument("--sample-tasks", type=int, default=None, help="default: 4 cpu, 16 cuda")
+    parser.add_argument("--views", type=int, default=None, help="sample views; 8 cpu, 64 cuda")
+    parser.add_argument("--sample-epochs", type=float, default=None, help="default 2 cpu, 8 cuda")
+    parser.add_argument("--batch-size", type=int, default=None, help="stage 1; 64 cpu, 768 cuda")
+    parser.add_argument("--predict-batch", type=int, default=256)
+    parser.add_argument("--full-views", type=int, default=1000)
+    parser.add_argument("--epochs", type=float, default=AdaptConfig.epochs)
+    parser.add_argument("--target-hours", type=float, default=3.0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    gpu = args.device == "cuda"
+    if gpu and not torch.cuda.is_available():
+        raise SystemExit("--device cuda asked for, but CUDA is not available")
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    preset = args.preset or ("paper" if gpu else "tiny")
+    n_tasks = args.sample_tasks or (16 if gpu else 4)
+    views = args.views or (64 if gpu else 8)
+    sample_epochs = args.sample_epochs or (8 if gpu else 2)
+    batch = args.batch_size or (768 if gpu else 64)
+
+    tasks = load_tasks(args.dataset)
+    canvas = canvas_for(tasks)
+    sample = tasks[:: max(1, len(tasks) // n_tasks)][:n_tasks]  # an even spread over the set
+    torch.manual_seed(0)
+    model = HRM(make_config(preset, seq_len=canvas**2)).to(device)
+    adapt = AdaptConfig(augmentations=views, epochs=sample_epochs, batch_size=batch)
+    # A first, short pass warms up kernels and allocator; only the second is reported.
+    loss = TRAIN_PRESETS[preset].loss  # adaptation reuses pretraining's loss
+    warm_up = AdaptConfig(augmentations=2, epochs=1, batch_size=batch)
+    measure(model, sample[:1], canvas, warm_up, loss, args.predict_batch, device)
+    part = measure(model, sample, canvas, adapt, loss, args.predict_batch, device)
+    pace = {
+        "variant_steps_per_s": part["variant_steps"] / part["fit_s"],
+        "demo_rows_per_s": part["demo_rows"] / part["check_s"],
+        "test_rows_per_s": part["test_rows"] / part["predict_s"],
+    }
+
+    full_views = [min(args.full_views, count_unique_variants(t)) for t in tasks]
+    demos = sum(len(t.train) * v for t, v in zip(tasks, full_views))
+    tests = sum(len(t.test) * v for t, v in zip(tasks, full_views))
+    per_epoch_h = demos / pace["variant_steps_per_s"] / 3600
+    fixed_h = (demos / pace["demo_rows_per_s"] + tests / pace["test_rows_per_s"]) / 3600
+    total_h = fixed_h + args.epochs * per_epoch_h
+    fitting_epochs = max(0.0, (args.target_hours - fixed_h) / per_epoch_h)
+    result = {
+        "benchmark": "adapt-and-predict pace",
+        "device": torch.cuda.get_device_name(device) if gpu else "cpu",
+        "threads": None if gpu else args.threads,
+        "preset": preset,
+        "dataset": args.dataset,
+        "canvas": canvas,
+        "sample": {"tasks": len(sample), "views": views, "epochs": sample_epochs, **part},
+        "batch_size": batch,
+        "pace": pace,
+        "seconds_per_task_sample": sum(part[k] for k in ("fit_s", "check_s", "predict_s"))
+        / len(sample),
+        "full_set": {
+            "tasks": len(tasks),
+            "views_per_task": args.full_views,
+            "demo_rows": demos,
+            "test_rows": tests,
+            "hours_per_epoch": per_epoch_h,
+            "hours_check_and_predict": fixed_h,
+            "epochs": args.epochs,
+            "hours": total_h,
+            "target_hours": args.target_hours,
+            "epochs_within_target": fitting_epochs,
+        },
+    }
+    print(f"{preset} preset on {result['device']}, canvas {canvas}, stage-1 batch {batch}")
+    print(f"{'part':<22} {'work':>10} {'seconds':>9} {'rows/s':>10}")
+    for name, work, seconds in (
+        ("stage 1 (variant-steps)", part["variant_steps"], part["fit_s"]),
+        ("demonstration check", part["demo_rows"], part["check_s"]),
+        ("stage 2 (test x view)", part["test_rows"], part["predict_s"]),
+    ):
+        print(f"{name:<22} {work:>10} {seconds:>9.2f} {work / seconds:>10.1f}")
+    print(
+        f"\n{args.dataset}, {len(tasks)} tasks at up to {args.full_views} views: "
+        f"{per_epoch_h:.3f} h per adaptation epoch + {fixed_h:.3f} h check and predict; "
+        f"{total_h:.2f} h at {args.epochs:g} epochs; "
+        f"{fitting_epochs:.1f} epochs fit {args.target_hours:g} h"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"bench_adapt_speed_{args.device}.json"
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
