@@ -85,7 +85,8 @@ def main() -> None:
         run_dir, model_cfg, train_cfg, data, DistInfo(0, 1, CPU), specs, on_log=curve,
         evaluate=evaluate,
     )  # fmt: skip
-    eval_score = score_pretrained(trainer.model, data, evaluation, args.augmentations)
+    with trainer.averaged_weights() as model:  # the weights the curve's evaluations used
+        eval_score = score_pretrained(model, data, evaluation, args.augmentations)
     print(f"evaluation tasks (demonstrations pretrained, test pairs never): {eval_score:.3f}")
     result = {
         "benchmark": "learning/arc-small-combined",
@@ -94,8 +95,11 @@ def main() -> None:
         "augmentations": args.augmentations,
         "preset": args.preset,
         "overrides": args.overrides,
+        "model": dataclasses.asdict(model_cfg),
         "train": dataclasses.asdict(train_cfg),
         "minutes": args.minutes,
+        "threads": args.threads,
+        "steps": trainer.step,
         "curve": curve.points,
         "best_heldout_arc_score": curve.best("heldout_arc_score"),
         "evaluation_arc_score": eval_score,
