@@ -7,6 +7,7 @@ test pairs are what it is evaluated on, never trained on.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -34,10 +35,14 @@ class View:
 
 
 def make_views(tasks: Iterable[Task], n_variants: int, seed: int, first_id: int = 1) -> list[View]:
-    """Up to `n_variants` unique views per task (identity first), numbered from `first_id`."""
+    """Up to `n_variants` unique views per task (identity first), numbered from `first_id`.
+
+    A task's views are drawn from a seed of its own id, not of its place in `tasks`, so it gets
+    the same views in any group of tasks (a resumed or regrouped adaptation run included).
+    """
     views = []
-    for i, task in enumerate(tasks):
-        for aug in variants(task, n_variants, seed + i):
+    for task in tasks:
+        for aug in variants(task, n_variants, seed + zlib.crc32(task.id.encode())):
             views.append(View(task.id, aug, first_id + len(views)))
     return views
 

@@ -58,9 +58,7 @@ def build_pretraining_data(
     canvas = canvas or canvas_for(every)
     views = make_views(train_tasks, n_augmentations, seed)
     if eval_demo_tasks is not None:
-        views += make_views(
-            eval_demo_tasks, n_augmentations, seed + len(train_tasks), first_id=len(views) + 1
-        )
+        views += make_views(eval_demo_tasks, n_augmentations, seed, first_id=len(views) + 1)
     by_id = {t.id: t for t in every}
     rng = np.random.default_rng(seed) if translate else None
     examples = view_examples(views, by_id, "train", canvas, rng)
