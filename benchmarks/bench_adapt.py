@@ -130,7 +130,7 @@ def main() -> None:
     )["eval_arc_score"]
 
     base = demo.adapt_config()
-    variants = {"default": base, "no adaptation": dataclasses.replace(base, epochs=0)}
+    variants = {"default": base, "no adaptation": dataclasses.replace(base, epochs=0, init="zero")}
     if not args.quick:  # most telling first: each row is saved as it finishes
         variants |= {
             "views=32": dataclasses.replace(base, augmentations=32),

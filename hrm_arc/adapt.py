@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -69,6 +70,18 @@ class AdaptConfig:
         for name in ("epochs", "full_epochs", "warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"AdaptConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.strategy == "embedding+full" and not self.full_epochs:
+            raise ValueError(
+                "strategy 'embedding+full' fine-tunes the network for full_epochs: give "
+                "full_epochs > 0 (--full-epochs)"
+            )
+
+    @property
+    def fitting_epochs(self) -> float:
+        """Epochs that fit something: embedding epochs, plus full-network ones if they run."""
+        if self.strategy == "pretrained":
+            return 0.0
+        return self.epochs + (self.full_epochs if self.strategy == "embedding+full" else 0.0)
 
 
 @dataclass
@@ -78,6 +91,8 @@ class Adapted:
     views: list[View]
     demo_exact: float
     """Share of (view, demonstration pair) predicted exactly after adaptation."""
+    fit_s: float = 0.0
+    """Seconds spent fitting (what more or fewer epochs would change)."""
 
 
 def fresh_table(pretrained: torch.Tensor, n_rows: int, init: str) -> torch.Tensor:
@@ -108,14 +123,16 @@ def adapt_tasks(
     paper adapts "using the same training procedure".
     """
     by_id = {t.id: t for t in tasks}
+    start = time.perf_counter()
     if config.strategy == "pretrained":
         views = pretrained_views(tasks, pretrained, config.augmentations)
     else:
         views = make_views(tasks, config.augmentations, config.seed)
         fit_fresh_embeddings(model, views, by_id, canvas, config, dist, on_log, loss)
+    fit_s = time.perf_counter() - start
     model.requires_grad_(False)
     demo = view_examples(views, by_id, "train", canvas)
-    return Adapted(views, demo_exact(model, demo, config.batch_size * 4, dist.device))
+    return Adapted(views, demo_exact(model, demo, config.batch_size * 4, dist.device), fit_s)
 
 
 def fit_fresh_embeddings(

@@ -533,7 +533,13 @@ def print_score(report, title: str) -> None:
     help="Times each demonstration of each view is drawn into a batch [default: 100]; "
     "0 is the no-adaptation baseline.",
 )
-@click.option("--lr", "emb_lr", default=None, type=float, help="Embedding (SignSGD) step size.")
+@click.option(
+    "--lr",
+    "emb_lr",
+    default=None,
+    type=float,
+    help="Embedding (SignSGD) step size [default: 3e-2].",
+)
 @click.option(
     "--strategy",
     default=None,
@@ -542,7 +548,10 @@ def print_score(report, title: str) -> None:
     "combined setup, after pretrain --include-eval-demos).",
 )
 @click.option(
-    "--full-epochs", default=None, type=float, help="Whole-network epochs (embedding+full)."
+    "--full-epochs",
+    default=None,
+    type=float,
+    help="Whole-network epochs after the embedding ones; required by embedding+full.",
 )
 @click.option(
     "--init",
@@ -559,7 +568,12 @@ def print_score(report, title: str) -> None:
     "views: product of experts) or combined (count, then log-probability).",
 )
 @click.option("--group-size", default=16, show_default=True, help="Tasks adapted together.")
-@click.option("--time-budget", default=None, help="Finish the whole set within e.g. 11h or 90m.")
+@click.option(
+    "--time-budget",
+    default=None,
+    help="Wall-clock budget for this call, e.g. 11h or 90m: after the first group of tasks, "
+    "adaptation epochs shrink to the measured pace so the rest fits (never below one).",
+)
 @click.option(
     "--set",
     "overrides",
@@ -591,9 +605,9 @@ def adapt_and_predict_command(
     """Two-stage test-time adaptation, then top-2 voting, a submission and (with solutions) a score.
 
     Stage 1 learns a fresh puzzle embedding for every augmented view of every task from its
-    demonstration pairs (network frozen). Stage 2 runs the test inputs through every view,
-    undoes each augmentation and votes. Finished tasks are saved as they go: rerun the same
-    command after a crash and it continues.
+    demonstration pairs (network frozen, unless --strategy embedding+full). Stage 2 runs the
+    test inputs through every view, undoes each augmentation and votes. Finished tasks are
+    saved as they go: rerun the same command after a crash and it continues.
 
     \b
     Examples:

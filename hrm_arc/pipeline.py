@@ -37,7 +37,25 @@ class PredictConfig:
     batch_size: int = 256
     """Inference batch of stage 2."""
     time_budget_s: float | None = None
-    """Wall-clock budget for the whole set; adaptation epochs are sized to fit it."""
+    """Wall-clock budget for the whole set, counted from the start of this call; after the
+    first group, adaptation epochs are sized from the measured pace to fit it."""
+
+    def __post_init__(self) -> None:
+        for name in ("group_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError(f"the time budget must be positive, got {self.time_budget_s} s")
+
+
+@dataclass
+class GroupPace:
+    """What one group of tasks cost, split by what the adaptation epochs change."""
+
+    fit_s_per_epoch: float
+    """Fitting seconds per epoch (embedding and full-network epochs counted alike)."""
+    fixed_s: float
+    """Seconds the epochs do not change: the demonstration check and prediction."""
 
 
 def fits_canvas(task: Task, canvas: int) -> bool:
@@ -78,32 +96,36 @@ def adapt_and_predict(
         if on_task:
             on_task(task.id, note)
     groups = [todo[i : i + predict.group_size] for i in range(0, len(todo), predict.group_size)]
-    started, seconds_per_epoch = time.perf_counter(), None
+    started, pace = time.perf_counter(), None
     for g, group in enumerate(groups):
         if g % dist.world_size != dist.rank:
             continue
         config = adapt
-        if predict.time_budget_s is not None and seconds_per_epoch is not None:
+        if predict.time_budget_s is not None and pace is not None:
             remaining = predict.time_budget_s - (time.perf_counter() - started)
-            config = budgeted(adapt, remaining, len(groups) - g, dist.world_size, seconds_per_epoch)
-        seconds_per_epoch = run_group(run, group, out_dir, config, predict, dist, on_task)
+            config = budgeted(adapt, remaining, len(groups) - g, dist.world_size, pace)
+        pace = run_group(run, group, out_dir, config, predict, dist, on_task)
 
 
 def budgeted(
-    adapt: AdaptConfig,
-    remaining_s: float,
-    groups_left: int,
-    world_size: int,
-    seconds_per_epoch: float,
+    adapt: AdaptConfig, remaining_s: float, groups_left: int, world_size: int, pace: GroupPace
 ) -> AdaptConfig:
     """Fewer adaptation epochs when the measured pace would overrun the remaining budget.
 
-    `seconds_per_epoch` is a group's whole cost (adaptation and prediction) per adaptation
-    epoch, so prediction time is budgeted too.
+    Each group left gets an equal share of the remaining time; its fixed cost comes off first
+    and the rest buys epochs. Embedding and full-network epochs shrink by the same factor,
+    never above the configured ones and never below one epoch of each.
     """
+    if not adapt.fitting_epochs:
+        return adapt  # nothing to shorten
     per_group = remaining_s * world_size / max(groups_left, 1)
-    epochs = per_group / seconds_per_epoch
-    return dataclasses.replace(adapt, epochs=max(1.0, min(adapt.epochs, epochs)))
+    affordable = max(0.0, per_group - pace.fixed_s) / max(pace.fit_s_per_epoch, 1e-9)
+    scale = min(1.0, affordable / adapt.fitting_epochs)
+    return dataclasses.replace(
+        adapt,
+        epochs=max(min(1.0, adapt.epochs), adapt.epochs * scale),
+        full_epochs=max(min(1.0, adapt.full_epochs), adapt.full_epochs * scale),
+    )
 
 
 def run_group(
@@ -114,8 +136,8 @@ def run_group(
     predict: PredictConfig,
     dist: DistInfo,
     on_task,
-) -> float:
-    """Adapt and predict one group, saving each task; return its seconds per adaptation epoch."""
+) -> GroupPace:
+    """Adapt and predict one group, saving each task; return what it cost."""
     model = copy.deepcopy(run.model)  # adaptation rewrites the table (and maybe weights)
     local = DistInfo(0, 1, dist.device)  # groups are independent: no gradient sharing
     start = time.perf_counter()
@@ -135,11 +157,13 @@ def run_group(
             "predict_s": time.perf_counter() - t0,
             "strategy": config.strategy,
             "adapt_epochs": 0 if config.strategy == "pretrained" else config.epochs,
+            "full_epochs": config.full_epochs if config.strategy == "embedding+full" else 0,
         }
         save_task(out_dir, task, ranked, info)
         if on_task:
             on_task(task.id, info)
-    return (time.perf_counter() - start) / max(config.epochs, 1.0)
+    total_s = time.perf_counter() - start
+    return GroupPace(adapted.fit_s / max(config.fitting_epochs, 1e-9), total_s - adapted.fit_s)
 
 
 def save_task(out_dir: Path, task: Task, per_test: list[list[Candidate]], info: dict) -> None:

@@ -1,0 +1,150 @@
+"""Stage 1 and its scheduling: strategies, initialisation, views per task, the time budget."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hrm_arc.adapt import AdaptConfig, adapt_tasks, fresh_table
+from hrm_arc.dataset import make_views
+from hrm_arc.families import family_puzzles
+from hrm_arc.hrm_core import HRM, make_config
+from hrm_arc.hrm_core.distributed import DistInfo
+from hrm_arc.pipeline import GroupPace, PredictConfig, budgeted
+
+CANVAS = 5
+CPU = DistInfo(0, 1, torch.device("cpu"))
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return family_puzzles("heldout", families=["recolour", "shift"], puzzles_per_family=2,
+                          max_side=CANVAS)  # fmt: skip
+
+
+def tiny_model() -> HRM:
+    torch.manual_seed(0)
+    config = make_config("tiny", seq_len=CANVAS * CANVAS, num_puzzle_ids=4, hidden_size=32,
+                         puzzle_emb_ndim=32, expansion=2, halt_max_steps=2)  # fmt: skip
+    return HRM(config)
+
+
+def dense_state(model: HRM) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("strategy, network_changes", [("embedding", False),
+                                                       ("embedding+full", True)])  # fmt: skip
+def test_only_embedding_full_fine_tunes_the_network(tasks, strategy, network_changes) -> None:
+    model = tiny_model()
+    before = dense_state(model)
+    config = AdaptConfig(augmentations=2, epochs=2, batch_size=8, strategy=strategy,
+                         full_epochs=2 if strategy == "embedding+full" else 0)  # fmt: skip
+    adapted = adapt_tasks(model, tasks, CANVAS, config, CPU, loss="softmax")
+    after = dense_state(model)
+    changed = [n for n in before if not torch.equal(before[n], after[n])]
+    assert bool(changed) == network_changes, changed
+    # Every view of every task has a row of its own, and the fit is a share.
+    assert len(adapted.views) == 2 * len(tasks)
+    assert model.puzzle_emb.weights.shape[0] == len(adapted.views) + 1
+    assert 0.0 <= adapted.demo_exact <= 1.0 and adapted.fit_s > 0
+
+
+def test_embedding_full_without_full_epochs_is_refused() -> None:
+    with pytest.raises(ValueError, match="full_epochs"):
+        AdaptConfig(strategy="embedding+full")
+
+
+def test_fresh_rows_start_at_the_pretrained_mean_or_zero() -> None:
+    pretrained = torch.tensor([[0.0, 0.0], [1.0, 3.0], [3.0, 5.0]])  # row 0 is the blank
+    mean = fresh_table(pretrained, 4, "mean")
+    assert torch.equal(mean[0], torch.zeros(2))  # the blank row stays blank
+    assert torch.equal(mean[1:], torch.tensor([[2.0, 4.0]] * 3))
+    assert torch.equal(fresh_table(pretrained, 4, "zero"), torch.zeros(4, 2))
+
+
+def test_a_task_gets_the_same_views_in_any_group(tasks) -> None:
+    alone = make_views([tasks[2]], 6, seed=0)
+    grouped = [v for v in make_views(tasks, 6, seed=0) if v.task_id == tasks[2].id]
+    assert [v.augmentation for v in alone] == [v.augmentation for v in grouped]
+    assert make_views([tasks[2]], 6, seed=1) != alone  # the seed still matters
+
+
+# ----------------------------------------------------------------------------- time budget
+
+PACE = GroupPace(fit_s_per_epoch=2.0, fixed_s=10.0)
+
+
+def test_budget_keeps_the_configured_epochs_when_they_fit() -> None:
+    adapt = AdaptConfig(epochs=100)
+    assert budgeted(adapt, remaining_s=10_000, groups_left=2, world_size=1, pace=PACE) == adapt
+
+
+def test_budget_takes_the_fixed_cost_off_before_buying_epochs() -> None:
+    # 4 groups share 440 s on one rank: 110 s each, 10 s fixed, 100 s at 2 s an epoch.
+    adapt = budgeted(AdaptConfig(epochs=100), 440, groups_left=4, world_size=1, pace=PACE)
+    assert adapt.epochs == pytest.approx(50)
+    # Two ranks each take every second group: twice the time per group.
+    adapt = budgeted(AdaptConfig(epochs=100), 440, groups_left=4, world_size=2, pace=PACE)
+    assert adapt.epochs == 100
+
+
+def test_budget_shrinks_both_kinds_of_epochs_and_keeps_at_least_one() -> None:
+    config = AdaptConfig(epochs=60, strategy="embedding+full", full_epochs=40)
+    half = budgeted(config, remaining_s=110, groups_left=1, world_size=1, pace=PACE)
+    assert (half.epochs, half.full_epochs) == (pytest.approx(30), pytest.approx(20))
+    spent = budgeted(config, remaining_s=-5, groups_left=1, world_size=1, pace=PACE)
+    assert (spent.epochs, spent.full_epochs) == (1.0, 1.0)
+    baseline = AdaptConfig(epochs=0)  # no adaptation stays no adaptation
+    assert budgeted(baseline, remaining_s=1, groups_left=9, world_size=1, pace=PACE) == baseline
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("group_size", 0, "group_size"), ("group_size", -1, "group_size"),
+    ("batch_size", 0, "batch_size"), ("time_budget_s", -3.0, "time budget"),
+])  # fmt: skip
+def test_predict_config_refuses_nonsense(field, value, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        PredictConfig(**{field: value})
+
+
+def test_budgeted_run_shortens_later_groups(tasks, tmp_path, monkeypatch) -> None:
+    """Through the pipeline: after the first group, a tight budget cuts the epochs."""
+    from hrm_arc import pipeline
+    from hrm_arc.pretrain import PretrainedRun
+
+    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    seen = []
+    real = pipeline.run_group
+
+    def recording(run, group, out_dir, config, predict, dist, on_task):
+        seen.append(config.epochs)
+        return dataclasses.replace(real(run, group, out_dir, config, predict, dist, on_task),
+                                   fit_s_per_epoch=1.0)  # fmt: skip
+
+    monkeypatch.setattr(pipeline, "run_group", recording)
+    adapt = AdaptConfig(augmentations=1, epochs=50, batch_size=8)
+    predict = PredictConfig(group_size=1, time_budget_s=1.0)
+    pipeline.adapt_and_predict(run, tasks[:3], tmp_path, adapt, predict, CPU)
+    assert seen[0] == 50 and all(e < 50 for e in seen[1:]) and len(seen) == 3
+    assert np.all(np.array(seen[1:]) >= 1.0)
+
+
+def test_cli_refuses_a_negative_group_size_before_writing_anything(tasks, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from hrm_arc.cli import main
+    from hrm_arc.tasks import save_tasks
+
+    data, run, out = save_tasks(tasks, tmp_path / "data"), tmp_path / "run", tmp_path / "out"
+    run.mkdir()
+    args = ["adapt-and-predict", run, "-d", data, "--out", out, "--group-size", -1,
+            "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 2 and "group_size must be >= 1" in result.output
+    assert not out.exists()
