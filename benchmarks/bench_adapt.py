@@ -7,7 +7,7 @@ adaptation at all (`epochs=0`: every view on a zero embedding). Every row is sco
 three rankings. The reference is the same checkpoint's score on the held-out test pairs of its
 own pretraining puzzles.
 
-    python benchmarks/bench_adapt.py --pretrain-minutes 30
+    python benchmarks/bench_adapt.py --pretrain-minutes 30   # 1024 puzzles per family
     python benchmarks/bench_adapt.py --run /tmp/bench-adapt/run   # reuse a pretrained run
 """
 
@@ -99,7 +99,13 @@ def main() -> None:
     parser.add_argument(
         "--only", nargs="+", default=None, help="run these rows, keep the others from the last JSON"
     )
-    parser.add_argument("--puzzles-per-family", type=int, default=DEMO.puzzles_per_family)
+    parser.add_argument(
+        "--puzzles-per-family",
+        type=int,
+        default=1024,
+        help="pretraining puzzles per family (the demo uses 128; 1024 lifted 32 views from "
+        "0.729 to 0.854)",
+    )
     parser.add_argument("--families", default=",".join(DEMO.families))
     parser.add_argument("--adapt-epochs", type=float, default=DEMO.adapt_epochs)
     args = parser.parse_args()

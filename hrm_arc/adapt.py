@@ -52,7 +52,8 @@ class AdaptConfig:
     init: str = "mean"
     """Fresh rows start at the pretrained table's mean or at zero (the paper's initialisation).
     On unseen puzzle rules (bench_adapt, 48 puzzles, 4 views) the mean led by 0.146 on one
-    30-minute run and trailed by 0.021 on another: ahead on average, within noise per run."""
+    30-minute run and trailed by 0.021 and 0.042 on two others: ahead on average, within
+    noise per run."""
     translate: bool = True
     """Place demonstration pairs at random offsets, as pretraining did."""
     seed: int = 0
