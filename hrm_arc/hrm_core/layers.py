@@ -6,11 +6,13 @@ autocast, which casts the weights per op, so no layer casts explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 def trunc_normal_(
@@ -69,40 +71,55 @@ class Embedding(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """Precomputed RoPE cos/sin tables for ``max_positions`` positions."""
+    """Precomputed RoPE cos/sin tables for ``max_positions`` positions.
+
+    Pairs are (i, i + head_dim/2). The sign of the rotation is folded into ``sin`` (negative in
+    the first half), so rotating is ``x * cos + x.roll(head_dim/2) * sin``: one shuffle, no
+    negation.
+    """
 
     def __init__(self, head_dim: int, max_positions: int, theta: float) -> None:
         super().__init__()
         inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         positions = torch.arange(max_positions, dtype=torch.float32)
         freqs = torch.outer(positions, inv_freq)  # (T, head_dim/2)
-        # Half-split layout (pairs are (i, i + head_dim/2)), matching rotate_half below.
-        angles = torch.cat((freqs, freqs), dim=-1)  # (T, head_dim)
         # Derived from the config, so not saved in checkpoints.
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        cos, sin = freqs.cos(), freqs.sin()
+        self.register_buffer("cos", torch.cat((cos, cos), dim=-1), persistent=False)
+        self.register_buffer("sin", torch.cat((-sin, sin), dim=-1), persistent=False)
 
     def forward(self) -> tuple[Tensor, Tensor]:
         return self.cos, self.sin
 
 
-def _rotate_half(x: Tensor) -> Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate ``x`` of shape (B, T, ..., head_dim) by position T (tables from RotaryEmbedding).
 
-
-def apply_rope(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
-    """Rotate queries and keys of shape (B, T, heads, head_dim) by position.
-
-    The rotation is done in the tables' dtype (float32) and cast back, so bf16 inputs
-    do not lose the position signal.
+    Done in the tables' dtype (float32) and cast back, so bf16 inputs keep the position signal.
+    Queries and keys go through together, as one (B, T, 2, heads, head_dim) view.
     """
-    dtype = q.dtype
-    cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # (T, 1, head_dim): broadcast over heads
-    q, k = q.to(cos.dtype), k.to(cos.dtype)
-    q_rot = q * cos + _rotate_half(q) * sin
-    k_rot = k * cos + _rotate_half(k) * sin
-    return q_rot.to(dtype), k_rot.to(dtype)
+    dtype = x.dtype
+    table_shape = (cos.shape[0],) + (1,) * (x.ndim - 3) + (cos.shape[1],)  # (T, 1, ..., head_dim)
+    cos, sin = cos.view(table_shape), sin.view(table_shape)
+    x = x.to(cos.dtype)
+    return (x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin).to(dtype)
+
+
+# Measured on an AVX512-BF16 CPU: for bf16 sequences up to about this length, SDPA's math kernel
+# trains 2-9x faster than its CPU flash kernel, whose bf16 backward is slow on short sequences.
+_CPU_BF16_MATH_MAX_LEN = 256
+
+
+def _sdpa_backend(q: Tensor) -> contextlib.AbstractContextManager:
+    """The SDPA kernel for ``q`` (B, h, T, d): the math one for short bf16 sequences on CPU that
+    need a backward pass, otherwise SDPA's own choice."""
+    short_bf16_grad_on_cpu = (
+        q.device.type == "cpu"
+        and q.dtype == torch.bfloat16
+        and q.requires_grad
+        and q.shape[-2] <= _CPU_BF16_MATH_MAX_LEN
+    )
+    return sdpa_kernel(SDPBackend.MATH) if short_bf16_grad_on_cpu else contextlib.nullcontext()
 
 
 class Attention(nn.Module):
@@ -118,11 +135,13 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, cos_sin: tuple[Tensor, Tensor] | None) -> Tensor:
         batch, length, hidden = x.shape
         qkv = self.qkv_proj(x).view(batch, length, 3, self.num_heads, self.head_dim)  # (B,T,3,h,d)
-        q, k, v = qkv.unbind(dim=2)  # each (B, T, h, d)
+        qk, v = qkv[:, :, :2], qkv[:, :, 2]  # (B, T, 2, h, d), (B, T, h, d)
         if cos_sin is not None:
-            q, k = apply_rope(q, k, *cos_sin)
+            qk = apply_rope(qk, *cos_sin)
+        q, k = qk.unbind(dim=2)  # each (B, T, h, d)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, h, T, d) as SDPA expects
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=False)  # (B, h, T, d)
+        with _sdpa_backend(q):
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=False)  # (B, h, T, d)
         out = out.transpose(1, 2).reshape(batch, length, hidden)  # (B, T, h*d)
         return self.o_proj(out)
 
@@ -144,10 +163,7 @@ class SwiGLU(nn.Module):
 
 def rms_norm(x: Tensor, eps: float) -> Tensor:
     """RMS normalisation over the last dim with no learned scale, computed in float32."""
-    dtype = x.dtype
-    x = x.float()
-    x = x * torch.rsqrt(x.square().mean(dim=-1, keepdim=True) + eps)
-    return x.to(dtype)
+    return F.rms_norm(x.float(), x.shape[-1:], eps=eps).to(x.dtype)
 
 
 __all__ = [
