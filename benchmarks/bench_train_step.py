@@ -20,9 +20,11 @@ What one training step is, for each side:
 Attention: the official code imports ``flash_attn``; a shim module installed in
 ``sys.modules`` (``flash_attn_interface`` and ``flash_attn``) maps ``flash_attn_func(q, k, v,
 causal)`` with its (B, T, heads, head_dim) layout onto ``F.scaled_dot_product_attention``, the
-kernel ours uses, so both use the same attention kernel. Both sides compute in ``--dtype``
-(the preset's: float32 on CPU, bfloat16 on CUDA): the official code casts weights and
-activations to it, ours runs under bf16 autocast with float32 master weights.
+call ours makes, under the SDPA kernel ours picks for the shape (``sdpa_kernel_for``: the math
+kernel for short bf16 training sequences on CPU), so both use the same attention kernel. Both
+sides compute in ``--dtype`` (the preset's: float32 on CPU, bfloat16 on CUDA): the official
+code casts weights and activations to it, ours runs under bf16 autocast with float32 master
+weights.
 
 Units. A step is one ACT segment for every row of the batch, so
 ``segments/s = batch * steps/s`` (the figure the official code's speed is usually quoted in;
@@ -84,7 +86,7 @@ import torch.nn.functional as F
 from rss import peak_rss_kib, rss_kib
 
 from hrm_arc.hrm_core.distributed import DistInfo
-from hrm_arc.hrm_core.layers import round_up
+from hrm_arc.hrm_core.layers import round_up, sdpa_kernel_for
 from hrm_arc.hrm_core.model import HRM, HRMConfig
 from hrm_arc.hrm_core.optimizer import AdamATan2
 from hrm_arc.hrm_core.trainer import BatchSampler, Examples, TrainConfig, Trainer, to_batch
@@ -195,9 +197,9 @@ def install_flash_attn_shim() -> None:
 
     def flash_attn_func(q, k, v, causal=False, **_unused):
         # flash-attn layout is (B, T, heads, head_dim); SDPA wants (B, heads, T, head_dim).
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal
-        )
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        with sdpa_kernel_for(q):  # the SDPA kernel ours picks for the same shape and dtype
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         # flash-attn returns a contiguous (B, T, heads, head_dim) tensor; callers .view() it.
         return out.transpose(1, 2).contiguous()
 
@@ -539,7 +541,8 @@ def main(argv: list[str] | None = None) -> dict | None:
             "one process; in every repeat the implementations alternate step by step (the order "
             "rotates each step); figures are medians over repeats",
             "same config, same random-token batches built by trainer.to_batch",
-            "same attention kernel: flash_attn shimmed onto F.scaled_dot_product_attention",
+            "same attention kernel: flash_attn shimmed onto F.scaled_dot_product_attention, "
+            "with the SDPA kernel ours picks (hrm_core.layers.sdpa_kernel_for)",
             "same dense optimiser: hrm_arc AdamATan2 for both (adam_atan2 is CUDA-only); "
             "puzzle embeddings: each side's own SignSGD",
             f"both compute in {args.dtype} (official: cast weights and activations; "

@@ -110,7 +110,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 _CPU_BF16_MATH_MAX_LEN = 256
 
 
-def _sdpa_backend(q: Tensor) -> contextlib.AbstractContextManager:
+def sdpa_kernel_for(q: Tensor) -> contextlib.AbstractContextManager:
     """The SDPA kernel for ``q`` (B, h, T, d): the math one for short bf16 sequences on CPU that
     need a backward pass, otherwise SDPA's own choice."""
     short_bf16_grad_on_cpu = (
@@ -140,7 +140,7 @@ class Attention(nn.Module):
             qk = apply_rope(qk, *cos_sin)
         q, k = qk.unbind(dim=2)  # each (B, T, h, d)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, h, T, d) as SDPA expects
-        with _sdpa_backend(q):
+        with sdpa_kernel_for(q):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=False)  # (B, h, T, d)
         out = out.transpose(1, 2).reshape(batch, length, hidden)  # (B, T, h*d)
         return self.o_proj(out)
@@ -175,5 +175,6 @@ __all__ = [
     "apply_rope",
     "rms_norm",
     "round_up",
+    "sdpa_kernel_for",
     "trunc_normal_",
 ]
