@@ -7,7 +7,7 @@ Reports, as a curve, the voted ARC score on the *held-out test pairs* of the tra
 and, at the end, on the evaluation tasks through their pretrained views (strategy
 `pretrained`, as the official code evaluates).
 
-    python benchmarks/bench_fit_arc.py --minutes 10
+    python benchmarks/bench_fit_arc.py --minutes 25 [--set model.forward_dtype=bfloat16]
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Trains a CPU preset on boards whose output marks the unique shortest path from start to end
 (`families.shortest_path_tasks`) and reports exact accuracy on held-out boards as a curve.
 
-    python benchmarks/bench_learning.py --minutes 10
+    python benchmarks/bench_learning.py --minutes 10 [--set model.forward_dtype=bfloat16]
 """
 
 from __future__ import annotations
