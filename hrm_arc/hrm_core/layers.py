@@ -1,7 +1,8 @@
 """Transformer building blocks for HRM: init, linear, embeddings, RoPE, attention, SwiGLU, norm.
 
-Weights are kept in float32 (the master copy); on CUDA the model runs these layers under bf16
-autocast, which casts the weights per op, so no layer casts explicitly.
+Weights are kept in float32 (the master copy); in bf16 (on CUDA by default, on any device with
+forward_dtype="bfloat16") the model runs these layers under autocast, which casts the weights
+per op, so no layer casts explicitly.
 """
 
 from __future__ import annotations
