@@ -64,6 +64,9 @@ def main() -> None:
     add_run_options(parser, steps_per_eval=500, out="/tmp/hrm-arc-bench-fit-arc")
     parser.add_argument("--max-side", type=int, default=5)
     parser.add_argument("--augmentations", type=int, default=16)
+    parser.add_argument(
+        "--result", default="bench_fit_arc.json", help="file name under benchmarks/results"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -105,7 +108,7 @@ def main() -> None:
         "evaluation_arc_score": eval_score,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_fit_arc.json").write_text(json.dumps(result, indent=1))
+    (RESULTS / args.result).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

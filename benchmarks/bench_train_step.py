@@ -380,6 +380,44 @@ def flops_per_step(args: argparse.Namespace, q_learning: str = "full") -> dict[s
     )  # fmt: skip
 
 
+def gemm_flops_per_s(args: argparse.Namespace, device: torch.device) -> float:
+    """The machine's matrix-product rate at the step's largest product, in ``--dtype``.
+
+    (batch * tokens, hidden) @ (hidden, 2 * inner), the SwiGLU up projection: the shape the
+    step spends most of its FLOPs on and the most efficient one in it. Every model FLOP of a
+    step done at this rate is a floor on the step time of any implementation doing that work.
+    """
+    cfg = our_config(args)
+    tokens = args.batch * (cfg.puzzle_len + cfg.seq_len)
+    inner = round_up(cfg.expansion * cfg.hidden_size * 2 / 3, 256)
+    dtype = getattr(torch, args.dtype)
+    a = torch.randn(tokens, cfg.hidden_size, device=device, dtype=dtype)
+    w = torch.randn(2 * inner, cfg.hidden_size, device=device, dtype=dtype)
+    times = []
+    for _ in range(30):
+        sync(device)
+        start = time.perf_counter()
+        F.linear(a, w)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * tokens * cfg.hidden_size * 2 * inner / statistics.median(times[5:])
+
+
+def gemm_floor(args: argparse.Namespace, device: torch.device, flops: dict, results: dict) -> dict:
+    """The fastest a step of the full work could be at this machine's GEMM rate."""
+    rate = gemm_flops_per_s(args, device)
+    floor = {
+        "gemm_tflops_per_s": rate / 1e12,
+        "floor_step_ms": 1000 * flops["full"]["per_step"] / rate,
+        "floor_step_ms_halt_only": 1000 * flops["halt_only"]["per_step"] / rate,
+    }
+    if "official" in results:
+        floor["max_ratio_over_official"] = (
+            results["official"]["median_step_ms"] / floor["floor_step_ms"]
+        )
+    return floor
+
+
 def child_memory(args: argparse.Namespace) -> None:
     """Subprocess body: maxrss growth of one implementation's training steps (CPU)."""
     torch.set_num_threads(args.threads)
@@ -513,6 +551,17 @@ def main(argv: list[str] | None = None) -> dict | None:
                 r["ratio_of_medians_over_official"] = r["segments_per_s"] / official
                 r["paired_ratio_median_over_official"] = ratios[n]
     print_table(args, results, ratios, device)
+    floor = gemm_floor(args, device, flops, results)
+    print(
+        f"GEMM floor: {floor['gemm_tflops_per_s']:.3f} TFLOP/s measured at the step's largest "
+        f"product; a step of the same work cannot take under {floor['floor_step_ms']:.1f} ms"
+        + (
+            f", so no implementation can beat the official by more than "
+            f"{floor['max_ratio_over_official']:.2f}x here"
+            if "max_ratio_over_official" in floor
+            else ""
+        )
+    )
 
     report = {
         "benchmark": "bench_train_step",
@@ -528,6 +577,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         "flops": flops,
         "peak_flops": args.peak_flops if device.type == "cuda" else None,
         "results": results,
+        "gemm_floor": floor,
         "ratio_ours_over_official": ratios.get("ours"),
         "ratios_over_official": ratios,
         "target_ratio": TARGET_RATIO,
