@@ -44,6 +44,11 @@ ignored), with N = batch * (puzzle_len + seq_len) tokens and T = puzzle_len + se
     target_fwd  = segment_fwd                    # the no-grad segment for the q_continue target
     grad_fwd    = L_call + H_call + heads         # only the last L and H update carry a graph
     step = segment_fwd + target_fwd + 2 * grad_fwd   # backward = 2 x forward, grad calls only
+
+GEMM floor: the step's model FLOPs at the rate a plain matrix product of the step's largest
+shape reaches on this device and dtype (measured after the timed steps). No implementation
+doing the same work can step faster, so official step time / floor bounds the reachable ratio.
+
 MFU = step * steps/s / peak (``--peak-flops``, default 989e12: H100 SXM dense bf16).
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` over the timed steps of each side,
