@@ -365,13 +365,17 @@ def time_steps(runner, steps: int, device: torch.device) -> tuple[float, int | N
     return seconds, peak
 
 
+def step_dims(cfg: HRMConfig) -> tuple[int, int]:
+    """Tokens per example (puzzle + grid) and the SwiGLU inner width of ``cfg``."""
+    return cfg.puzzle_len + cfg.seq_len, round_up(cfg.expansion * cfg.hidden_size * 2 / 3, 256)
+
+
 def flops_per_step(args: argparse.Namespace, q_learning: str = "full") -> dict[str, float]:
     """Model FLOPs of one training step; see the module docstring for the formula."""
     cfg = dataclasses.replace(our_config(args), q_learning=q_learning)
     h, b = cfg.hidden_size, args.batch
-    T = cfg.puzzle_len + cfg.seq_len
+    T, inner = step_dims(cfg)
     n_tokens = b * T
-    inner = round_up(cfg.expansion * h * 2 / 3, 256)
     block = 2 * n_tokens * (4 * h * h + 3 * h * inner) + 4 * b * T * T * h
     l_call, h_call = cfg.L_layers * block, cfg.H_layers * block
     heads = 2 * b * cfg.seq_len * h * cfg.vocab_size + 2 * b * h * 2
@@ -393,8 +397,8 @@ def gemm_flops_per_s(args: argparse.Namespace, device: torch.device) -> float:
     step done at this rate is a floor on the step time of any implementation doing that work.
     """
     cfg = our_config(args)
-    tokens = args.batch * (cfg.puzzle_len + cfg.seq_len)
-    inner = round_up(cfg.expansion * cfg.hidden_size * 2 / 3, 256)
+    length, inner = step_dims(cfg)
+    tokens = args.batch * length
     dtype = getattr(torch, args.dtype)
     a = torch.randn(tokens, cfg.hidden_size, device=device, dtype=dtype)
     w = torch.randn(2 * inner, cfg.hidden_size, device=device, dtype=dtype)
