@@ -91,8 +91,9 @@ class TaskSet(Sequence[Task]):
         self.name = name
         self._by_id = {t.id: t for t in self.tasks}
         if len(self._by_id) != len(self.tasks):
-            dupes = sorted({t.id for t in self.tasks if sum(u.id == t.id for u in self.tasks) > 1})
-            raise DatasetError(f"{name}: duplicate task ids {dupes}")
+            first = next(t for t in self.tasks if self._by_id[t.id] is not t)
+            sources = [t.source for t in self.tasks if t.id == first.id]
+            raise DatasetError(f"{name}: duplicate task id {first.id!r} in {sources}")
 
     def __getitem__(self, key):
         if isinstance(key, str):
@@ -153,6 +154,7 @@ def parse_grid(value: object, where: str) -> np.ndarray:
 def parse_task(task_id: str, data: object, where: str, require_test_outputs: bool = False) -> Task:
     """Validate one task in ARC JSON form; `where` names the file for error messages."""
     where = f"{where}, task {task_id}"
+    _check_task_id(task_id, where)
     if not isinstance(data, dict):
         raise DatasetError(
             f"{where}: a task must be an object with 'train' and 'test', got {_brief(data)}"
@@ -175,6 +177,14 @@ def parse_task(task_id: str, data: object, where: str, require_test_outputs: boo
     return Task(task_id, train, test, source=where.rsplit(", task", 1)[0])
 
 
+def _check_task_id(task_id: str, where: str) -> None:
+    # Ids name the per-task files a run writes, so they must stay plain file names.
+    if not task_id or task_id.startswith(".") or any(c in task_id for c in "/\\\0"):
+        raise DatasetError(
+            f"{where}: task id {task_id!r} must be a plain name (no '/', '\\' or leading '.')"
+        )
+
+
 def load_tasks(spec: str | os.PathLike, solutions: str | os.PathLike | None = None) -> TaskSet:
     """Load a task set from a dataset spec (see the module docstring)."""
     spec_str = str(spec)
@@ -193,7 +203,7 @@ def load_tasks(spec: str | os.PathLike, solutions: str | os.PathLike | None = No
             raise DatasetError(f"{spec_str}: --solutions applies to a Kaggle challenges file")
         return _load_directory(path)
     data = _read_json(path)
-    if isinstance(data, dict) and "train" in data and "test" in data:
+    if isinstance(data, dict) and ("train" in data or "test" in data):
         if solutions is not None:
             raise DatasetError(f"{spec_str}: --solutions applies to a Kaggle challenges file")
         return TaskSet([parse_task(path.stem, data, str(path))], name=path.stem)
@@ -227,7 +237,7 @@ def _load_bundled(spec: str) -> TaskSet:
 
 
 def _load_directory(root: Path) -> TaskSet:
-    files = sorted(p for p in root.rglob("*.json") if p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".json" and p.is_file())
     if not files:
         raise DatasetError(f"{root}: directory holds no .json task files")
     tasks = [parse_task(f.stem, _read_json(f), str(f)) for f in files]
@@ -271,7 +281,7 @@ def _attach_solutions(task: Task, outputs: object, where: str) -> Task:
 
 def _read_json(path: Path) -> object:
     try:
-        return orjson.loads(path.read_bytes())
+        return orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))  # a BOM is legal
     except orjson.JSONDecodeError as e:
         raise DatasetError(f"{path}: not valid JSON ({e})") from None
     except OSError as e:

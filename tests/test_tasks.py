@@ -73,6 +73,7 @@ BAD_CASES = {
     "empty grid": ({**GOOD_TASK, "test": [{"input": []}]}, "test pair 0 input: grid must be"),
     "no demos": ({**GOOD_TASK, "train": []}, "'train' must be a non-empty list"),
     "no output": ({**GOOD_TASK, "train": [{"input": [[1]]}]}, "train pair 0: missing 'output'"),
+    "no test": ({"train": GOOD_TASK["train"]}, "task bad: 'test' must be a non-empty list"),
     "not a task": ([1, 2], "expected one ARC task"),
 }
 
@@ -104,3 +105,25 @@ def test_missing_spec_lists_bundled_sets():
 def test_empty_directory(tmp_path):
     with pytest.raises(DatasetError, match="no .json task files"):
         load_tasks(tmp_path)
+
+
+@pytest.mark.parametrize("task_id", ["../../escape", "a/b", "a\\b", "", ".hidden"])
+def test_task_ids_that_are_not_plain_file_names_are_refused(tmp_path, task_id):
+    # Runs write one file per task id; an id must not reach outside the run's folder.
+    path = write(tmp_path / "k_challenges.json", {task_id: GOOD_TASK})
+    with pytest.raises(DatasetError, match="must be a plain name"):
+        load_tasks(path)
+
+
+def test_directory_files_with_upper_case_suffix_or_bom_load(tmp_path):
+    write(tmp_path / "a.JSON", GOOD_TASK)
+    (tmp_path / "b.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD_TASK).encode())
+    assert load_tasks(tmp_path).ids == ["a", "b"]
+
+
+def test_duplicate_ids_name_both_files(tmp_path):
+    first = write(tmp_path / "x" / "t.json", GOOD_TASK)
+    second = write(tmp_path / "t.json", GOOD_TASK)
+    with pytest.raises(DatasetError, match="duplicate task id 't'") as err:
+        load_tasks(tmp_path)
+    assert str(first) in str(err.value) and str(second) in str(err.value)
