@@ -76,6 +76,11 @@ class AdaptConfig:
                 "strategy 'embedding+full' fine-tunes the network for full_epochs: give "
                 "full_epochs > 0 (--full-epochs)"
             )
+        if self.full_epochs and self.strategy != "embedding+full":
+            raise ValueError(
+                f"full_epochs (--full-epochs) applies to strategy 'embedding+full' only, "
+                f"not {self.strategy!r}"
+            )
 
     @property
     def fitting_epochs(self) -> float:

@@ -581,6 +581,12 @@ def print_score(report, title: str) -> None:
     metavar="KEY=VALUE",
     help="Override any adaptation field, e.g. --set adapt.batch_size=128.",
 )
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Discard the predictions already in --out; without it a rerun continues them, and "
+    "refuses if they were made with another checkpoint or other settings.",
+)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @reports_bad_input
@@ -599,6 +605,7 @@ def adapt_and_predict_command(
     group_size,
     time_budget,
     overrides,
+    restart,
     device,
     seed,
 ):
@@ -607,7 +614,8 @@ def adapt_and_predict_command(
     Stage 1 learns a fresh puzzle embedding for every augmented view of every task from its
     demonstration pairs (network frozen, unless --strategy embedding+full). Stage 2 runs the
     test inputs through every view, undoes each augmentation and votes. Finished tasks are
-    saved as they go: rerun the same command after a crash and it continues.
+    saved as they go: rerun the same command after a crash and it continues. Tasks with a
+    grid larger than the run's canvas get empty attempts, and are named at the end.
 
     \b
     Examples:
@@ -635,9 +643,9 @@ def adapt_and_predict_command(
     budget = parse_duration(time_budget) if time_budget else None
     predict = PredictConfig(rank=rank, group_size=group_size, time_budget_s=budget)
     run = load_run(run_dir, dist.device)
-    progress, on_task = task_progress(len(tasks))
+    progress, on_task, skipped = task_progress(len(tasks))
     with progress if dist.is_main else contextlib.nullcontext():
-        adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task)
+        adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task, restart)
     shutdown_distributed()
     if dist.is_main:
         report = finish(
@@ -651,12 +659,20 @@ def adapt_and_predict_command(
             },
         )
         console.print(f"wrote {escape(str(out_dir))}/predictions.json and submission.json")
+        if skipped:
+            say(
+                f"[yellow]warning:[/] {len(skipped)} of {len(tasks)} tasks have a grid larger "
+                f"than the run's {run.canvas}x{run.canvas} canvas and were not predicted: "
+                f"{', '.join(skipped[:10])}{' ...' if len(skipped) > 10 else ''}",
+                err=True,
+            )
         if report is not None:
             print_score(report, f"{out_dir} on {tasks.name}")
 
 
 def task_progress(total: int):
-    """A progress bar over tasks and the `on_task` callback that advances it."""
+    """A progress bar over tasks, the `on_task` callback that advances it, and the list of
+    task ids it found skipped."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -676,17 +692,19 @@ def task_progress(total: int):
         console=console,
     )
     bar = progress.add_task("tasks", total=total, last="")
+    skipped = []
 
     def on_task(task_id: str, info: dict) -> None:
         if info.get("resumed"):
             last = "done earlier"
         elif info.get("skipped"):
             last = "skipped (too large for the canvas)"
+            skipped.append(task_id)
         else:
             last = f"demo exact {info['group_demo_exact']:.2f}"
         progress.update(bar, advance=1, last=f"{task_id}: {last}")
 
-    return progress, on_task
+    return progress, on_task, skipped
 
 
 @main.command()
@@ -757,6 +775,7 @@ def demo(ctx, out_dir, steps, device):
         group_size=64,
         time_budget=None,
         overrides=(),
+        restart=True,  # pretraining may have gone on since the last demo
         device=device,
         seed=0,
     )

@@ -1,23 +1,29 @@
 """adapt-and-predict over a whole task set: groups of tasks adapted together, saved as they finish.
 
 Each finished task is written to `OUT/tasks/<id>.json` at once, so a rerun after a crash skips
-it. Under torchrun every rank takes every world_size-th group; rank 0 merges at the end.
+it. `OUT/settings.json` records the model and settings the tasks were predicted with, so a rerun
+with another checkpoint or other settings is refused rather than mixed in. Under torchrun every
+rank takes every world_size-th group; rank 0 merges at the end.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+import torch
+
 from .adapt import AdaptConfig, adapt_tasks
 from .dataset import views_by_task
 from .hrm_core.distributed import DistInfo
-from .jsonio import write_json_atomic
+from .jsonio import read_json, write_json_atomic
 from .predict import predict_task
 from .predictions import Candidate, Predictions, load_predictions, save_predictions
 from .pretrain import PretrainedRun
@@ -66,6 +72,84 @@ def task_file(out_dir: Path, task_id: str) -> Path:
     return out_dir / "tasks" / f"{task_id}.json"
 
 
+SETTINGS = "settings.json"
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """A digest of every weight and buffer (puzzle table included): which model predicted."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
+def task_digest(task: Task) -> str:
+    """A digest of what a prediction depends on: the demonstrations and the test inputs."""
+    grids = [[p.input, p.output] for p in task.train] + [p.input for p in task.test]
+    return hashlib.sha256(orjson.dumps(grids, option=orjson.OPT_SERIALIZE_NUMPY)).hexdigest()[:16]
+
+
+def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, predict: PredictConfig) -> dict:
+    """Everything that changes a task's predictions (not the time budget, which only paces)."""
+    settings = {
+        "model": model_digest(run.model),
+        "canvas": run.canvas,
+        "adapt": dataclasses.asdict(adapt),
+        "rank": predict.rank,
+        "group_size": predict.group_size,
+    }
+    return orjson.loads(orjson.dumps(settings))  # as it reads back from settings.json
+
+
+def claim_out_dir(out_dir: Path, settings: dict, restart: bool) -> None:
+    """Make `out_dir` hold only predictions made with `settings`: refuse earlier ones made
+    otherwise, or discard them when `restart`."""
+    done = sorted((out_dir / "tasks").glob("*.json"))
+    if restart:
+        for path in done:
+            path.unlink()
+    elif done and (out_dir / SETTINGS).exists():
+        changes = _changes(read_json(out_dir / SETTINGS, "settings"), settings)
+        if changes:
+            raise ValueError(
+                f"{out_dir} holds predictions of {len(done)} tasks made otherwise "
+                f"({'; '.join(changes)}): give another --out, or --restart to discard them"
+            )
+    write_json_atomic(out_dir / SETTINGS, settings, indent=True)
+
+
+def _changes(before: object, now: dict) -> list[str]:
+    if not isinstance(before, dict):
+        return ["settings.json is damaged"]
+    changes = []
+    for key, value in now.items():
+        old = before.get(key)
+        if key == "model" and old != value:
+            changes.append("the model's weights differ (pretraining went on, or another run)")
+        elif isinstance(value, dict) and isinstance(old, dict):
+            changes += [
+                f"{key}.{k}: {old.get(k)!r} -> {v!r}" for k, v in value.items() if old.get(k) != v
+            ]
+        elif old != value:
+            changes.append(f"{key}: {old!r} -> {value!r}")
+    return changes
+
+
+def is_done(out_dir: Path, task: Task) -> bool:
+    """Whether an earlier run saved `task`; a saved file for another task of that id is an error."""
+    path = task_file(out_dir, task.id)
+    if not path.exists():
+        return False
+    saved = load_predictions(path)[1].get("task_digest", task_digest(task))
+    if saved != task_digest(task):
+        raise ValueError(
+            f"{path} was predicted for another task {task.id} (its demonstrations or test "
+            "inputs differ): give another --out, or --restart"
+        )
+    return True
+
+
 def placeholder(task: Task) -> list[list[Candidate]]:
     """No candidate for any test input: the export writes 1x1 zero attempts for it."""
     return [[] for _ in task.test]
@@ -79,12 +163,27 @@ def adapt_and_predict(
     predict: PredictConfig,
     dist: DistInfo,
     on_task: Callable[[str, dict], None] | None = None,
+    restart: bool = False,
 ) -> None:
-    """Adapt and predict every task not yet saved in `out_dir`; each rank does its share."""
+    """Adapt and predict every task not yet saved in `out_dir`; each rank does its share.
+
+    Raises:
+        ValueError: `out_dir` holds predictions made with another model or settings, or for
+            other tasks of the same ids (unless `restart`, which discards them).
+    """
     out_dir = Path(out_dir)
+    if not any(fits_canvas(task, run.canvas) for task in tasks):
+        largest = max(max(g.shape) for task in tasks for g in task.grids)
+        raise ValueError(
+            f"no task of {tasks.name} fits the run's {run.canvas}x{run.canvas} canvas (its "
+            f"largest grid has side {largest}): pretrain with --canvas {largest} or more"
+        )
+    if dist.is_main:
+        claim_out_dir(out_dir, prediction_settings(run, adapt, predict), restart)
+    dist.barrier()  # no rank looks for finished tasks while the main one may discard them
     todo = []
     for task in tasks:
-        if task_file(out_dir, task.id).exists():
+        if is_done(out_dir, task):
             note = {"resumed": True}  # finished by an earlier run
         elif not fits_canvas(task, run.canvas):
             note = {"skipped": f"grid larger than canvas {run.canvas}"}
@@ -167,6 +266,7 @@ def run_group(
 
 
 def save_task(out_dir: Path, task: Task, per_test: list[list[Candidate]], info: dict) -> None:
+    info = {**info, "task_digest": task_digest(task)}
     save_predictions(task_file(out_dir, task.id), {task.id: per_test}, info)
 
 

@@ -58,6 +58,8 @@ def test_only_embedding_full_fine_tunes_the_network(tasks, strategy, network_cha
 def test_embedding_full_without_full_epochs_is_refused() -> None:
     with pytest.raises(ValueError, match="full_epochs"):
         AdaptConfig(strategy="embedding+full")
+    with pytest.raises(ValueError, match="'embedding\\+full' only"):
+        AdaptConfig(strategy="embedding", full_epochs=2)  # would be silently ignored
 
 
 def test_fresh_rows_start_at_the_pretrained_mean_or_zero() -> None:
@@ -148,3 +150,47 @@ def test_cli_refuses_a_negative_group_size_before_writing_anything(tasks, tmp_pa
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 2 and "group_size must be >= 1" in result.output
     assert not out.exists()
+
+
+def test_rerun_continues_only_with_the_same_model_settings_and_tasks(tasks, tmp_path) -> None:
+    from hrm_arc import pipeline
+    from hrm_arc.pretrain import PretrainedRun
+    from hrm_arc.tasks import Pair, Task, TaskSet
+
+    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    adapt, predict = AdaptConfig(augmentations=1, epochs=1, batch_size=8), PredictConfig()
+    two = TaskSet(list(tasks[:2]))
+    pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU)
+    saved = {t.id: pipeline.task_file(tmp_path, t.id).stat().st_mtime_ns for t in two}
+
+    notes = {}
+    pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU, notes.__setitem__)
+    assert notes == {t.id: {"resumed": True} for t in two}  # same everything: nothing redone
+
+    other = dataclasses.replace(adapt, epochs=2)
+    with pytest.raises(ValueError, match=r"adapt.epochs: 1 -> 2\).*--restart"):
+        pipeline.adapt_and_predict(run, two, tmp_path, other, predict, CPU)
+    with torch.no_grad():
+        run.model.lm_head.weight.add_(1.0)  # as if pretraining had gone on
+    with pytest.raises(ValueError, match="the model's weights differ"):
+        pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU)
+
+    pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU, restart=True)
+    assert all(pipeline.task_file(tmp_path, i).stat().st_mtime_ns != saved[i] for i in saved)
+
+    first = two[0]
+    recoloured = Pair((first.test[0].input + 1) % 10)
+    changed = Task(first.id, first.train, (recoloured,))  # the same id, another test input
+    with pytest.raises(ValueError, match=f"predicted for another task {first.id}"):
+        pipeline.adapt_and_predict(run, TaskSet([changed]), tmp_path, adapt, predict, CPU)
+
+
+def test_a_set_no_task_of_which_fits_the_canvas_is_refused(tasks, tmp_path) -> None:
+    from hrm_arc import pipeline
+    from hrm_arc.pretrain import PretrainedRun
+
+    run = PretrainedRun(tiny_model(), 2, [], {"train_config": {"loss": "softmax"}})
+    adapt = AdaptConfig(augmentations=1, epochs=1, batch_size=8)
+    with pytest.raises(ValueError, match="fits the run's 2x2 canvas.*--canvas"):
+        pipeline.adapt_and_predict(run, tasks[:2], tmp_path, adapt, PredictConfig(), CPU)
+    assert not tmp_path.joinpath("tasks").exists()

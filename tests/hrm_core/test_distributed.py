@@ -46,6 +46,9 @@ def test_resolve_device() -> None:
         assert resolve_device("auto") == torch.device("cpu")
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+    for name in ("tpu", "mps", "meta", "cuda:abc"):
+        with pytest.raises(ValueError, match="must be auto, cpu, cuda or cuda:N"):
+            resolve_device(name)
 
 
 def test_torchrun_pretrain_then_sharded_adapt_and_predict(tmp_path) -> None:
