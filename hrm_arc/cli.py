@@ -23,6 +23,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 BAD_INPUT = 2  # exit code for bad input data, as click uses for bad usage
+INTERRUPTED = 130  # the shell's code for a job ended by Ctrl-C
 
 
 def say(text: str, err: bool = False) -> None:
@@ -374,6 +375,7 @@ def training_progress(total: int, description: str):
     "-a",
     default=8,
     show_default=True,
+    type=click.IntRange(min=1),
     help="Unique augmented variants per task, each its own puzzle identifier (official: 1000).",
 )
 @click.option(
@@ -385,7 +387,7 @@ def training_progress(total: int, description: str):
 @click.option("--steps", type=int, default=None, help="Optimiser steps (one ACT segment each).")
 @click.option(
     "--epochs",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Alternative to --steps: times every example is drawn into a batch.",
 )
@@ -441,7 +443,12 @@ def pretrain(
           --include-eval-demos arc-agi-1/evaluation --preset paper -a 1000 --out runs/paper
     """
     from .hrm_core.distributed import init_distributed, shutdown_distributed
-    from .pretrain import build_pretraining_data, heldout_evaluator, resolve_pretrain_configs
+    from .pretrain import (
+        CHECKPOINT,
+        build_pretraining_data,
+        heldout_evaluator,
+        resolve_pretrain_configs,
+    )
     from .pretrain import pretrain as run_pretrain
 
     tasks = merge_task_sets([load_tasks(spec) for spec in datasets])
@@ -471,10 +478,12 @@ def pretrain(
             f"{train_config.steps} steps of batch {train_config.batch_size} on "
             f"{dist.world_size} x {dist.device}"
         )
+    if resume and dist.is_main and not (Path(run_dir) / CHECKPOINT).exists():
+        say(f"no checkpoint in {run_dir} yet: starting a new run")
     progress, on_log = training_progress(train_config.steps, "pretrain")
     specs = {"train": list(datasets), "eval_demos": eval_demos}
     with progress if dist.is_main else contextlib.nullcontext():
-        run_pretrain(
+        trainer = run_pretrain(
             run_dir,
             model_config,
             train_config,
@@ -486,10 +495,18 @@ def pretrain(
             evaluate=heldout_evaluator(data, dist.device),
         )
     shutdown_distributed()
-    if dist.is_main:
-        console.print(
-            f"run saved in [bold]{run_dir}[/] (checkpoint.pt, config.json, metrics.jsonl)"
+    if not dist.is_main:
+        return
+    console.print(f"run saved in [bold]{run_dir}[/] (checkpoint.pt, config.json, metrics.jsonl)")
+    if trainer.stop_reason is not None:
+        say(
+            f"stopped at step {trainer.step} of {train_config.steps} ({trainer.stop_reason}); "
+            "the same command with --resume continues it"
         )
+    elif trainer.start_step >= train_config.steps:
+        say(f"already at step {trainer.start_step} of {train_config.steps}: nothing to train")
+    if trainer.stop_reason == "stop requested":
+        sys.exit(INTERRUPTED)
 
 
 def print_score(report, title: str) -> None:
@@ -523,7 +540,7 @@ def print_score(report, title: str) -> None:
     "--augmentations",
     "-a",
     default=None,
-    type=int,
+    type=click.IntRange(min=1),
     help="Unique views per task, each with a fresh embedding [default: 8].",
 )
 @click.option(
@@ -695,11 +712,12 @@ def task_progress(total: int):
     skipped = []
 
     def on_task(task_id: str, info: dict) -> None:
+        if info.get("skipped"):
+            skipped.append(task_id)
         if info.get("resumed"):
             last = "done earlier"
         elif info.get("skipped"):
             last = "skipped (too large for the canvas)"
-            skipped.append(task_id)
         else:
             last = f"demo exact {info['group_demo_exact']:.2f}"
         progress.update(bar, advance=1, last=f"{task_id}: {last}")

@@ -136,18 +136,19 @@ def _changes(before: object, now: dict) -> list[str]:
     return changes
 
 
-def is_done(out_dir: Path, task: Task) -> bool:
-    """Whether an earlier run saved `task`; a saved file for another task of that id is an error."""
+def saved_info(out_dir: Path, task: Task) -> dict | None:
+    """What an earlier run saved about `task`, or None; a file saved for another task of the
+    same id is an error."""
     path = task_file(out_dir, task.id)
     if not path.exists():
-        return False
-    saved = load_predictions(path)[1].get("task_digest", task_digest(task))
-    if saved != task_digest(task):
+        return None
+    info = load_predictions(path)[1]
+    if info.get("task_digest", task_digest(task)) != task_digest(task):
         raise ValueError(
             f"{path} was predicted for another task {task.id} (its demonstrations or test "
             "inputs differ): give another --out, or --restart"
         )
-    return True
+    return info
 
 
 def placeholder(task: Task) -> list[list[Candidate]]:
@@ -183,8 +184,8 @@ def adapt_and_predict(
     dist.barrier()  # no rank looks for finished tasks while the main one may discard them
     todo = []
     for task in tasks:
-        if is_done(out_dir, task):
-            note = {"resumed": True}  # finished by an earlier run
+        if (info := saved_info(out_dir, task)) is not None:  # finished by an earlier run
+            note = {"resumed": True} | ({"skipped": info["skipped"]} if "skipped" in info else {})
         elif not fits_canvas(task, run.canvas):
             note = {"skipped": f"grid larger than canvas {run.canvas}"}
             if dist.is_main:  # still a valid submission entry: no candidates

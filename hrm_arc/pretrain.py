@@ -22,7 +22,14 @@ from .encoding import canvas_for
 from .hrm_core import HRM, PRESETS, HRMConfig
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from .hrm_core.distributed import DistInfo
-from .hrm_core.trainer import TRAIN_PRESETS, Examples, TrainConfig, Trainer, steps_for_epochs
+from .hrm_core.trainer import (
+    TRAIN_PRESETS,
+    Examples,
+    TrainConfig,
+    Trainer,
+    steps_for_epochs,
+    stop_on_signals,
+)
 from .jsonio import write_json_atomic
 from .overrides import apply_overrides
 from .predict import predict_task
@@ -113,16 +120,24 @@ def pretrain(
     on_log: Callable[[int, dict], None] | None = None,
     evaluate: Callable[[HRM], dict] | None = None,
 ) -> Trainer:
-    """Train (or resume) and leave a complete run directory."""
+    """Train (or resume) and leave a complete run directory.
+
+    SIGINT and SIGTERM end training at the next step boundary with a checkpoint, as the time
+    limit does (the trainer's `stop_reason` says which), so `resume` loses nothing.
+    """
     run_dir = Path(run_dir)
     torch.manual_seed(train_config.seed)
     model = HRM(model_config)
-    trainer = Trainer(
-        model, train_config, data.examples, dist, run_dir, extra_state=run_extra_state(data, specs)
-    )
+    extra = run_extra_state(data, specs)
+    trainer = Trainer(model, train_config, data.examples, dist, run_dir, extra_state=extra)
     checkpoint = run_dir / CHECKPOINT
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint)
+        if [tuple(v) for v in state.get("views", [])] != extra["views"]:
+            raise CheckpointError(
+                f"{checkpoint}: it trained other task views (datasets {state.get('datasets')}); "
+                "resume with the same --dataset, --include-eval-demos, -a and --seed"
+            )
         if state["model_config"] != dataclasses.asdict(model_config):
             raise CheckpointError(
                 f"{checkpoint}: model config differs from this run's; "
@@ -142,7 +157,9 @@ def pretrain(
                 **run_extra_state(data, specs) | {"views": len(data.views)},
             },
         )
-    trainer.fit(on_log=on_log, evaluate=evaluate if dist.is_main else None)
+    trainer.trim_metrics()
+    with stop_on_signals() as stop_requested:
+        trainer.fit(on_log, evaluate if dist.is_main else None, stop_requested)
     trainer.save()
     return trainer
 

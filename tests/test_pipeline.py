@@ -123,6 +123,37 @@ def test_resume_with_another_model_config_is_refused(run_dir, data, tmp_path) ->
     assert "model config differs" in result.output and "Traceback" not in result.output
 
 
+def test_resume_on_other_tasks_is_refused(run_dir, data, tmp_path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    result = invoke("pretrain", "-d", data["blind"], "--out", run, "--steps", 5, "--resume", *TINY)
+    assert result.exit_code == 2, result.output
+    assert "it trained other task views" in result.output and "Traceback" not in result.output
+
+
+def test_sigterm_stops_pretraining_at_a_step_with_a_checkpoint(data, tmp_path) -> None:
+    """What a scheduler sends before pre-empting a job: nothing since the last step is lost."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    args = ["pretrain", "-d", data["pretrain"], "--out", run, "--steps", 10**6,
+            "--checkpoint-every", 10**6, *TINY, "--set", "train.log_every=1"]  # fmt: skip
+    command = [sys.executable, "-m", "hrm_arc.cli", *map(str, args)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, output
+    step = load_checkpoint(run / "checkpoint.pt")["step"]
+    assert step >= 1 and f"stopped at step {step} of 1000000 (stop requested)" in output
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == step  # the stopping step is logged as a last step
+
+
 def test_corrupt_checkpoint_exits_2_without_traceback(run_dir, data, tmp_path) -> None:
     run = copy_run(run_dir, tmp_path)
     ckpt = run / "checkpoint.pt"
@@ -176,8 +207,13 @@ def test_rerun_skips_finished_tasks(predicted, run_dir, data, monkeypatch) -> No
     mtimes = {p.name: p.stat().st_mtime_ns for p in files}
     calls = []
     monkeypatch.setattr(pipeline, "adapt_tasks", lambda *a, **k: calls.append(a))
-    ok(invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", predicted, *ADAPT))
+    result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", predicted,
+                    *ADAPT)  # fmt: skip
+    ok(result)
     assert calls == []
+    warning = (f"1 of 4 tasks have a grid larger than the run's 5x5 canvas and were not "
+               f"predicted: {BIG}")
+    assert warning in " ".join(result.output.split())  # also when the skip was an earlier run's
     assert {p.name: p.stat().st_mtime_ns for p in (predicted / "tasks").iterdir()} == mtimes
     tasks = load_tasks(data["heldout"])
     assert validate_submission(load_submission(predicted / "submission.json"), tasks) == []

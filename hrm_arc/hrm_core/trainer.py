@@ -12,6 +12,8 @@ import dataclasses
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..atomic import write_atomic
 from .checkpoint import CheckpointError, load_model_state, save_checkpoint
 from .distributed import DistInfo
 from .losses import act_loss, summarize_metrics
@@ -73,8 +76,13 @@ class TrainConfig:
         for name in ("warmup_steps", "log_every", "eval_every", "checkpoint_every", "time_limit_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.lr < 0 or self.puzzle_emb_lr < 0:
-            raise ValueError(f"learning rates must be >= 0, got {self.lr}, {self.puzzle_emb_lr}")
+        for name in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {value}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
             raise ValueError(f"TrainConfig.lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
         if not 0.0 <= self.ema < 1.0:
@@ -170,6 +178,31 @@ def due(step: int, every: int, last: bool) -> bool:
     return bool(every) and (step % every == 0 or last)
 
 
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Callable[[], bool]]:
+    """While inside, SIGINT and SIGTERM (what schedulers send before pre-empting a job) ask the
+    caller to stop at a safe point instead of killing the process; a second SIGINT interrupts
+    at once. Yields the check. Signals can only be caught on the main thread; elsewhere the
+    check is always False."""
+    requested = False
+
+    def request(signum, frame) -> None:
+        nonlocal requested
+        if requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested = True
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: requested
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def scheduled_lr(base: float, step: int, config: TrainConfig) -> float:
     """Linear warm-up to `base`, then a half cosine down to `base * lr_min_ratio` at `steps`."""
     if step < config.warmup_steps:
@@ -197,6 +230,10 @@ class Trainer:
         self.model = model.to(dist_info.device)
         self.sampler = BatchSampler(len(examples), config.batch_size, config.seed, dist_info)
         self.step = 0
+        self.start_step = 0
+        """The step the last `fit` started from."""
+        self.stop_reason: str | None = None
+        """Why the last `fit` ended before `config.steps`: "time limit", "stop requested"."""
         self.carry: Carry | None = None
         dense = [p for p in self.model.parameters() if p.requires_grad]
         if config.freeze_network:
@@ -291,16 +328,22 @@ class Trainer:
         self,
         on_log: Callable[[int, dict], None] | None = None,
         evaluate: Callable[[HRM], dict] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[dict]:
-        """Train to `config.steps`, logging, evaluating and checkpointing at their intervals."""
+        """Train to `config.steps`, logging, evaluating and checkpointing at their intervals.
+
+        Past the time limit, or once `should_stop()` says so, the current step is the last:
+        logged, evaluated and checkpointed as the final one, with `stop_reason` set.
+        """
         c, history, window = self.config, [], []
-        start, first_step = time.perf_counter(), self.step
+        start, self.start_step, self.stop_reason = time.perf_counter(), self.step, None
         while self.step < c.steps:
             window.append(self.train_step())
-            last = self.step == c.steps or self._out_of_time(start)
+            self.stop_reason = self._early_stop(start, should_stop)
+            last = self.step == c.steps or self.stop_reason is not None
             evaluating = evaluate is not None and due(self.step, c.eval_every, last)
             if due(self.step, c.log_every, last) or evaluating:
-                record = self._summarise(window, start, first_step)
+                record = self._summarise(window, start)
                 window = []
                 if evaluating:
                     with self.averaged_weights() as model:
@@ -315,18 +358,23 @@ class Trainer:
                 break
         return history
 
-    def _out_of_time(self, start: float) -> bool:
-        if not self.config.time_limit_s:
-            return False
-        elapsed = time.perf_counter() - start
-        over = torch.tensor(float(elapsed > self.config.time_limit_s), device=self.dist.device)
+    def _early_stop(self, start: float, should_stop: Callable[[], bool] | None) -> str | None:
+        """Why training must end at this step, if it must; the same answer on every rank."""
+        checks = {}
+        if self.config.time_limit_s:
+            checks["time limit"] = time.perf_counter() - start > self.config.time_limit_s
+        if should_stop is not None:
+            checks["stop requested"] = should_stop()
+        if not checks:
+            return None
+        flags = torch.tensor([float(v) for v in checks.values()], device=self.dist.device)
         if self.dist.enabled:  # every rank must stop at the same step
-            torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
-        return bool(over)
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        return next((reason for reason, f in zip(checks, flags.tolist()) if f), None)
 
-    def _summarise(self, window: list[dict], start: float, first_step: int) -> dict:
+    def _summarise(self, window: list[dict], start: float) -> dict:
         elapsed = time.perf_counter() - start
-        segments = (self.step - first_step) * self.config.batch_size
+        segments = (self.step - self.start_step) * self.config.batch_size
         mean = summarize_metrics(window) if window else {}
         if window:
             mean["loss"] = float(torch.stack([w["loss"] for w in window]).mean())
@@ -341,8 +389,25 @@ class Trainer:
     def _write_metrics(self, record: dict) -> None:
         if self.run_dir is not None and self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            # null, not NaN (not JSON), for averages over no finished example
+            record = {k: None if v != v else v for k, v in record.items()}
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
+
+    def trim_metrics(self) -> None:
+        """Drop logged records past this trainer's step (logged after the checkpoint it resumed,
+        or by an earlier run in a fresh start), so the log has each step once."""
+        path = None if self.run_dir is None else self.run_dir / "metrics.jsonl"
+        if path is None or not self.dist.is_main or not path.exists():
+            return
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    kept.append(line + "\n")
+            except (ValueError, KeyError, TypeError):
+                pass  # a line cut short by a crash
+        write_atomic(path, lambda f: f.write("".join(kept).encode()))
 
     # --- state -------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -267,6 +267,49 @@ def test_fit_saves_a_loadable_checkpoint_and_metrics(tmp_path) -> None:
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_stop_request_ends_fit_at_that_step_with_a_checkpoint(tmp_path) -> None:
+    from hrm_arc.hrm_core.checkpoint import load_checkpoint
+
+    trainer = make_trainer(run_dir=tmp_path, steps=50, log_every=100, checkpoint_every=100,
+                           batch_size=4)  # fmt: skip
+    trainer.fit(should_stop=lambda: trainer.step >= 3)
+    assert trainer.step == 3 and trainer.stop_reason == "stop requested"
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3  # saved as a last step
+    assert [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")] == [3]
+    trainer.fit(should_stop=lambda: False)
+    assert trainer.step == 50 and trainer.stop_reason is None and trainer.start_step == 3
+
+
+def test_signals_request_a_stop_and_a_second_ctrl_c_interrupts() -> None:
+    import os
+    import signal
+
+    from hrm_arc.hrm_core.trainer import stop_on_signals
+
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_on_signals() as requested:
+        assert not requested()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert requested()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_metrics_are_strict_json_and_trimmed_to_the_resumed_step(tmp_path) -> None:
+    trainer = make_trainer(run_dir=tmp_path, steps=6, log_every=1, batch_size=4)
+    trainer.fit()
+    text = (tmp_path / "metrics.jsonl").read_text()
+    assert "NaN" not in text  # steps where no example finished log null, not NaN
+    assert any(json.loads(line)["exact_accuracy"] is None for line in text.splitlines())
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 7, "lo')  # a line cut short by a crash
+    trainer.step = 4  # as if resumed from a step-4 checkpoint
+    trainer.trim_metrics()
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
+    assert steps == [1, 2, 3, 4]
+
+
 def test_fit_without_run_dir_writes_nothing(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     make_trainer(steps=2, log_every=1, checkpoint_every=1, batch_size=4).fit()
@@ -285,10 +328,15 @@ def test_train_config_rejects_bad_counts(field: str, value: int) -> None:
         TrainConfig(**{field: value})
 
 
-@pytest.mark.parametrize("field", ["lr", "puzzle_emb_lr"])
-def test_train_config_rejects_negative_learning_rates(field: str) -> None:
-    with pytest.raises(ValueError, match="learning rates must be >= 0"):
-        TrainConfig(**{field: -1e-3})
+RATES = ["lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay"]
+
+
+@pytest.mark.parametrize("field", RATES)
+@pytest.mark.parametrize("value", [-1e-3, float("inf"), float("nan")])
+def test_train_config_rejects_negative_or_non_finite_rates(field: str, value: float) -> None:
+    # inf or nan would train to NaN weights and still report a saved run
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be a finite number >= 0"):
+        TrainConfig(**{field: value})
 
 
 @pytest.mark.parametrize("field, value", [("lr_min_ratio", -0.1), ("lr_min_ratio", 1.5),
