@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Call `write(file)` on a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
@@ -16,6 +22,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     # Same directory as the target, so os.replace is a rename within one filesystem.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from the group
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

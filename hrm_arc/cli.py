@@ -16,7 +16,7 @@ from rich.text import Text
 
 from . import __version__
 from .summary import summarize
-from .tasks import load_tasks, merge_task_sets
+from .tasks import DatasetError, load_tasks, merge_task_sets
 from .vote import RANKINGS
 
 console = Console()
@@ -29,6 +29,11 @@ INTERRUPTED = 130  # the shell's code for a job ended by Ctrl-C
 def say(text: str, err: bool = False) -> None:
     """Print a message as written (no highlighting, no wrapping inside paths or ids)."""
     (err_console if err else console).print(text, highlight=False, soft_wrap=True)
+
+
+def count(items, noun: str) -> str:
+    """'1 task', '3 tasks'."""
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def reports_bad_input(command):
@@ -92,28 +97,42 @@ ARC_COLOURS = (
 )
 
 
-def grid_text(grid) -> Text:
-    """A grid as coloured blocks, two characters per cell so cells look square."""
+def grid_text(grid, cell_width: int = 2) -> Text:
+    """A grid as coloured blocks (two characters per cell look square), or as its digits where
+    the terminal shows no colour (piped, NO_COLOR)."""
     text = Text()
     for r, row in enumerate(grid):
         if r:
             text.append("\n")
         for cell in row:
-            text.append("  ", style=f"on {ARC_COLOURS[int(cell)]}")
+            if console.no_color or console.color_system is None:
+                text.append(str(int(cell)).ljust(cell_width))
+            else:
+                text.append(" " * cell_width, style=f"on {ARC_COLOURS[int(cell)]}")
     return text
 
 
 def show_task(task) -> None:
+    pairs = [*task.train, *task.test]
+    wide_in = max(p.input.shape[1] for p in pairs)
+    wide_out = max((p.output.shape[1] for p in pairs if p.output is not None), default=1)
+    # Square two-character cells where they fit, else one character; the input above the
+    # output where side by side does not fit. 28 columns go to the pair column and borders.
+    layouts = [(2, False, wide_in + wide_out), (1, False, wide_in + wide_out),
+               (2, True, max(wide_in, wide_out)), (1, True, 0)]  # fmt: skip
+    cell, stacked = next((c, st) for c, st, cells in layouts if c * cells + 28 <= console.width)
     table = Table(title=f"{task.id}  ({task.source})", show_lines=True, title_justify="left")
-    for column in ("pair", "input", "output"):
+    table.add_column("pair", no_wrap=True, min_width=14)
+    for column in ("input / output",) if stacked else ("input", "output"):
         table.add_column(column, no_wrap=True)
     for split, pairs in (("train", task.train), ("test", task.test)):
         for i, pair in enumerate(pairs):
-            out = grid_text(pair.output) if pair.output is not None else Text("?")
+            out = Text("?") if pair.output is None else grid_text(pair.output, cell)
             shapes = f"{split} {i}\n{pair.input.shape[0]}x{pair.input.shape[1]}"
             if pair.output is not None:
                 shapes += f" -> {pair.output.shape[0]}x{pair.output.shape[1]}"
-            table.add_row(shapes, grid_text(pair.input), out)
+            grids = [grid_text(pair.input, cell), out]
+            table.add_row(shapes, *([Text("\n\n").join(grids)] if stacked else grids))
     console.print(table)
 
 
@@ -137,7 +156,7 @@ def show_summary(tasks) -> None:
     console.print(
         f"{len(rows)} tasks, {sum(s.n_train for s in rows)} demonstration pairs, "
         f"{sum(s.n_test for s in rows)} test inputs, "
-        f"solutions {'known' if all(s.has_solutions for s in rows) else 'unknown for some tasks'}; "
+        f"solutions known for {sum(s.has_solutions for s in rows)}; "
         f"largest grid {max(s.max_rows for s in rows)}x{max(s.max_cols for s in rows)}; "
         f"unique augmentations per task: min {variants[0]:,}, "
         f"median {variants[len(variants) // 2]:,}, max {variants[-1]:,}"
@@ -214,7 +233,7 @@ def export(predictions_path, out, dataset, rank):
     write_json_atomic(out, submission)
     if filled:
         say(
-            f"[yellow]warning:[/] {len(filled)} tasks had no predictions and get 1x1 zero "
+            f"[yellow]warning:[/] {count(filled, 'task')} had no predictions and get 1x1 zero "
             f"attempts: {escape(', '.join(filled[:10]))}{' ...' if len(filled) > 10 else ''}",
             err=True,
         )
@@ -246,7 +265,7 @@ def validate(submission_path, dataset, solutions):
         for problem in problems:
             say(f"  {escape(problem)}", err=True)
         say(
-            f"[bold red]error:[/] {escape(str(submission_path))}: {len(problems)} problems",
+            f"[bold red]error:[/] {escape(str(submission_path))}: {count(problems, 'problem')}",
             err=True,
         )
         sys.exit(BAD_INPUT)
@@ -286,7 +305,10 @@ def score(submission_path, dataset, solutions, json_out):
     from .submission import load_submission
 
     tasks = load_tasks(dataset, solutions)
-    report = score_submission(load_submission(submission_path), tasks)
+    try:
+        report = score_submission(load_submission(submission_path), tasks)
+    except DatasetError as e:
+        raise DatasetError(f"{submission_path}: {e}") from None
     print_score(report, f"{submission_path} on {tasks.name}")  # shared with adapt-and-predict
     if json_out is not None:
         write_json_atomic(json_out, report.to_dict(), indent=True)

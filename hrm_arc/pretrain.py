@@ -61,6 +61,12 @@ def build_pretraining_data(
 ) -> PretrainData:
     """Views of the training tasks (and, for the official combined setup, of evaluation tasks,
     whose demonstration pairs alone are trained on); examples are demonstration pairs only."""
+    both = sorted(set(train_tasks.ids) & set(eval_demo_tasks.ids if eval_demo_tasks else []))
+    if both:
+        raise ValueError(
+            f"{len(both)} tasks are both training and evaluation-demonstration tasks "
+            f"({', '.join(both[:5])}): each would be trained twice under two sets of identifiers"
+        )
     every = [*train_tasks, *(eval_demo_tasks or [])]
     canvas = canvas or canvas_for(every)
     views = make_views(train_tasks, n_augmentations, seed)

@@ -7,15 +7,12 @@ of equal-length rows of ints 0-9, at most 30 x 30.
 
 from __future__ import annotations
 
-import logging
 import os
 
 from .jsonio import read_json
-from .predictions import Predictions
+from .predictions import FORMAT, Predictions
 from .tasks import MAX_SIDE, NUM_COLOURS, DatasetError, TaskSet
 from .vote import top2
-
-log = logging.getLogger(__name__)
 
 ATTEMPTS = ("attempt_1", "attempt_2")
 
@@ -29,7 +26,7 @@ def submission_from_predictions(predictions: Predictions, tasks: TaskSet | None 
     """Turn ranked predictions into a Kaggle submission (top two candidates per test input).
 
     With `tasks`, the submission covers exactly that set: a task without predictions gets 1x1
-    zero attempts for each test input (logged as a warning; `missing_tasks` lists them), and
+    zero attempts for each test input (`missing_tasks` lists them, for the caller to report), and
     predictions for tasks outside the set, or with the wrong number of test inputs, are refused.
 
     Raises:
@@ -38,13 +35,6 @@ def submission_from_predictions(predictions: Predictions, tasks: TaskSet | None 
     if tasks is None:
         return {tid: [_entry(ranked) for ranked in predictions[tid]] for tid in sorted(predictions)}
     _check_fits(predictions, tasks)
-    filled = missing_tasks(predictions, tasks)
-    if filled:
-        log.warning(
-            "%d tasks have no predictions; submitting 1x1 zero grids: %s",
-            len(filled),
-            ", ".join(filled[:10]),
-        )
     submission = {}
     for task in tasks:
         per_test = predictions.get(task.id, [[] for _ in task.test])
@@ -62,6 +52,11 @@ def load_submission(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise DatasetError(
             f"{path}: a submission must be an object {{task_id: [...]}}, got {type(data).__name__}"
+        )
+    if data.get("format") == FORMAT:
+        raise DatasetError(
+            f"{path}: this is an hrm-arc predictions file, not a submission; "
+            "`hrm-arc export` makes a submission.json from it"
         )
     return data
 

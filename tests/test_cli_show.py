@@ -27,6 +27,20 @@ def test_one_task_is_drawn(tmp_path):
     result = invoke("show", "-d", tmp_path, "one")
     assert result.exit_code == 0, result.output
     assert "train 0" in result.output and "2x2 -> 2x2" in result.output
+    assert "1 0" in result.output and "2 0" in result.output  # digits where there is no colour
+
+
+def test_a_grid_too_wide_for_the_terminal_is_drawn_whole(tmp_path, monkeypatch):
+    from hrm_arc.cli import console
+
+    monkeypatch.setattr(console, "_width", 60)
+    wide = [[c % 10 for c in range(30)]]
+    task = {"train": [{"input": wide, "output": wide}], "test": [{"input": wide}]}
+    write(tmp_path / "w.json", task)
+    result = invoke("show", "-d", tmp_path, "w")
+    assert result.exit_code == 0, result.output
+    assert "012345678901234567890123456789" in result.output  # one row, uncut
+    assert "…" not in result.output
 
 
 def test_unknown_task_id_is_a_usage_error(tmp_path):

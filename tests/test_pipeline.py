@@ -267,6 +267,12 @@ def test_combined_setup_predicts_with_pretrained_views(data, tmp_path):
     assert meta["strategy"] == "pretrained" and meta["adapt_epochs"] == 0 and meta["views"] == 2
 
 
+def test_the_same_tasks_as_training_and_eval_demos_are_refused(data, tmp_path):
+    result = invoke("pretrain", "-d", data["pretrain"], "--include-eval-demos", data["pretrain"],
+                    "--out", tmp_path / "run", "--steps", 3, *TINY)  # fmt: skip
+    assert result.exit_code == 2 and "4 tasks are both training and evaluation" in result.output
+
+
 def test_pretrained_strategy_needs_pretrained_tasks(run_dir, data, tmp_path):
     result = invoke("adapt-and-predict", run_dir, "-d", data["blind"], "--out", tmp_path / "o",
                     "--strategy", "pretrained", *ADAPT)

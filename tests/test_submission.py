@@ -1,6 +1,5 @@
 """Predictions files, JSON I/O, and the Kaggle submission: build, load, validate."""
 
-import logging
 import math
 import os
 
@@ -50,6 +49,13 @@ def test_write_json_atomic_creates_dirs_and_leaves_no_temp(tmp_path):
     write_json_atomic(path, {"y": 1})  # replaces
     assert read_json(path, "thing") == {"y": 1}
     assert os.listdir(path.parent) == ["out.json"]
+    # The mode an ordinary open() would give (the umask's), not the temporary file's 0600.
+    mask = os.umask(0o022)
+    try:
+        write_json_atomic(path, {"z": 2})
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_read_json_errors_name_file_and_reason(tmp_path):
@@ -143,14 +149,12 @@ def test_submission_from_predictions_takes_top2_in_order():
     orjson.dumps(sub)  # plain JSON types only
 
 
-def test_missing_task_is_filled_and_reported(caplog):
+def test_missing_task_is_filled_and_listed():
     preds = {"bbb": make_predictions()["bbb"]}
     tasks = make_tasks()
     assert missing_tasks(preds, tasks) == ["aaa"]
-    with caplog.at_level(logging.WARNING, logger="hrm_arc.submission"):
-        sub = submission_from_predictions(preds, tasks)
+    sub = submission_from_predictions(preds, tasks)
     assert sub["aaa"] == [{"attempt_1": [[0]], "attempt_2": [[0]]}] * 2
-    assert "aaa" in caplog.text
     assert validate_submission(sub, tasks) == []
 
 
@@ -231,4 +235,11 @@ def test_load_submission(tmp_path):
         load_submission(path)
     path.write_text('{"a": ')
     with pytest.raises(DatasetError, match="submission.json: submission is not valid JSON"):
+        load_submission(path)
+
+
+def test_a_predictions_file_is_not_taken_for_a_submission(tmp_path):
+    path = tmp_path / "predictions.json"
+    save_predictions(path, make_predictions(), {})
+    with pytest.raises(DatasetError, match="predictions file, not a submission.*hrm-arc export"):
         load_submission(path)
