@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -68,9 +69,12 @@ class AdaptConfig:
         for name in ("augmentations", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"AdaptConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("epochs", "full_epochs", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"AdaptConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("epochs", "full_epochs", "warmup_steps", "puzzle_emb_lr", "full_lr",
+                     "puzzle_emb_weight_decay"):  # fmt: skip
+            if not 0 <= getattr(self, name) < math.inf:  # NaN and inf too
+                raise ValueError(
+                    f"AdaptConfig.{name} must be a finite number >= 0, got {getattr(self, name)}"
+                )
         if self.strategy == "embedding+full" and not self.full_epochs:
             raise ValueError(
                 "strategy 'embedding+full' fine-tunes the network for full_epochs: give "

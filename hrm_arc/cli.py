@@ -37,7 +37,8 @@ def count(items, noun: str) -> str:
 
 
 def reports_bad_input(command):
-    """Turn a DatasetError (or another ValueError raised on user data) into a message and exit 2."""
+    """Turn a ValueError raised on user data (DatasetError, CheckpointError, a bad config value)
+    or an OSError (an unwritable path) into a message and exit 2."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -46,8 +47,10 @@ def reports_bad_input(command):
         except ValueError as e:  # DatasetError, CheckpointError, bad config values
             # escape: user data quoted in a message (e.g. "[/x]") must not be read as markup
             message = escape(str(e))
-            say(f"[bold red]error:[/] {message}", err=True)
-            sys.exit(BAD_INPUT)
+        except OSError as e:  # an output path that cannot be written, a full disk
+            message = escape(f"{e.filename or ''}: {e.strerror or e}")
+        say(f"[bold red]error:[/] {message}", err=True)
+        sys.exit(BAD_INPUT)
 
     return wrapper
 
@@ -119,8 +122,10 @@ def show_task(task) -> None:
     # Square two-character cells where they fit, else one character; the input above the
     # output where side by side does not fit. 28 columns go to the pair column and borders.
     layouts = [(2, False, wide_in + wide_out), (1, False, wide_in + wide_out),
-               (2, True, max(wide_in, wide_out)), (1, True, 0)]  # fmt: skip
-    cell, stacked = next((c, st) for c, st, cells in layouts if c * cells + 28 <= console.width)
+               (2, True, max(wide_in, wide_out)), (1, True, max(wide_in, wide_out))]  # fmt: skip
+    widths = [(cell, stacked, cell * cells + 28) for cell, stacked, cells in layouts]
+    # Wider than the terminal rather than cut, where even one stacked column does not fit.
+    cell, stacked, width = next((w for w in widths if w[2] <= console.width), widths[-1])
     table = Table(title=f"{task.id}  ({task.source})", show_lines=True, title_justify="left")
     table.add_column("pair", no_wrap=True, min_width=14)
     for column in ("input / output",) if stacked else ("input", "output"):
@@ -133,7 +138,12 @@ def show_task(task) -> None:
                 shapes += f" -> {pair.output.shape[0]}x{pair.output.shape[1]}"
             grids = [grid_text(pair.input, cell), out]
             table.add_row(shapes, *([Text("\n\n").join(grids)] if stacked else grids))
-    console.print(table)
+    terminal_width = console.width
+    console.width = max(width, terminal_width)  # print(width=...) would be capped by it
+    try:
+        console.print(table)
+    finally:
+        console.width = terminal_width
 
 
 def show_summary(tasks) -> None:
@@ -305,8 +315,9 @@ def score(submission_path, dataset, solutions, json_out):
     from .submission import load_submission
 
     tasks = load_tasks(dataset, solutions)
+    submission = load_submission(submission_path)  # its errors name the file
     try:
-        report = score_submission(load_submission(submission_path), tasks)
+        report = score_submission(submission, tasks)
     except DatasetError as e:
         raise DatasetError(f"{submission_path}: {e}") from None
     print_score(report, f"{submission_path} on {tasks.name}")  # shared with adapt-and-predict
@@ -324,6 +335,11 @@ def parse_duration(text: str) -> float:
         return float(text)
     except ValueError:
         raise click.BadParameter(f"{text!r} is not a duration like 90s, 15m or 11h") from None
+
+
+def number(value: float | None) -> str:
+    """Three decimals, or '-' for an average over nothing (no example finished yet)."""
+    return "-" if value is None or value != value else f"{value:.3f}"
 
 
 def training_progress(total: int, description: str):
@@ -350,8 +366,8 @@ def training_progress(total: int, description: str):
 
     def on_log(step: int, record: dict) -> None:
         stats = (
-            f"loss {record.get('loss', float('nan')):.3f} acc {record.get('accuracy', 0):.3f} "
-            f"exact {record.get('exact_accuracy', 0):.3f} {record['segments_per_s']:.0f} seg/s"
+            f"loss {number(record.get('loss'))} acc {number(record.get('accuracy'))} "
+            f"exact {number(record.get('exact_accuracy'))} {record['segments_per_s']:.0f} seg/s"
         )
         if "eval_arc_score" in record:
             stats += f" | held-out ARC {record['eval_arc_score']:.3f}"
@@ -521,9 +537,10 @@ def pretrain(
         return
     console.print(f"run saved in [bold]{run_dir}[/] (checkpoint.pt, config.json, metrics.jsonl)")
     if trainer.stop_reason is not None:
+        in_demo = click.get_current_context().find_root().invoked_subcommand == "demo"
         say(
             f"stopped at step {trainer.step} of {train_config.steps} ({trainer.stop_reason}); "
-            "the same command with --resume continues it"
+            f"{'rerunning the demo' if in_demo else 'the same command with --resume'} continues it"
         )
     elif trainer.start_step >= train_config.steps:
         say(f"already at step {trainer.start_step} of {train_config.steps}: nothing to train")

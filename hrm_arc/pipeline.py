@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from .predictions import Candidate, Predictions, load_predictions, save_predicti
 from .pretrain import PretrainedRun
 from .score import ScoreReport, score_submission
 from .submission import submission_from_predictions
-from .tasks import Task, TaskSet
+from .tasks import DatasetError, Task, TaskSet
 from .vote import rank_candidates
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class PredictConfig:
         for name in ("group_size", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
+        if self.time_budget_s is not None and not 0 < self.time_budget_s < math.inf:
             raise ValueError(f"the time budget must be positive, got {self.time_budget_s} s")
 
 
@@ -64,8 +65,16 @@ class GroupPace:
     """Seconds the epochs do not change: the demonstration check and prediction."""
 
 
+def side_needed(task: Task) -> int:
+    """The canvas side the model needs to read the task: its demonstrations and test inputs
+    (not the test outputs, which a hidden-answer set does not show, so that predictions never
+    depend on them)."""
+    grids = [g for p in task.train for g in (p.input, p.output)] + [p.input for p in task.test]
+    return max(max(g.shape) for g in grids)
+
+
 def fits_canvas(task: Task, canvas: int) -> bool:
-    return all(max(g.shape) <= canvas for g in task.grids)
+    return side_needed(task) <= canvas
 
 
 def task_file(out_dir: Path, task_id: str) -> Path:
@@ -102,26 +111,35 @@ def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, predict: Predict
     return orjson.loads(orjson.dumps(settings))  # as it reads back from settings.json
 
 
+def check_out_dir(out_dir: Path, settings: dict) -> None:
+    """Refuse an `out_dir` holding predictions made otherwise than with `settings`."""
+    done = list((out_dir / "tasks").glob("*.json"))
+    if not done:
+        return
+    try:
+        before = read_json(out_dir / SETTINGS, "settings")
+    except DatasetError:
+        before = None  # missing or damaged: what made those predictions is unknown
+    changes = _changes(before, settings)
+    if changes:
+        raise ValueError(
+            f"{out_dir} holds predictions of {len(done)} tasks made otherwise "
+            f"({'; '.join(changes)}): give another --out, or --restart to discard them"
+        )
+
+
 def claim_out_dir(out_dir: Path, settings: dict, restart: bool) -> None:
-    """Make `out_dir` hold only predictions made with `settings`: refuse earlier ones made
-    otherwise, or discard them when `restart`."""
-    done = sorted((out_dir / "tasks").glob("*.json"))
+    """Record `settings` as what `out_dir` holds, first discarding every saved task if
+    `restart`."""
     if restart:
-        for path in done:
+        for path in (out_dir / "tasks").glob("*.json"):
             path.unlink()
-    elif done and (out_dir / SETTINGS).exists():
-        changes = _changes(read_json(out_dir / SETTINGS, "settings"), settings)
-        if changes:
-            raise ValueError(
-                f"{out_dir} holds predictions of {len(done)} tasks made otherwise "
-                f"({'; '.join(changes)}): give another --out, or --restart to discard them"
-            )
     write_json_atomic(out_dir / SETTINGS, settings, indent=True)
 
 
 def _changes(before: object, now: dict) -> list[str]:
     if not isinstance(before, dict):
-        return ["settings.json is damaged"]
+        return [f"{SETTINGS} is missing or damaged"]
     changes = []
     for key, value in now.items():
         old = before.get(key)
@@ -174,27 +192,34 @@ def adapt_and_predict(
     """
     out_dir = Path(out_dir)
     if not any(fits_canvas(task, run.canvas) for task in tasks):
-        largest = max(max(g.shape) for task in tasks for g in task.grids)
+        needed = min(side_needed(task) for task in tasks)
         raise ValueError(
-            f"no task of {tasks.name} fits the run's {run.canvas}x{run.canvas} canvas (its "
-            f"largest grid has side {largest}): pretrain with --canvas {largest} or more"
+            f"no task of {tasks.name} fits the run's {run.canvas}x{run.canvas} canvas (the "
+            f"smallest needs side {needed}): pretrain with a larger --canvas"
         )
+    settings = prediction_settings(run, adapt, predict)
+    if not restart:
+        check_out_dir(out_dir, settings)  # on every rank, so a refusal ends them all alike
+    dist.barrier()  # every rank has checked before the main one discards or records
     if dist.is_main:
-        claim_out_dir(out_dir, prediction_settings(run, adapt, predict), restart)
+        claim_out_dir(out_dir, settings, restart)
     dist.barrier()  # no rank looks for finished tasks while the main one may discard them
-    todo = []
+    todo, oversized = [], []
     for task in tasks:
         if (info := saved_info(out_dir, task)) is not None:  # finished by an earlier run
             note = {"resumed": True} | ({"skipped": info["skipped"]} if "skipped" in info else {})
         elif not fits_canvas(task, run.canvas):
             note = {"skipped": f"grid larger than canvas {run.canvas}"}
-            if dist.is_main:  # still a valid submission entry: no candidates
-                save_task(out_dir, task, placeholder(task), note)
+            oversized.append((task, note))
         else:
             todo.append(task)
             continue
         if on_task:
             on_task(task.id, note)
+    dist.barrier()  # every rank has its task list (and so the same groups) before any saves
+    if dist.is_main:
+        for task, note in oversized:  # still a valid submission entry: no candidates
+            save_task(out_dir, task, placeholder(task), note)
     groups = [todo[i : i + predict.group_size] for i in range(0, len(todo), predict.group_size)]
     started, pace = time.perf_counter(), None
     for g, group in enumerate(groups):

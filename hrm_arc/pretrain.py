@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,26 +148,29 @@ def pretrain(
         if state["model_config"] != dataclasses.asdict(model_config):
             raise CheckpointError(
                 f"{checkpoint}: model config differs from this run's; "
-                "resume with the same preset and overrides"
+                "resume with the same preset, --canvas and overrides"
             )
         trainer.load_state_dict(state, checkpoint)
-    elif checkpoint.exists() and dist.is_main:
+    elif checkpoint.exists():  # on every rank, so a refusal ends them all alike
         raise CheckpointError(
             f"{checkpoint} exists: pass --resume to continue it, or choose another --out"
         )
+    if trainer.step >= train_config.steps:
+        return trainer  # nothing to train: leave the run as it is
     if dist.is_main:
         write_json_atomic(
             run_dir / "config.json",
             {
                 "model": dataclasses.asdict(model_config),
                 "train": dataclasses.asdict(train_config),
-                **run_extra_state(data, specs) | {"views": len(data.views)},
+                **extra | {"views": len(data.views)},
             },
         )
     trainer.trim_metrics()
     with stop_on_signals() as stop_requested:
         trainer.fit(on_log, evaluate if dist.is_main else None, stop_requested)
-    trainer.save()
+    if not train_config.checkpoint_every:  # else fit saved the last step already
+        trainer.save()
     return trainer
 
 
@@ -235,6 +239,8 @@ def resolve_pretrain_configs(
     if steps is not None and epochs is not None:
         raise ValueError("give --steps or --epochs, not both")
     if epochs is not None:
+        if not 0 < epochs < math.inf:
+            raise ValueError(f"--epochs must be a positive number, got {epochs}")
         train = dataclasses.replace(
             train, steps=steps_for_epochs(len(data.examples), train.batch_size, epochs)
         )

@@ -177,11 +177,16 @@ def parse_task(task_id: str, data: object, where: str, require_test_outputs: boo
     return Task(task_id, train, test, source=where.rsplit(", task", 1)[0])
 
 
+MAX_ID_LENGTH = 200  # a file name holds 255 bytes; a run adds a suffix to an id
+
+
 def _check_task_id(task_id: str, where: str) -> None:
-    # Ids name the per-task files a run writes, so they must stay plain file names.
-    if not task_id or task_id.startswith(".") or any(c in task_id for c in "/\\\0"):
+    # Ids name the per-task files a run writes, so they must stay plain, short file names.
+    plain = task_id and not task_id.startswith(".") and not any(c in task_id for c in "/\\\0")
+    if not plain or len(task_id.encode()) > MAX_ID_LENGTH:
         raise DatasetError(
-            f"{where}: task id {task_id!r} must be a plain name (no '/', '\\' or leading '.')"
+            f"{where}: task id {task_id!r} must be a plain name (no '/', '\\' or leading '.') "
+            f"of at most {MAX_ID_LENGTH} bytes"
         )
 
 
@@ -237,7 +242,14 @@ def _load_bundled(spec: str) -> TaskSet:
 
 
 def _load_directory(root: Path) -> TaskSet:
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".json" and p.is_file())
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() == ".json"
+        # hidden files and folders (.git, .ipynb_checkpoints, macOS ._ files) are not tasks
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.is_file()
+    )
     if not files:
         raise DatasetError(f"{root}: directory holds no .json task files")
     tasks = [parse_task(f.stem, _read_json(f), str(f)) for f in files]

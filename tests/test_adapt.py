@@ -55,6 +55,13 @@ def test_only_embedding_full_fine_tunes_the_network(tasks, strategy, network_cha
     assert 0.0 <= adapted.demo_exact <= 1.0 and adapted.fit_s > 0
 
 
+@pytest.mark.parametrize("field", ["epochs", "puzzle_emb_lr", "full_lr"])
+@pytest.mark.parametrize("value", [-1.0, float("inf"), float("nan")])
+def test_adapt_config_refuses_negative_or_non_finite_numbers(field, value) -> None:
+    with pytest.raises(ValueError, match=f"AdaptConfig.{field} must be a finite number"):
+        AdaptConfig(**{field: value})
+
+
 def test_embedding_full_without_full_epochs_is_refused() -> None:
     with pytest.raises(ValueError, match="full_epochs"):
         AdaptConfig(strategy="embedding+full")
@@ -109,6 +116,7 @@ def test_budget_shrinks_both_kinds_of_epochs_and_keeps_at_least_one() -> None:
 @pytest.mark.parametrize("field, value, message", [
     ("group_size", 0, "group_size"), ("group_size", -1, "group_size"),
     ("batch_size", 0, "batch_size"), ("time_budget_s", -3.0, "time budget"),
+    ("time_budget_s", float("nan"), "time budget"),
 ])  # fmt: skip
 def test_predict_config_refuses_nonsense(field, value, message) -> None:
     with pytest.raises(ValueError, match=message):
@@ -183,6 +191,29 @@ def test_rerun_continues_only_with_the_same_model_settings_and_tasks(tasks, tmp_
     changed = Task(first.id, first.train, (recoloured,))  # the same id, another test input
     with pytest.raises(ValueError, match=f"predicted for another task {first.id}"):
         pipeline.adapt_and_predict(run, TaskSet([changed]), tmp_path, adapt, predict, CPU)
+
+
+def test_out_dir_with_predictions_but_no_settings_is_refused(tasks, tmp_path) -> None:
+    from hrm_arc import pipeline
+    from hrm_arc.pretrain import PretrainedRun
+
+    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    adapt = AdaptConfig(augmentations=1, epochs=1, batch_size=8)
+    pipeline.adapt_and_predict(run, tasks[:1], tmp_path, adapt, PredictConfig(), CPU)
+    (tmp_path / pipeline.SETTINGS).unlink()  # what made the saved task is now unknown
+    with pytest.raises(ValueError, match="settings.json is missing or damaged"):
+        pipeline.adapt_and_predict(run, tasks[:1], tmp_path, adapt, PredictConfig(), CPU)
+
+
+def test_a_hidden_test_output_larger_than_the_canvas_does_not_stop_prediction(tasks) -> None:
+    from hrm_arc.pipeline import fits_canvas
+    from hrm_arc.tasks import Pair, Task
+
+    task = tasks[0]
+    huge = Pair(task.test[0].input, np.zeros((CANVAS + 1, CANVAS + 1), dtype=np.uint8))
+    assert fits_canvas(Task(task.id, task.train, (huge,)), CANVAS)
+    big_input = Pair(np.zeros((CANVAS + 1, 1), dtype=np.uint8))
+    assert not fits_canvas(Task(task.id, task.train, (big_input,)), CANVAS)
 
 
 def test_a_set_no_task_of_which_fits_the_canvas_is_refused(tasks, tmp_path) -> None:

@@ -186,3 +186,17 @@ def test_help_shows_examples():
     for command in ("export", "validate", "score"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_score_errors_name_the_file_once_and_unwritable_outputs_exit_2(tmp_path, dataset):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    result = run("score", bad, "--dataset", dataset)
+    assert result.exit_code == 2 and result.output.count(str(bad)) == 1, result.output
+    good = tmp_path / "sub.json"
+    good.write_bytes(orjson.dumps({"t1": [{"attempt_1": [[1]], "attempt_2": [[1]]}] * 2,
+                                   "t2": [{"attempt_1": [[1]], "attempt_2": [[1]]}]}))  # fmt: skip
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    result = run("score", good, "--dataset", dataset, "--json", blocked / "score.json")
+    assert result.exit_code == 2 and "a-file: File exists" in result.output, result.output

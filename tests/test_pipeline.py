@@ -115,6 +115,26 @@ def test_resume_continues_to_the_new_step_count(run_dir, data, tmp_path) -> None
     assert json.loads((run / "config.json").read_text())["train"]["steps"] == 5
 
 
+def test_resume_past_the_step_count_leaves_the_run_as_it_is(run_dir, data, tmp_path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 2, "--resume",
+                    *TINY)  # fmt: skip
+    ok(result)
+    assert "already at step 3 of 2: nothing to train" in result.output
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+@pytest.mark.parametrize("epochs", ["inf", "nan"])
+def test_non_finite_epochs_exit_2(run_dir, data, tmp_path, epochs) -> None:
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", tmp_path / "r", "--epochs",
+                    epochs, *TINY)  # fmt: skip
+    assert result.exit_code == 2 and "--epochs" in result.output, result.output
+    result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", tmp_path / "o",
+                    *ADAPT, "--epochs", epochs)  # fmt: skip
+    assert result.exit_code == 2 and "epochs must be a finite number" in result.output
+
+
 def test_resume_with_another_model_config_is_refused(run_dir, data, tmp_path) -> None:
     run = copy_run(run_dir, tmp_path)
     result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 5, "--resume",

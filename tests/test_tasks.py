@@ -107,7 +107,7 @@ def test_empty_directory(tmp_path):
         load_tasks(tmp_path)
 
 
-@pytest.mark.parametrize("task_id", ["../../escape", "a/b", "a\\b", "", ".hidden"])
+@pytest.mark.parametrize("task_id", ["../../escape", "a/b", "a\\b", "", ".hidden", "x" * 201])
 def test_task_ids_that_are_not_plain_file_names_are_refused(tmp_path, task_id):
     # Runs write one file per task id; an id must not reach outside the run's folder.
     path = write(tmp_path / "k_challenges.json", {task_id: GOOD_TASK})
@@ -115,9 +115,12 @@ def test_task_ids_that_are_not_plain_file_names_are_refused(tmp_path, task_id):
         load_tasks(path)
 
 
-def test_directory_files_with_upper_case_suffix_or_bom_load(tmp_path):
+def test_directory_files_with_upper_case_suffix_or_bom_load_and_hidden_ones_do_not(tmp_path):
     write(tmp_path / "a.JSON", GOOD_TASK)
     (tmp_path / "b.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD_TASK).encode())
+    write(tmp_path / ".secret.json", GOOD_TASK)
+    write(tmp_path / "._b.json", "\x00\x05")  # macOS resource fork
+    write(tmp_path / ".ipynb_checkpoints" / "a.json", GOOD_TASK)
     assert load_tasks(tmp_path).ids == ["a", "b"]
 
 

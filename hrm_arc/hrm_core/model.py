@@ -77,7 +77,7 @@ class HRMConfig:
         _check_int("puzzle_emb_ndim", self.puzzle_emb_ndim, minimum=0)
         for name in ("expansion", "rope_theta", "rms_norm_eps"):
             value = getattr(self, name)
-            if not _is_number(value) or value <= 0:
+            if not _is_number(value) or not 0 < value < math.inf:
                 raise ValueError(f"HRMConfig.{name} must be a positive number, got {value!r}")
         prob = self.halt_exploration_prob
         if not _is_number(prob) or not 0.0 <= prob <= 1.0:

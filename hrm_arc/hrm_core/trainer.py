@@ -74,7 +74,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "log_every", "eval_every", "checkpoint_every", "time_limit_s"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # NaN too
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay"):
             value = getattr(self, name)
@@ -452,7 +452,7 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"]:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.step = state["step"]
+        self.step = self.start_step = state["step"]
         if self.ema is not None:
             saved = state.get("model_averaged")
             if saved is None:

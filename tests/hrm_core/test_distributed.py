@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,7 +17,7 @@ from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core.checkpoint import load_checkpoint
 from hrm_arc.hrm_core.distributed import DistInfo, init_distributed, resolve_device
 from hrm_arc.submission import validate_submission
-from hrm_arc.tasks import save_tasks
+from hrm_arc.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
 
 TIMEOUT_S = 180
 
@@ -74,16 +75,24 @@ def test_torchrun_pretrain_then_sharded_adapt_and_predict(tmp_path) -> None:
 
     # Adaptation shards groups of tasks over the ranks (each its own table); rank 0 merges.
     heldout = family_puzzles("heldout", families=["recolour"], puzzles_per_family=4, max_side=5)
-    heldout_dir = save_tasks(heldout, tmp_path / "heldout")
+    # Many tasks too large for the canvas, sorted first: rank 0 saves their placeholders while
+    # rank 1 may already be saving its groups, which must not change rank 0's groups.
+    big = Pair(np.zeros((6, 6), dtype=np.uint8), np.zeros((6, 6), dtype=np.uint8))
+    oversized = [Task(f"a{i:03d}", (big,), (big,)) for i in range(40)]
+    heldout_dir = save_tasks(TaskSet([*heldout, *oversized]), tmp_path / "heldout")
     out = tmp_path / "preds"
     result = torchrun([
         "-m", "hrm_arc.cli", "adapt-and-predict", str(run), "-d", str(heldout_dir),
         "--out", str(out), "--device", "cpu", "-a", "2", "--epochs", "3", "--group-size", "1",
     ], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert sorted(p.stem for p in (out / "tasks").glob("*.json")) == heldout.ids
+    saved = {p.stem: json.loads(p.read_text()) for p in (out / "tasks").glob("*.json")}
+    assert sorted(saved) == sorted(heldout.ids + [t.id for t in oversized])
+    assert all(saved[i]["tasks"][i][0] for i in heldout.ids)  # every task that fits predicted
+    output = " ".join((result.stdout + result.stderr).split())
+    assert "40 of 44 tasks have a grid larger" in output
     submission = json.loads((out / "submission.json").read_text())
-    assert validate_submission(submission, heldout) == []
+    assert validate_submission(submission, load_tasks(heldout_dir)) == []
     assert (out / "score.json").exists()
 
 

@@ -352,6 +352,8 @@ def test_presets_keep_data_dependent_fields_at_defaults() -> None:
         ("forward_dtype", "float64"),
         ("halt_exploration_prob", 1.5),
         ("expansion", 0.0),
+        ("rope_theta", float("nan")),  # NaN passes a "<= 0" check
+        ("rms_norm_eps", float("inf")),
         ("halt_max_steps", 0),
     ],
 )
