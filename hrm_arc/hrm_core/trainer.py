@@ -268,13 +268,13 @@ class Trainer:
 
     def _wrap(self, model: HRM):
         if self.dist.enabled and self.optimizer is not None:
-            # Buffers (H_init, L_init, the puzzle table) start as rank 0's, once; afterwards
-            # the table stays identical through its all-gathered updates, so broadcasting it
-            # every step would cost as much as the table for nothing.
-            for buffer in model.buffers():
-                torch.distributed.broadcast(buffer, src=0)
+            # Buffers (H_init, L_init, the puzzle table) start as rank 0's, synced once at
+            # init; afterwards the table stays identical through its all-gathered updates, so
+            # syncing it every forward would cost as much as the table for nothing.
             device_ids = [self.dist.device] if self.dist.device.type == "cuda" else None
-            model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+            model = DistributedDataParallel(
+                model, device_ids=device_ids, forward_sync_buffers=False
+            )
         return torch.compile(model) if self.config.compile else model
 
     def train_step(self) -> dict[str, torch.Tensor]:

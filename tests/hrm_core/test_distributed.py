@@ -192,9 +192,9 @@ def test_ranks_keep_identical_parameters_and_puzzle_table(rank_results) -> None:
 
 def test_ranks_seeded_apart_start_from_identical_buffers(rank_results) -> None:
     """DDP broadcasts rank 0's parameters when it wraps the model, so ranks seeded apart still
-    train one model. The trainer turns DDP's buffer broadcasting off (to spare the puzzle table
-    a per-step broadcast), which also skips the one-off sync of the buffers at wrap time: the
-    fixed initial states H_init / L_init then differ across ranks and the ranks silently run
+    train one model. The trainer turns DDP's per-forward buffer sync off (to spare the puzzle
+    table a per-step broadcast); the buffers must still be synced once at wrap time, or the
+    fixed initial states H_init / L_init differ across ranks and the ranks silently run
     different recurrences on identical weights."""
     for res in rank_results:
         assert res["seeded_apart_params_equal"]
