@@ -1,16 +1,15 @@
 """adapt-and-predict over a whole task set: groups of tasks adapted together, saved as they finish.
 
 Each finished task is written to `OUT/tasks/<id>.json` at once, so a rerun after a crash skips
-it. `OUT/settings.json` records the model and settings the tasks were predicted with, so a rerun
-with another checkpoint or other settings is refused rather than mixed in. Under torchrun every
-rank takes every world_size-th group; rank 0 merges at the end.
+it, unless the checkpoint, the settings or the task changed (`out_dir`), which is refused rather
+than mixed in. Under torchrun every rank takes every world_size-th group; rank 0 merges at the
+end.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import logging
 import math
 import time
@@ -19,18 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-import torch
 
 from .adapt import AdaptConfig, adapt_tasks
 from .dataset import views_by_task
 from .hrm_core.distributed import DistInfo
-from .jsonio import read_json, write_json_atomic
+from .jsonio import write_json_atomic
+from .out_dir import check_out_dir, claim_out_dir, model_digest, save_task, saved_info, task_file
 from .predict import predict_task
 from .predictions import Candidate, Predictions, load_predictions, save_predictions
 from .pretrain import PretrainedRun
 from .score import ScoreReport, score_submission
 from .submission import submission_from_predictions
-from .tasks import DatasetError, Task, TaskSet
+from .tasks import Task, TaskSet
 from .vote import rank_candidates
 
 log = logging.getLogger(__name__)
@@ -77,28 +76,6 @@ def fits_canvas(task: Task, canvas: int) -> bool:
     return side_needed(task) <= canvas
 
 
-def task_file(out_dir: Path, task_id: str) -> Path:
-    return out_dir / "tasks" / f"{task_id}.json"
-
-
-SETTINGS = "settings.json"
-
-
-def model_digest(model: torch.nn.Module) -> str:
-    """A digest of every weight and buffer (puzzle table included): which model predicted."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()[:16]
-
-
-def task_digest(task: Task) -> str:
-    """A digest of what a prediction depends on: the demonstrations and the test inputs."""
-    grids = [[p.input, p.output] for p in task.train] + [p.input for p in task.test]
-    return hashlib.sha256(orjson.dumps(grids, option=orjson.OPT_SERIALIZE_NUMPY)).hexdigest()[:16]
-
-
 def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, predict: PredictConfig) -> dict:
     """Everything that changes a task's predictions (not the time budget, which only paces)."""
     settings = {
@@ -109,64 +86,6 @@ def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, predict: Predict
         "group_size": predict.group_size,
     }
     return orjson.loads(orjson.dumps(settings))  # as it reads back from settings.json
-
-
-def check_out_dir(out_dir: Path, settings: dict) -> None:
-    """Refuse an `out_dir` holding predictions made otherwise than with `settings`."""
-    done = list((out_dir / "tasks").glob("*.json"))
-    if not done:
-        return
-    try:
-        before = read_json(out_dir / SETTINGS, "settings")
-    except DatasetError:
-        before = None  # missing or damaged: what made those predictions is unknown
-    changes = _changes(before, settings)
-    if changes:
-        raise ValueError(
-            f"{out_dir} holds predictions of {len(done)} tasks made otherwise "
-            f"({'; '.join(changes)}): give another --out, or --restart to discard them"
-        )
-
-
-def claim_out_dir(out_dir: Path, settings: dict, restart: bool) -> None:
-    """Record `settings` as what `out_dir` holds, first discarding every saved task if
-    `restart`."""
-    if restart:
-        for path in (out_dir / "tasks").glob("*.json"):
-            path.unlink()
-    write_json_atomic(out_dir / SETTINGS, settings, indent=True)
-
-
-def _changes(before: object, now: dict) -> list[str]:
-    if not isinstance(before, dict):
-        return [f"{SETTINGS} is missing or damaged"]
-    changes = []
-    for key, value in now.items():
-        old = before.get(key)
-        if key == "model" and old != value:
-            changes.append("the model's weights differ (pretraining went on, or another run)")
-        elif isinstance(value, dict) and isinstance(old, dict):
-            changes += [
-                f"{key}.{k}: {old.get(k)!r} -> {v!r}" for k, v in value.items() if old.get(k) != v
-            ]
-        elif old != value:
-            changes.append(f"{key}: {old!r} -> {value!r}")
-    return changes
-
-
-def saved_info(out_dir: Path, task: Task) -> dict | None:
-    """What an earlier run saved about `task`, or None; a file saved for another task of the
-    same id is an error."""
-    path = task_file(out_dir, task.id)
-    if not path.exists():
-        return None
-    info = load_predictions(path)[1]
-    if info.get("task_digest", task_digest(task)) != task_digest(task):
-        raise ValueError(
-            f"{path} was predicted for another task {task.id} (its demonstrations or test "
-            "inputs differ): give another --out, or --restart"
-        )
-    return info
 
 
 def placeholder(task: Task) -> list[list[Candidate]]:
@@ -289,11 +208,6 @@ def run_group(
             on_task(task.id, info)
     total_s = time.perf_counter() - start
     return GroupPace(adapted.fit_s / max(config.fitting_epochs, 1e-9), total_s - adapted.fit_s)
-
-
-def save_task(out_dir: Path, task: Task, per_test: list[list[Candidate]], info: dict) -> None:
-    info = {**info, "task_digest": task_digest(task)}
-    save_predictions(task_file(out_dir, task.id), {task.id: per_test}, info)
 
 
 def collect_predictions(out_dir: str | Path, tasks: TaskSet) -> tuple[Predictions, dict]:

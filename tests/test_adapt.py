@@ -13,6 +13,7 @@ from hrm_arc.dataset import make_views
 from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.distributed import DistInfo
+from hrm_arc.out_dir import SETTINGS, task_file
 from hrm_arc.pipeline import GroupPace, PredictConfig, budgeted
 
 CANVAS = 5
@@ -169,7 +170,7 @@ def test_rerun_continues_only_with_the_same_model_settings_and_tasks(tasks, tmp_
     adapt, predict = AdaptConfig(augmentations=1, epochs=1, batch_size=8), PredictConfig()
     two = TaskSet(list(tasks[:2]))
     pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU)
-    saved = {t.id: pipeline.task_file(tmp_path, t.id).stat().st_mtime_ns for t in two}
+    saved = {t.id: task_file(tmp_path, t.id).stat().st_mtime_ns for t in two}
 
     notes = {}
     pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU, notes.__setitem__)
@@ -184,7 +185,7 @@ def test_rerun_continues_only_with_the_same_model_settings_and_tasks(tasks, tmp_
         pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU)
 
     pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU, restart=True)
-    assert all(pipeline.task_file(tmp_path, i).stat().st_mtime_ns != saved[i] for i in saved)
+    assert all(task_file(tmp_path, i).stat().st_mtime_ns != saved[i] for i in saved)
 
     first = two[0]
     recoloured = Pair((first.test[0].input + 1) % 10)
@@ -200,7 +201,7 @@ def test_out_dir_with_predictions_but_no_settings_is_refused(tasks, tmp_path) ->
     run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
     adapt = AdaptConfig(augmentations=1, epochs=1, batch_size=8)
     pipeline.adapt_and_predict(run, tasks[:1], tmp_path, adapt, PredictConfig(), CPU)
-    (tmp_path / pipeline.SETTINGS).unlink()  # what made the saved task is now unknown
+    (tmp_path / SETTINGS).unlink()  # what made the saved task is now unknown
     with pytest.raises(ValueError, match="settings.json is missing or damaged"):
         pipeline.adapt_and_predict(run, tasks[:1], tmp_path, adapt, PredictConfig(), CPU)
 

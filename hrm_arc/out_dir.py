@@ -1,0 +1,102 @@
+"""What an adapt-and-predict output directory holds, and whether a rerun may continue it.
+
+`OUT/tasks/<id>.json` holds a finished task's ranked candidates and meta, with a digest of the
+task's demonstrations and test inputs; `OUT/settings.json` records the model and settings the
+tasks were predicted with. A rerun continues only where both still match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import orjson
+import torch
+
+from .jsonio import read_json, write_json_atomic
+from .predictions import Candidate, load_predictions, save_predictions
+from .tasks import DatasetError, Task
+
+SETTINGS = "settings.json"
+
+
+def task_file(out_dir: Path, task_id: str) -> Path:
+    return out_dir / "tasks" / f"{task_id}.json"
+
+
+def model_digest(model: torch.nn.Module) -> str:
+    """A digest of every weight and buffer (puzzle table included): which model predicted."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()[:16]
+
+
+def task_digest(task: Task) -> str:
+    """A digest of what a prediction depends on: the demonstrations and the test inputs."""
+    grids = [[p.input, p.output] for p in task.train] + [p.input for p in task.test]
+    return hashlib.sha256(orjson.dumps(grids, option=orjson.OPT_SERIALIZE_NUMPY)).hexdigest()[:16]
+
+
+def check_out_dir(out_dir: Path, settings: dict) -> None:
+    """Refuse an `out_dir` holding predictions made otherwise than with `settings`."""
+    done = list((out_dir / "tasks").glob("*.json"))
+    if not done:
+        return
+    try:
+        before = read_json(out_dir / SETTINGS, "settings")
+    except DatasetError:
+        before = None  # missing or damaged: what made those predictions is unknown
+    changes = _changes(before, settings)
+    if changes:
+        raise ValueError(
+            f"{out_dir} holds predictions of {len(done)} tasks made otherwise "
+            f"({'; '.join(changes)}): give another --out, or --restart to discard them"
+        )
+
+
+def claim_out_dir(out_dir: Path, settings: dict, restart: bool) -> None:
+    """Record `settings` as what `out_dir` holds, first discarding every saved task if
+    `restart`."""
+    if restart:
+        for path in (out_dir / "tasks").glob("*.json"):
+            path.unlink()
+    write_json_atomic(out_dir / SETTINGS, settings, indent=True)
+
+
+def _changes(before: object, now: dict) -> list[str]:
+    if not isinstance(before, dict):
+        return [f"{SETTINGS} is missing or damaged"]
+    changes = []
+    for key, value in now.items():
+        old = before.get(key)
+        if key == "model" and old != value:
+            changes.append("the model's weights differ (pretraining went on, or another run)")
+        elif isinstance(value, dict) and isinstance(old, dict):
+            changes += [
+                f"{key}.{k}: {old.get(k)!r} -> {v!r}" for k, v in value.items() if old.get(k) != v
+            ]
+        elif old != value:
+            changes.append(f"{key}: {old!r} -> {value!r}")
+    return changes
+
+
+def saved_info(out_dir: Path, task: Task) -> dict | None:
+    """What an earlier run saved about `task`, or None; a file saved for another task of the
+    same id is an error."""
+    path = task_file(out_dir, task.id)
+    if not path.exists():
+        return None
+    info = load_predictions(path)[1]
+    if info.get("task_digest", task_digest(task)) != task_digest(task):
+        raise ValueError(
+            f"{path} was predicted for another task {task.id} (its demonstrations or test "
+            "inputs differ): give another --out, or --restart"
+        )
+    return info
+
+
+def save_task(out_dir: Path, task: Task, per_test: list[list[Candidate]], info: dict) -> None:
+    info = {**info, "task_digest": task_digest(task)}
+    save_predictions(task_file(out_dir, task.id), {task.id: per_test}, info)
