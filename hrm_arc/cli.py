@@ -36,6 +36,11 @@ def count(items, noun: str) -> str:
     return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
+def listed(ids: list[str], most: int = 10) -> str:
+    """The first `most` ids, escaped for rich markup (an id may read like a tag)."""
+    return escape(", ".join(ids[:most])) + (" ..." if len(ids) > most else "")
+
+
 def reports_bad_input(command):
     """Turn a ValueError raised on user data (DatasetError, CheckpointError, a bad config value)
     or an OSError (an unwritable path) into a message and exit 2."""
@@ -244,7 +249,7 @@ def export(predictions_path, out, dataset, rank):
     if filled:
         say(
             f"[yellow]warning:[/] {count(filled, 'task')} had no predictions and get 1x1 zero "
-            f"attempts: {escape(', '.join(filled[:10]))}{' ...' if len(filled) > 10 else ''}",
+            f"attempts: {listed(filled)}",
             err=True,
         )
     n_tests = sum(len(entries) for entries in submission.values())
@@ -719,7 +724,7 @@ def adapt_and_predict_command(
             say(
                 f"[yellow]warning:[/] {len(skipped)} of {len(tasks)} tasks have a grid larger "
                 f"than the run's {run.canvas}x{run.canvas} canvas and were not predicted: "
-                f"{', '.join(skipped[:10])}{' ...' if len(skipped) > 10 else ''}",
+                f"{listed(skipped)}",
                 err=True,
             )
         if report is not None:

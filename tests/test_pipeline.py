@@ -24,7 +24,7 @@ TINY = ["--preset", "tiny", "--device", "cpu", "-a", "2", "--batch-size", "8",
         "--set", "model.expansion=2", "--set", "model.halt_max_steps=2"]
 ADAPT = ["--device", "cpu", "-a", "2", "--epochs", "2", "--group-size", "2",
          "--set", "adapt.batch_size=8"]
-BIG = "zz-big-0000"  # a held-out task with a grid larger than the pretraining canvas
+BIG = "zz-big-[red]"  # a held-out task too large for the canvas; its id reads like markup
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

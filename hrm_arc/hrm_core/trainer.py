@@ -367,10 +367,12 @@ class Trainer:
             checks["stop requested"] = should_stop()
         if not checks:
             return None
-        flags = torch.tensor([float(v) for v in checks.values()], device=self.dist.device)
+        flags = [float(v) for v in checks.values()]
         if self.dist.enabled:  # every rank must stop at the same step
-            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-        return next((reason for reason, f in zip(checks, flags.tolist()) if f), None)
+            agreed = torch.tensor(flags, device=self.dist.device)
+            torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MAX)
+            flags = agreed.tolist()
+        return next((reason for reason, f in zip(checks, flags) if f), None)
 
     def _summarise(self, window: list[dict], start: float) -> dict:
         elapsed = time.perf_counter() - start
