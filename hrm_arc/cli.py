@@ -705,8 +705,13 @@ def adapt_and_predict_command(
     predict = PredictConfig(rank=rank, group_size=group_size, time_budget_s=budget)
     run = load_run(run_dir, dist.device)
     progress, on_task, skipped = task_progress(len(tasks))
-    with progress if dist.is_main else contextlib.nullcontext():
-        adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task, restart)
+    try:
+        with progress if dist.is_main else contextlib.nullcontext():
+            adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task, restart)
+    except KeyboardInterrupt:
+        saved_in = escape(str(out_dir))
+        say(f"interrupted: finished tasks are saved in {saved_in}; the same command continues")
+        sys.exit(INTERRUPTED)
     shutdown_distributed()
     if dist.is_main:
         report = finish(

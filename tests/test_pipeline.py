@@ -239,6 +239,18 @@ def test_rerun_skips_finished_tasks(predicted, run_dir, data, monkeypatch) -> No
     assert validate_submission(load_submission(predicted / "submission.json"), tasks) == []
 
 
+def test_ctrl_c_in_adapt_and_predict_says_how_to_continue(run_dir, data, tmp_path,
+                                                         monkeypatch) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "adapt_and_predict", interrupted)
+    result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", tmp_path / "o",
+                    *ADAPT)  # fmt: skip
+    assert result.exit_code == 130
+    assert "interrupted: finished tasks are saved" in result.output
+
+
 def test_rerun_after_a_lost_task_redoes_only_that_task(predicted, run_dir, data, tmp_path,
                                                        monkeypatch) -> None:
     out = Path(shutil.copytree(predicted, tmp_path / "out"))
