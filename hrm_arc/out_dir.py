@@ -35,7 +35,8 @@ def model_digest(model: torch.nn.Module) -> str:
 
 def task_digest(task: Task) -> str:
     """A digest of what a prediction depends on: the demonstrations and the test inputs."""
-    grids = [[p.input, p.output] for p in task.train] + [p.input for p in task.test]
+    # The demonstration count keeps 2 demonstrations + 1 test apart from 1 + 3.
+    grids = [len(task.train), *task.visible_grids]
     return hashlib.sha256(orjson.dumps(grids, option=orjson.OPT_SERIALIZE_NUMPY)).hexdigest()[:16]
 
 
@@ -88,8 +89,8 @@ def saved_info(out_dir: Path, task: Task) -> dict | None:
     path = task_file(out_dir, task.id)
     if not path.exists():
         return None
-    info = load_predictions(path)[1]
-    if info.get("task_digest", task_digest(task)) != task_digest(task):
+    info, digest = load_predictions(path)[1], task_digest(task)
+    if info.get("task_digest", digest) != digest:
         raise ValueError(
             f"{path} was predicted for another task {task.id} (its demonstrations or test "
             "inputs differ): give another --out, or --restart"

@@ -65,11 +65,8 @@ class GroupPace:
 
 
 def side_needed(task: Task) -> int:
-    """The canvas side the model needs to read the task: its demonstrations and test inputs
-    (not the test outputs, which a hidden-answer set does not show, so that predictions never
-    depend on them)."""
-    grids = [g for p in task.train for g in (p.input, p.output)] + [p.input for p in task.test]
-    return max(max(g.shape) for g in grids)
+    """The canvas side the model needs to read the task (so never its hidden test outputs)."""
+    return max(max(g.shape) for g in task.visible_grids)
 
 
 def fits_canvas(task: Task, canvas: int) -> bool:

@@ -65,6 +65,12 @@ class Task:
         """Every grid of the task, demonstration and test, inputs and known outputs."""
         return [g for p in (*self.train, *self.test) for g in (p.input, p.output) if g is not None]
 
+    @property
+    def visible_grids(self) -> list[np.ndarray]:
+        """What a solver may look at: the demonstrations and the test inputs, never the test
+        outputs (a hidden-answer set does not show them)."""
+        return [g for p in self.train for g in (p.input, p.output)] + [p.input for p in self.test]
+
     def to_dict(self) -> dict:
         """The task as ARC JSON (`{"train": [...], "test": [...]}`), exactly as it was read."""
 
