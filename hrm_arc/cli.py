@@ -15,8 +15,9 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
+from .errors import DatasetError
 from .summary import summarize
-from .tasks import DatasetError, load_tasks, merge_task_sets
+from .tasks import load_tasks, merge_task_sets
 from .vote import RANKINGS
 
 console = Console()

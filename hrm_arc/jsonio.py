@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 
 from .atomic import write_atomic
-from .tasks import DatasetError
+from .errors import DatasetError
 
 
 def write_json_atomic(path: str | os.PathLike, obj: object, indent: bool = False) -> None:
@@ -23,6 +23,10 @@ def write_json_atomic(path: str | os.PathLike, obj: object, indent: bool = False
     write_atomic(path, lambda f: f.write(data))
 
 
+# Editors on Windows may save one; JSON parsers are allowed to ignore it.
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def read_json(path: str | os.PathLike, what: str) -> object:
     """Parse the JSON file at `path`; `what` names it in errors (e.g. "submission").
 
@@ -30,7 +34,7 @@ def read_json(path: str | os.PathLike, what: str) -> object:
         DatasetError: the file is missing or unreadable, or is not valid JSON.
     """
     try:
-        return orjson.loads(Path(path).read_bytes())
+        return orjson.loads(Path(path).read_bytes().removeprefix(UTF8_BOM))
     except orjson.JSONDecodeError as e:
         raise DatasetError(f"{path}: {what} is not valid JSON ({e})") from None
     except OSError as e:

@@ -13,9 +13,10 @@ from pathlib import Path
 import orjson
 import torch
 
+from .errors import DatasetError
 from .jsonio import read_json, write_json_atomic
 from .predictions import Candidate, load_predictions, save_predictions
-from .tasks import DatasetError, Task
+from .tasks import Task
 
 SETTINGS = "settings.json"
 

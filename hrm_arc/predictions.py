@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import DatasetError
 from .jsonio import read_json, write_json_atomic
-from .tasks import DatasetError, parse_grid
+from .tasks import parse_grid
 
 FORMAT = "hrm-arc-predictions"
 VERSION = 1

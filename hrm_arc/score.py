@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from .errors import DatasetError
 from .submission import validate_submission
-from .tasks import DatasetError, Task, TaskSet
+from .tasks import Task, TaskSet
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 
+from .errors import DatasetError
 from .jsonio import read_json
 from .predictions import FORMAT, Predictions
-from .tasks import MAX_SIDE, NUM_COLOURS, DatasetError, TaskSet
+from .tasks import MAX_SIDE, NUM_COLOURS, TaskSet
 from .vote import top2
 
 ATTEMPTS = ("attempt_1", "attempt_2")

@@ -20,6 +20,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from .errors import DatasetError
+from .jsonio import read_json
+
 MAX_SIDE = 30
 NUM_COLOURS = 10
 
@@ -33,10 +36,6 @@ BUNDLED_VERSIONS = {
 }
 BUNDLED_SPLITS = {"training": "train", "evaluation": "eval"}
 BUNDLED_SETS = tuple(f"{v}/{s}" for v in BUNDLED_VERSIONS for s in BUNDLED_SPLITS)
-
-
-class DatasetError(ValueError):
-    """Bad input data; the message names the file, task and pair."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,7 +212,7 @@ def load_tasks(spec: str | os.PathLike, solutions: str | os.PathLike | None = No
         if solutions is not None:
             raise DatasetError(f"{spec_str}: --solutions applies to a Kaggle challenges file")
         return _load_directory(path)
-    data = _read_json(path)
+    data = read_json(path, "task or challenges file")
     if isinstance(data, dict) and ("train" in data or "test" in data):
         if solutions is not None:
             raise DatasetError(f"{spec_str}: --solutions applies to a Kaggle challenges file")
@@ -258,7 +257,7 @@ def _load_directory(root: Path) -> TaskSet:
     )
     if not files:
         raise DatasetError(f"{root}: directory holds no .json task files")
-    tasks = [parse_task(f.stem, _read_json(f), str(f)) for f in files]
+    tasks = [parse_task(f.stem, read_json(f, "task file"), str(f)) for f in files]
     return TaskSet(tasks, name=str(root))
 
 
@@ -271,7 +270,7 @@ def _load_kaggle(path: Path, data: object, solutions: str | os.PathLike | None) 
     if solutions is None and path.name.endswith("_challenges.json"):
         beside = path.with_name(path.name.replace("_challenges.json", "_solutions.json"))
         solutions = beside if beside.exists() else None
-    answers = _read_json(Path(solutions)) if solutions is not None else {}
+    answers = read_json(solutions, "solutions file") if solutions is not None else {}
     if not isinstance(answers, dict):
         raise DatasetError(f"{solutions}: solutions must be an object {{task_id: [grid, ...]}}")
     tasks = []
@@ -295,15 +294,6 @@ def _attach_solutions(task: Task, outputs: object, where: str) -> Task:
         for i, (pair, grid) in enumerate(zip(task.test, outputs))
     )
     return Task(task.id, task.train, test, task.source)
-
-
-def _read_json(path: Path) -> object:
-    try:
-        return orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))  # a BOM is legal
-    except orjson.JSONDecodeError as e:
-        raise DatasetError(f"{path}: not valid JSON ({e})") from None
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read ({e.strerror})") from None
 
 
 def _brief(value: object) -> str:

@@ -67,6 +67,13 @@ def test_read_json_errors_name_file_and_reason(tmp_path):
         read_json(tmp_path / "nope.json", "thing")
 
 
+def test_read_json_ignores_a_utf8_bom(tmp_path):
+    # Every reader (submissions, predictions, tasks) shares this one; Windows editors add a BOM.
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"a": [1]}')
+    assert read_json(path, "thing") == {"a": [1]}
+
+
 # --- predictions --------------------------------------------------------------------------
 
 
