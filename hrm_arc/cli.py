@@ -18,6 +18,7 @@ from . import __version__
 from .errors import DatasetError
 from .summary import summarize
 from .tasks import load_tasks, merge_task_sets
+from .text import count
 from .vote import RANKINGS
 
 console = Console()
@@ -30,11 +31,6 @@ INTERRUPTED = 130  # the shell's code for a job ended by Ctrl-C
 def say(text: str, err: bool = False) -> None:
     """Print a message as written (no highlighting, no wrapping inside paths or ids)."""
     (err_console if err else console).print(text, highlight=False, soft_wrap=True)
-
-
-def count(items, noun: str) -> str:
-    """'1 task', '3 tasks'."""
-    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def listed(ids: list[str], most: int = 10) -> str:
@@ -170,8 +166,8 @@ def show_summary(tasks) -> None:
     console.print(table)
     variants = sorted(s.unique_variants for s in rows)
     console.print(
-        f"{len(rows)} tasks, {sum(s.n_train for s in rows)} demonstration pairs, "
-        f"{sum(s.n_test for s in rows)} test inputs, "
+        f"{count(rows, 'task')}, {count(sum(s.n_train for s in rows), 'demonstration pair')}, "
+        f"{count(sum(s.n_test for s in rows), 'test input')}, "
         f"solutions known for {sum(s.has_solutions for s in rows)}; "
         f"largest grid {max(s.max_rows for s in rows)}x{max(s.max_cols for s in rows)}; "
         f"unique augmentations per task: min {variants[0]:,}, "
@@ -255,7 +251,7 @@ def export(predictions_path, out, dataset, rank):
         )
     n_tests = sum(len(entries) for entries in submission.values())
     say(
-        f"wrote {escape(str(out))}: {len(submission)} tasks, {n_tests} test inputs, "
+        f"wrote {escape(str(out))}: {count(submission, 'task')}, {count(n_tests, 'test input')}, "
         f"ranking {rank or 'as saved'}",
     )
 
@@ -287,8 +283,8 @@ def validate(submission_path, dataset, solutions):
         sys.exit(BAD_INPUT)
     n_tests = sum(len(t.test) for t in tasks)
     say(
-        f"OK {escape(str(submission_path))}: {len(tasks)} tasks, {n_tests} test inputs, "
-        f"{2 * n_tests} attempts",
+        f"OK {escape(str(submission_path))}: {count(tasks, 'task')}, "
+        f"{count(n_tests, 'test input')}, {2 * n_tests} attempts",
     )
 
 
@@ -517,8 +513,9 @@ def pretrain(
     )
     if dist.is_main:
         console.print(
-            f"{len(tasks)} tasks, {len(data.views)} views, {len(data.examples)} "
-            f"examples on a {data.canvas}x{data.canvas} canvas; preset {preset}, "
+            f"{count(tasks, 'task')}, {count(data.views, 'view')}, "
+            f"{count(data.examples, 'example')} on a {data.canvas}x{data.canvas} canvas; "
+            f"preset {preset}, "
             f"{train_config.steps} steps of batch {train_config.batch_size} on "
             f"{dist.world_size} x {dist.device}"
         )
@@ -728,8 +725,8 @@ def adapt_and_predict_command(
         console.print(f"wrote {escape(str(out_dir))}/predictions.json and submission.json")
         if skipped:
             say(
-                f"[yellow]warning:[/] {len(skipped)} of {len(tasks)} tasks have a grid larger "
-                f"than the run's {run.canvas}x{run.canvas} canvas and were not predicted: "
+                f"[yellow]warning:[/] {len(skipped)} of {count(tasks, 'task')} not predicted "
+                f"(a grid larger than the run's {run.canvas}x{run.canvas} canvas): "
                 f"{listed(skipped)}",
                 err=True,
             )

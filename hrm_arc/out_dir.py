@@ -17,6 +17,7 @@ from .errors import DatasetError
 from .jsonio import read_json, write_json_atomic
 from .predictions import Candidate, load_predictions, save_predictions
 from .tasks import Task
+from .text import count
 
 SETTINGS = "settings.json"
 
@@ -53,7 +54,7 @@ def check_out_dir(out_dir: Path, settings: dict) -> None:
     changes = _changes(before, settings)
     if changes:
         raise ValueError(
-            f"{out_dir} holds predictions of {len(done)} tasks made otherwise "
+            f"{out_dir} holds predictions of {count(done, 'task')} made otherwise "
             f"({'; '.join(changes)}): give another --out, or --restart to discard them"
         )
 

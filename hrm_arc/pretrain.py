@@ -37,6 +37,7 @@ from .predict import predict_task
 from .score import score_submission
 from .submission import submission_from_predictions
 from .tasks import TaskSet
+from .text import count
 from .vote import rank_candidates
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def build_pretraining_data(
     both = sorted(set(train_tasks.ids) & set(eval_demo_tasks.ids if eval_demo_tasks else []))
     if both:
         raise ValueError(
-            f"{len(both)} tasks are both training and evaluation-demonstration tasks "
+            f"{count(both, 'task')} in both the training and the evaluation-demonstration set "
             f"({', '.join(both[:5])}): each would be trained twice under two sets of identifiers"
         )
     every = [*train_tasks, *(eval_demo_tasks or [])]

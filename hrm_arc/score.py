@@ -23,6 +23,7 @@ from scipy import stats
 from .errors import DatasetError
 from .submission import validate_submission
 from .tasks import Task, TaskSet
+from .text import count
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999
@@ -69,16 +70,16 @@ def score_submission(submission: object, tasks: TaskSet) -> ScoreReport:
     unsolved = [t.id for t in tasks if not t.has_solutions]
     if unsolved:
         raise DatasetError(
-            f"{tasks.name or 'dataset'}: scoring needs the test outputs, which {len(unsolved)} "
-            f"tasks lack ({', '.join(unsolved[:5])}); pass --solutions with the Kaggle "
-            "*_solutions.json or use a dataset that includes them"
+            f"{tasks.name or 'dataset'}: scoring needs the test outputs, missing for "
+            f"{count(unsolved, 'task')} ({', '.join(unsolved[:5])}); pass --solutions with the "
+            "Kaggle *_solutions.json or use a dataset that includes them"
         )
     problems = validate_submission(submission, tasks)
     if problems:
         listed = "\n  ".join(problems[:MAX_LISTED])
         extra = len(problems) - MAX_LISTED
         more = f"\n  ... and {extra} more (hrm-arc validate lists them all)" if extra > 0 else ""
-        raise DatasetError(f"submission has {len(problems)} problems:\n  {listed}{more}")
+        raise DatasetError(f"submission has {count(problems, 'problem')}:\n  {listed}{more}")
     rows = [_score_task(task, submission[task.id]) for task in tasks]
     fractions = np.array([r.fraction for r in rows])
     low, high = bootstrap_ci(fractions)

@@ -13,6 +13,7 @@ from .errors import DatasetError
 from .jsonio import read_json
 from .predictions import FORMAT, Predictions
 from .tasks import MAX_SIDE, NUM_COLOURS, TaskSet
+from .text import count
 from .vote import top2
 
 ATTEMPTS = ("attempt_1", "attempt_2")
@@ -105,17 +106,19 @@ def grid_problems(value: object) -> list[str]:
     ]
     if bad_cells:
         r, c, cell = bad_cells[0]
-        more = f" (and {len(bad_cells) - 1} more bad cells)" if len(bad_cells) > 1 else ""
+        more = f" (and {count(len(bad_cells) - 1, 'more bad cell')})" if len(bad_cells) > 1 else ""
         problems.append(f"cell ({r}, {c}) is {_brief(cell)}, not an int 0-9{more}")
     return problems
 
 
 def _entries_problems(task_id: str, entries: object, n_tests: int) -> list[str]:
     if not isinstance(entries, list):
-        return [f"task {task_id}: must be a list of {n_tests} test entries, got {_brief(entries)}"]
+        wanted = count(n_tests, "test entry", "test entries")
+        return [f"task {task_id}: must be a list of {wanted}, got {_brief(entries)}"]
     problems = []
     if len(entries) != n_tests:
-        problems.append(f"task {task_id}: {len(entries)} test entries, the task has {n_tests}")
+        given = count(entries, "test entry", "test entries")
+        problems.append(f"task {task_id}: {given}, the task has {n_tests}")
     for i, entry in enumerate(entries):
         where = f"task {task_id}, test {i}"
         if not isinstance(entry, dict):
@@ -137,13 +140,13 @@ def _check_fits(predictions: Predictions, tasks: TaskSet) -> None:
     if unknown:
         name = tasks.name or "the dataset"
         raise DatasetError(
-            f"predictions for {len(unknown)} tasks not in {name} "
+            f"predictions for {count(unknown, 'task')} not in {name} "
             f"(wrong --dataset?): {', '.join(unknown[:5])}"
         )
     for tid, per_test in predictions.items():
         if len(per_test) != len(tasks[tid].test):
             raise DatasetError(
-                f"task {tid}: predictions for {len(per_test)} test inputs, "
+                f"task {tid}: predictions for {count(per_test, 'test input')}, "
                 f"the task has {len(tasks[tid].test)}"
             )
 

@@ -18,7 +18,7 @@ def test_summary_counts_pairs_and_unique_augmentations(tmp_path):
     write(tmp_path / "one.json", GOOD_TASK)
     result = invoke("show", "-d", tmp_path)
     assert result.exit_code == 0, result.output
-    assert "1 tasks, 1 demonstration pairs, 1 test inputs" in result.output
+    assert "1 task, 1 demonstration pair, 1 test input" in result.output
     assert "576" in result.output
 
 

@@ -99,8 +99,11 @@ def test_invalid_submission_lists_problems():
     sub = {"t1": [entry([[1, 2]], [[1, 2]])]}
     with pytest.raises(DatasetError, match="2 problems") as err:
         score_submission(sub, two_tasks())
-    assert "task t1: 1 test entries, the task has 2" in str(err.value)
+    assert "task t1: 1 test entry, the task has 2" in str(err.value)
     assert "task t2: missing" in str(err.value)
+    sub["t2"] = [entry([[4], [4]], [[4], [4]])]
+    with pytest.raises(DatasetError, match="submission has 1 problem:"):
+        score_submission(sub, two_tasks())
 
 
 def test_ground_truth_of_a_bundled_split_scores_perfectly():

@@ -170,7 +170,7 @@ def test_predictions_that_do_not_fit_the_tasks_are_refused():
     with pytest.raises(DatasetError, match="not in toy.*zzz"):
         submission_from_predictions({**preds, "zzz": [[]]}, make_tasks())
     preds["aaa"] = preds["aaa"][:1]
-    with pytest.raises(DatasetError, match="task aaa: predictions for 1 test inputs, the task has"):
+    with pytest.raises(DatasetError, match="task aaa: predictions for 1 test input, the task has"):
         submission_from_predictions(preds, make_tasks())
 
 
@@ -229,7 +229,7 @@ def test_validate_entries_not_a_list():
     sub = ok_sub()
     sub["bbb"] = {"attempt_1": [[1]]}
     assert validate_submission(sub, make_tasks()) == [
-        "task bbb: must be a list of 1 test entries, got {'attempt_1': [[1]]}"
+        "task bbb: must be a list of 1 test entry, got {'attempt_1': [[1]]}"
     ]
 
 
