@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +32,20 @@ INTERRUPTED = 130  # the shell's code for a job ended by Ctrl-C
 def say(text: str, err: bool = False) -> None:
     """Print a message as written (no highlighting, no wrapping inside paths or ids)."""
     (err_console if err else console).print(text, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """Inside, SIGTERM (what a scheduler sends before pre-empting a job) interrupts as Ctrl-C."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def listed(ids: list[str], most: int = 10) -> str:
@@ -704,7 +719,7 @@ def adapt_and_predict_command(
     run = load_run(run_dir, dist.device)
     progress, on_task, skipped = task_progress(len(tasks))
     try:
-        with progress if dist.is_main else contextlib.nullcontext():
+        with sigterm_interrupts(), progress if dist.is_main else contextlib.nullcontext():
             adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task, restart)
     except KeyboardInterrupt:
         saved_in = escape(str(out_dir))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -238,14 +241,24 @@ def test_rerun_skips_finished_tasks(predicted, run_dir, data, monkeypatch) -> No
     assert validate_submission(load_submission(predicted / "submission.json"), tasks) == []
 
 
-def test_ctrl_c_in_adapt_and_predict_says_how_to_continue(run_dir, data, tmp_path,
-                                                         monkeypatch) -> None:
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_interrupted_adapt_and_predict_says_how_to_continue(stop, run_dir, data, tmp_path,
+                                                           monkeypatch) -> None:
     def interrupted(*args, **kwargs):
+        if stop == "sigterm":  # what a scheduler sends; by default it kills without a word
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the command's handler interrupts this
+            return  # SIGTERM met only the test's guard below: the command ignored it
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pipeline, "adapt_and_predict", interrupted)
-    result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", tmp_path / "o",
-                    *ADAPT)  # fmt: skip
+    # A guard: a command that ignores SIGTERM fails this test instead of killing pytest.
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out",
+                        tmp_path / "o", *ADAPT)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert result.exit_code == 130
     assert "interrupted: finished tasks are saved" in result.output
 
