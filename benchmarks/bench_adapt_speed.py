@@ -67,7 +67,8 @@ def measure(
     grouped = views_by_task(views)
     predict_s = timed(
         lambda: [
-            predict_task(model, t, grouped[t.id], canvas, predict_batch, device) for t in tasks
+            predict_task(model, t, grouped[t.id], canvas, predict_batch, device, loss)
+            for t in tasks
         ],
         device,
     )

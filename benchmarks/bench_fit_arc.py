@@ -27,7 +27,7 @@ from curves import EvalCurve, add_run_options, run_configs
 from hrm_arc.adapt import pretrained_views
 from hrm_arc.dataset import views_by_task
 from hrm_arc.hrm_core.distributed import DistInfo
-from hrm_arc.predict import predict_task
+from hrm_arc.predict import vote_task
 from hrm_arc.pretrain import (
     PretrainData,
     build_pretraining_data,
@@ -55,7 +55,7 @@ def score_pretrained(model, data: PretrainData, tasks: TaskSet, n_views: int) ->
     predictions = {
         t.id: [
             rank_candidates(c, "votes")
-            for c in predict_task(model, t, grouped[t.id], data.canvas, 256, CPU)
+            for c in vote_task(model, t, grouped[t.id], data.canvas, 256, CPU)
         ]
         for t in tasks
     }

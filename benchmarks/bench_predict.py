@@ -29,7 +29,7 @@ from rss import peak_rss_kib, rss_kib
 from hrm_arc.augment import variants
 from hrm_arc.dataset import View
 from hrm_arc.encoding import decode_batch, encode_batch
-from hrm_arc.hrm_core import HRM, make_config
+from hrm_arc.hrm_core import HRM, LOG_PROBS, make_config
 from hrm_arc.predict import candidate_logprob, forward_all_segments, predict_task
 from hrm_arc.predictions import Candidate
 from hrm_arc.tasks import Pair, Task
@@ -38,6 +38,7 @@ from hrm_arc.vote import collect_candidates
 RESULTS = Path(__file__).parent / "results"
 CANVAS = 30
 CPU = torch.device("cpu")
+LOSS = "stablemax"  # the presets' pretraining loss, so the one candidates are scored under
 MODES = ("ours", "keep-all")
 # "agree": every view votes the same grid (the lm_head is zeroed), so only per-view memory can
 # grow; "disagree": random embeddings make nearly every view a new candidate, the worst case.
@@ -77,8 +78,8 @@ def keep_all(model: HRM, task: Task, views: list[View], batch_size: int) -> list
     parts, q_halt = [], []
     for start in range(0, len(views), batch_size):
         sl = slice(start, start + batch_size)
-        log_probs, q = forward_all_segments(model, inputs[sl], ids[sl], cpu)
-        parts.append(log_probs.to(torch.float16))
+        logits, q = forward_all_segments(model, inputs[sl], ids[sl], cpu)
+        parts.append(LOG_PROBS[LOSS](logits).to(torch.float16))
         q_halt.extend(q.tolist())
     log_probs = torch.cat(parts)
     grids = decode_batch(log_probs.argmax(-1).numpy(), CANVAS)
@@ -95,7 +96,7 @@ def child(args: argparse.Namespace) -> None:
     before = rss_kib(reset_peak=True)
     start = time.perf_counter()
     if args.child == "ours":
-        candidates = predict_task(model, task, views, CANVAS, args.batch_size, CPU)[0]
+        candidates = predict_task(model, task, views, CANVAS, args.batch_size, CPU, LOSS)[0]
     else:
         candidates = keep_all(model, task, views, args.batch_size)
     seconds = time.perf_counter() - start

@@ -206,8 +206,8 @@ def demo_exact(model: HRM, demo: Examples, batch_size: int, device: torch.device
     exact = 0
     for start in range(0, len(demo), batch_size):
         sl = slice(start, start + batch_size)
-        log_probs, _ = forward_all_segments(model, demo.inputs[sl], demo.puzzle_ids[sl], device)
-        predicted = log_probs.argmax(-1).cpu().numpy()
+        logits, _ = forward_all_segments(model, demo.inputs[sl], demo.puzzle_ids[sl], device)
+        predicted = logits.argmax(-1).cpu().numpy()
         labels = demo.labels[sl]
         exact += int(np.all((predicted == labels) | (labels == PAD), axis=1).sum())
     return exact / max(len(demo), 1)

@@ -189,7 +189,7 @@ def run_group(
     for task in group:
         t0 = time.perf_counter()
         per_test = predict_task(
-            model, task, grouped[task.id], run.canvas, predict.batch_size, dist.device
+            model, task, grouped[task.id], run.canvas, predict.batch_size, dist.device, run.loss
         )
         ranked = [rank_candidates(c, predict.rank) for c in per_test]
         info = {

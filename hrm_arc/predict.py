@@ -3,7 +3,8 @@
 Every test input under every view runs all `halt_max_steps` ACT segments. Each view's argmax
 grid, mapped back through the inverse augmentation, is one vote carrying sigmoid(q_halt). Because
 HRM predicts every cell at once, the log-probability of *any* candidate under *any* view is a
-gather over that view's logits; summed over views it ranks candidates as a product of experts.
+gather over that view's log-probabilities (under the distribution pretraining's loss fitted:
+stablemax or softmax); summed over views it ranks candidates as a product of experts.
 
 Memory stays flat in the number of views: views run one batch at a time, a first pass tallies
 the votes, and a second pass re-runs the same (deterministic) batches to score every kept
@@ -21,7 +22,7 @@ import torch
 
 from .dataset import View
 from .encoding import IGNORE_LABEL, decode_batch, encode_batch, labels_from_tokens
-from .hrm_core import HRM
+from .hrm_core import HRM, LOG_PROBS
 from .predictions import Candidate
 from .tasks import Task
 from .vote import VoteTally
@@ -31,7 +32,7 @@ from .vote import VoteTally
 def forward_all_segments(
     model: HRM, inputs: np.ndarray, puzzle_ids: np.ndarray, device: torch.device
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """One batch through all ACT segments: float32 log-probs (B, S, V) on `device`, and
+    """One batch through all ACT segments: float32 logits (B, S, V) on `device`, and
     sigmoid(q_halt) (B,)."""
     model.eval()
     batch = {
@@ -42,16 +43,16 @@ def forward_all_segments(
     carry = model.initial_carry(batch)
     for _ in range(model.config.halt_max_steps):
         carry, output = model(carry, batch)
-    log_probs = torch.log_softmax(output.logits.float(), -1)
-    return log_probs, torch.sigmoid(output.q_halt_logits.float()).cpu().numpy()
+    return output.logits.float(), torch.sigmoid(output.q_halt_logits.float()).cpu().numpy()
 
 
 def candidate_logprob(
     grid: np.ndarray, views: Sequence[View], log_probs: torch.Tensor, canvas: int
 ) -> float:
-    """Sum over `views` of log p(grid seen through the view), scored as the loss scores it.
+    """Sum over `views` of log p(grid seen through the view).
 
-    `log_probs` holds those views' log-probabilities (len(views), S, V).
+    `log_probs` holds those views' log-probabilities (len(views), S, V) under the distribution
+    the model was trained with (`LOG_PROBS[loss]`).
     """
     try:
         tokens = encode_batch([v.augmentation.apply(grid) for v in views], canvas)
@@ -75,7 +76,7 @@ def view_batches(
         yield chunk, *forward_all_segments(model, inputs, ids, device)
 
 
-def predict_task(
+def vote_task(
     model: HRM,
     task: Task,
     views: Sequence[View],
@@ -83,14 +84,34 @@ def predict_task(
     batch_size: int,
     device: torch.device,
 ) -> list[list[Candidate]]:
-    """Candidates (unranked) for each test input of `task`, from all its `views`."""
+    """Candidates (unranked, unscored: logprob 0.0) for each test input of `task`: every view's
+    argmax grid, mapped back to the task's frame, is one vote carrying sigmoid(q_halt)."""
     tallies = [VoteTally() for _ in task.test]
-    for chunk, log_probs, q_halt in view_batches(model, task, views, canvas, batch_size, device):
-        grids = decode_batch(log_probs.argmax(-1).cpu().numpy(), canvas)
+    for chunk, logits, q_halt in view_batches(model, task, views, canvas, batch_size, device):
+        grids = decode_batch(logits.argmax(-1).cpu().numpy(), canvas)
         for (t, view), grid, q in zip(chunk, grids, q_halt.tolist()):
             tallies[t].add(view.augmentation.invert(grid), q)
-    per_test = [tally.candidates() for tally in tallies]
-    for chunk, log_probs, _ in view_batches(model, task, views, canvas, batch_size, device):
+    return [tally.candidates() for tally in tallies]
+
+
+def predict_task(
+    model: HRM,
+    task: Task,
+    views: Sequence[View],
+    canvas: int,
+    batch_size: int,
+    device: torch.device,
+    loss: str,
+) -> list[list[Candidate]]:
+    """Candidates (unranked) for each test input of `task`, from all its `views`, each scored
+    with its log-probability summed over every view.
+
+    The log-probability is taken under `loss`'s token distribution (stablemax or softmax), the
+    one the model was trained with; the argmax grids, and so the votes, are the same under both.
+    """
+    per_test = vote_task(model, task, views, canvas, batch_size, device)
+    for chunk, logits, _ in view_batches(model, task, views, canvas, batch_size, device):
+        log_probs = LOG_PROBS[loss](logits)
         for t in sorted({t for t, _ in chunk}):
             rows = [i for i, (row_test, _) in enumerate(chunk) if row_test == t]
             scored_views = [chunk[i][1] for i in rows]

@@ -33,7 +33,7 @@ from .hrm_core.trainer import (
 )
 from .jsonio import write_json_atomic
 from .overrides import apply_overrides
-from .predict import predict_task
+from .predict import vote_task
 from .score import score_submission
 from .submission import submission_from_predictions
 from .tasks import TaskSet
@@ -96,7 +96,7 @@ def heldout_evaluator(
     def evaluate(model: HRM) -> dict:
         predictions, right, total = {}, 0, 0
         for task in tasks:
-            per_test = predict_task(model, task, grouped[task.id], data.canvas, batch_size, device)
+            per_test = vote_task(model, task, grouped[task.id], data.canvas, batch_size, device)
             for pair, candidates in zip(task.test, per_test):
                 right += sum(c.votes for c in candidates if np.array_equal(c.grid, pair.output))
                 total += sum(c.votes for c in candidates)

@@ -10,7 +10,7 @@ import torch
 
 from hrm_arc.dataset import make_views
 from hrm_arc.encoding import decode_batch, encode_batch, labels_from_tokens
-from hrm_arc.hrm_core import HRM, make_config
+from hrm_arc.hrm_core import HRM, LOSSES, make_config
 from hrm_arc.predict import forward_all_segments, predict_task
 from hrm_arc.tasks import Pair, Task
 
@@ -37,13 +37,14 @@ def setup():
     return model, task, views
 
 
-def brute_force(model, task, views):
-    """Every view's full log-probabilities at once; votes and summed logprob per grid."""
+def brute_force(model, task, views, loss):
+    """Every view at once; votes per grid, and its logprob as minus the training loss's own
+    cross-entropy summed over views (so a candidate is scored as the loss scored it)."""
     expected = []
     for pair in task.test:
         inputs = encode_batch([v.augmentation.apply(pair.input) for v in views], CANVAS)
-        log_probs, q = forward_all_segments(model, inputs, [v.puzzle_id for v in views], CPU)
-        grids = decode_batch(log_probs.argmax(-1).numpy(), CANVAS)
+        logits, q = forward_all_segments(model, inputs, [v.puzzle_id for v in views], CPU)
+        grids = decode_batch(logits.argmax(-1).numpy(), CANVAS)
         restored = [v.augmentation.invert(g) for v, g in zip(views, grids)]
         per_grid = {}
         for grid, q_halt in zip(restored, q.tolist()):
@@ -52,18 +53,18 @@ def brute_force(model, task, views):
         for key, (grid, qs) in per_grid.items():
             labels = torch.from_numpy(labels_from_tokens(
                 encode_batch([v.augmentation.apply(grid) for v in views], CANVAS)))
-            mask = labels >= 0
-            logprob = (log_probs.gather(-1, labels.clamp(min=0)[..., None])[..., 0] * mask).sum()
+            logprob = -LOSSES[loss](logits, labels).double().sum()
             result[key] = (len(qs), math.fsum(qs) / len(qs), float(logprob))
         expected.append(result)
     return expected
 
 
-@pytest.mark.parametrize("batch_size", [1, 5, 256])
-def test_batched_prediction_equals_brute_force(setup, batch_size):
+@pytest.mark.parametrize(("batch_size", "loss"), [(1, "stablemax"), (5, "softmax"),
+                                                  (256, "stablemax")])  # fmt: skip
+def test_batched_prediction_equals_brute_force(setup, batch_size, loss):
     model, task, views = setup
-    expected = brute_force(model, task, views)
-    per_test = predict_task(model, task, views, CANVAS, batch_size, CPU)
+    expected = brute_force(model, task, views, loss)
+    per_test = predict_task(model, task, views, CANVAS, batch_size, CPU, loss)
     assert len(per_test) == len(task.test)
     assert sum(len(c) for c in per_test) > len(task.test)  # the views really disagree
     for candidates, want in zip(per_test, expected):
@@ -78,12 +79,12 @@ def test_batched_prediction_equals_brute_force(setup, batch_size):
 
 def test_grid_larger_than_canvas_scores_minus_infinity(setup):
     model, task, views = setup
-    candidates = predict_task(model, task, views[:2], CANVAS, 4, CPU)[0]
+    candidates = predict_task(model, task, views[:2], CANVAS, 4, CPU, "stablemax")[0]
     from hrm_arc.predict import candidate_logprob
 
-    log_probs, _ = forward_all_segments(
+    logits, _ = forward_all_segments(
         model, encode_batch([task.test[0].input], CANVAS), [views[0].puzzle_id], CPU
     )
     too_big = np.zeros((CANVAS + 1, 2), dtype=np.uint8)
-    assert candidate_logprob(too_big, views[:1], log_probs, CANVAS) == -math.inf
+    assert candidate_logprob(too_big, views[:1], logits.log_softmax(-1), CANVAS) == -math.inf
     assert all(math.isfinite(c.logprob) for c in candidates)

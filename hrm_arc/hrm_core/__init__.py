@@ -5,6 +5,7 @@ Knows token ids and puzzle ids only; ARC grids and JSON live elsewhere.
 
 from hrm_arc.hrm_core.losses import (
     IGNORE_INDEX,
+    LOG_PROBS,
     LOSSES,
     act_loss,
     softmax_cross_entropy,
@@ -18,6 +19,7 @@ from hrm_arc.hrm_core.puzzle_embedding import PuzzleEmbedding
 __all__ = [
     "HRM",
     "IGNORE_INDEX",
+    "LOG_PROBS",
     "LOSSES",
     "PRESETS",
     "AdamATan2",

@@ -22,6 +22,12 @@ def _stablemax_s(x: Tensor) -> Tensor:
     return torch.where(x >= 0, x + 1, 1 / (1 - x.clamp(max=0)))
 
 
+def log_stablemax(logits: Tensor) -> Tensor:
+    """log p_i under stablemax over the last dim, p_i = s(x_i) / sum_j s(x_j); in float64."""
+    s = _stablemax_s(logits.to(torch.float64))
+    return torch.log(s / s.sum(dim=-1, keepdim=True))
+
+
 def stablemax_cross_entropy(
     logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_INDEX
 ) -> Tensor:
@@ -29,8 +35,7 @@ def stablemax_cross_entropy(
 
     Returns the per-token loss (B, S) as float32, 0 at ignored positions.
     """
-    s = _stablemax_s(logits.to(torch.float64))  # (B, S, V)
-    log_probs = torch.log(s / s.sum(dim=-1, keepdim=True))
+    log_probs = log_stablemax(logits)
     valid = labels != ignore_index
     safe_labels = torch.where(valid, labels, 0).long()
     picked = log_probs.gather(-1, safe_labels.unsqueeze(-1)).squeeze(-1)  # (B, S)
@@ -52,6 +57,12 @@ LOSSES: dict[str, TokenLoss] = {
     "stablemax": stablemax_cross_entropy,
     "softmax": softmax_cross_entropy,
 }
+
+LOG_PROBS: dict[str, Callable[[Tensor], Tensor]] = {
+    "stablemax": log_stablemax,
+    "softmax": lambda logits: torch.log_softmax(logits.float(), dim=-1),
+}
+"""Each loss's own token distribution, as log-probabilities over the last dim."""
 
 
 def act_loss(output: HRMOutput, labels: Tensor, loss_type: str) -> tuple[Tensor, dict[str, Tensor]]:
@@ -149,8 +160,10 @@ def summarize_metrics(metrics: list[dict[str, Tensor]]) -> dict[str, float]:
 
 __all__ = [
     "IGNORE_INDEX",
+    "LOG_PROBS",
     "LOSSES",
     "act_loss",
+    "log_stablemax",
     "softmax_cross_entropy",
     "stablemax_cross_entropy",
     "summarize_metrics",

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from hrm_arc.hrm_core import (
+    LOG_PROBS,
     LOSSES,
     HRMOutput,
     act_loss,
@@ -42,6 +43,18 @@ def test_softmax_cross_entropy_hand_value() -> None:
     loss = softmax_cross_entropy(logits, torch.tensor([[1]]))
     torch.testing.assert_close(loss, torch.tensor([[-math.log(0.75)]]))
     assert set(LOSSES) == {"stablemax", "softmax"}
+
+
+@pytest.mark.parametrize("loss", sorted(LOSSES))
+def test_log_probs_are_each_losss_own_distribution(loss) -> None:
+    # What stage 2 scores candidates with: normalised, and minus the loss at every label.
+    logits = torch.randn(2, 3, 5) * 4
+    log_probs = LOG_PROBS[loss](logits)
+    total = log_probs.exp().sum(-1).double()
+    torch.testing.assert_close(total, torch.ones(2, 3, dtype=torch.float64))
+    labels = torch.tensor([[1, 0, 4], [2, 3, 0]])
+    picked = log_probs.gather(-1, labels[..., None])[..., 0]
+    torch.testing.assert_close(-picked.float(), LOSSES[loss](logits, labels))
 
 
 def make_output(halted: list[bool], target: list[float] | None) -> tuple[HRMOutput, torch.Tensor]:
