@@ -25,7 +25,7 @@ import torch
 from hrm_arc.adapt import AdaptConfig
 from hrm_arc.demo import DEMO, DemoSettings, demo_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
-from hrm_arc.hrm_core.trainer import steps_for_epochs
+from hrm_arc.hrm_core.sampling import steps_for_epochs
 from hrm_arc.pipeline import PredictConfig, adapt_and_predict, collect_predictions
 from hrm_arc.pretrain import (
     PretrainData,

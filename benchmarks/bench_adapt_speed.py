@@ -30,7 +30,8 @@ from hrm_arc.dataset import make_views, view_examples, views_by_task
 from hrm_arc.encoding import canvas_for
 from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.distributed import DistInfo
-from hrm_arc.hrm_core.trainer import TRAIN_PRESETS, steps_for_epochs
+from hrm_arc.hrm_core.sampling import steps_for_epochs
+from hrm_arc.hrm_core.trainer import TRAIN_PRESETS
 from hrm_arc.predict import predict_task
 from hrm_arc.tasks import load_tasks
 

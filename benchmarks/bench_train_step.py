@@ -94,7 +94,8 @@ from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.hrm_core.layers import round_up, sdpa_kernel_for
 from hrm_arc.hrm_core.model import HRM, HRMConfig
 from hrm_arc.hrm_core.optimizer import AdamATan2
-from hrm_arc.hrm_core.trainer import BatchSampler, Examples, TrainConfig, Trainer, to_batch
+from hrm_arc.hrm_core.sampling import Examples, ExampleSampler
+from hrm_arc.hrm_core.trainer import TrainConfig, Trainer, to_batch
 
 RESULTS = Path(__file__).parent / "results"
 # Brief: the official model code at hidden 128, 2+2 layers, canvas 10x10, batch 16, 4 ACT
@@ -280,7 +281,7 @@ class OursRunner:
         self.config = dataclasses.replace(our_config(args), q_learning=q_learning)
         train = TrainConfig(
             steps=10**9, batch_size=args.batch, lr=1e-4, warmup_steps=0, loss="stablemax",
-            log_every=0, compile=args.compile, seed=args.seed,
+            log_every=0, compile=args.compile, seed=args.seed, sampling="examples",
         )  # fmt: skip
         self.trainer = Trainer(HRM(self.config), train, examples, DistInfo(0, 1, device))
 
@@ -297,9 +298,7 @@ class OfficialRunner:
         torch.manual_seed(args.seed)
         self.device, self.batch_size = device, args.batch
         self.examples = examples
-        self.sampler = BatchSampler(
-            len(examples), args.batch, args.seed + 1, DistInfo(0, 1, device)
-        )
+        self.sampler = ExampleSampler(examples, args.batch, args.seed + 1, DistInfo(0, 1, device))
         config = dict(
             batch_size=args.batch, seq_len=args.canvas**2, puzzle_emb_ndim=args.hidden,
             num_puzzle_identifiers=args.num_puzzle_ids, vocab_size=12,

@@ -24,7 +24,8 @@ from .dataset import View, make_views, view_examples, views_by_task
 from .encoding import PAD
 from .hrm_core import HRM
 from .hrm_core.distributed import DistInfo
-from .hrm_core.trainer import Examples, TrainConfig, Trainer, steps_for_epochs
+from .hrm_core.sampling import Examples, steps_for_epochs
+from .hrm_core.trainer import TrainConfig, Trainer
 from .predict import forward_all_segments
 from .tasks import Task
 
@@ -172,6 +173,10 @@ def fit_fresh_embeddings(
         puzzle_emb_weight_decay=config.puzzle_emb_weight_decay,
         freeze_network=True,
         loss=loss,
+        # Every view's embedding is its own unknown: drawing each demonstration of each view once
+        # an epoch updates them all alike, where one view per task an epoch would leave most
+        # views of a task untouched for hundreds of steps.
+        sampling="examples",
         log_every=max(steps // 10, 1),
         seed=config.seed,
     )

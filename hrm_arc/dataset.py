@@ -15,7 +15,7 @@ import numpy as np
 
 from .augment import Augmentation, translate, variants
 from .encoding import encode_batch
-from .hrm_core.trainer import Examples
+from .hrm_core.sampling import Examples
 from .tasks import Pair, Task
 
 BLANK_ID = 0
@@ -56,24 +56,31 @@ def view_examples(
 ) -> Examples:
     """Encode the `split` ("train" = demonstrations, "test") pairs of every view.
 
-    With `rng`, each pair is placed at a random offset on the canvas (training only).
-    Test pairs without a known output are skipped: they cannot be supervised.
+    With `rng`, the pairs are placed at random offsets on the canvas (training only), all but
+    one random pair per view, which stays at the top left where test inputs sit (as the
+    official builder does). Test pairs without a known output are skipped: they cannot be
+    supervised.
     """
-    inputs, outputs, ids, offsets = [], [], [], []
+    inputs, outputs, ids, tasks, offsets = [], [], [], [], []
+    task_index: dict[str, int] = {}
     for view in views:
-        pairs: tuple[Pair, ...] = getattr(tasks_by_id[view.task_id], split)
-        for pair in pairs:
-            if pair.output is None:
-                continue
+        pairs: list[Pair] = [
+            p for p in getattr(tasks_by_id[view.task_id], split) if p.output is not None
+        ]
+        anchored = rng.integers(len(pairs)) if rng is not None and pairs else -1
+        for i, pair in enumerate(pairs):
             x, y = view.augmentation.apply(pair.input), view.augmentation.apply(pair.output)
             inputs.append(x)
             outputs.append(y)
             ids.append(view.puzzle_id)
-            offsets.append(translate(x, y, canvas, rng) if rng is not None else (0, 0))
+            tasks.append(task_index.setdefault(view.task_id, len(task_index)))
+            moved = rng is not None and i != anchored
+            offsets.append(translate(x, y, canvas, rng) if moved else (0, 0))
     return Examples(
         encode_batch(inputs, canvas, offsets),
         encode_batch(outputs, canvas, offsets),
         np.asarray(ids, dtype=np.int64),
+        np.asarray(tasks, dtype=np.int64),
     )
 
 

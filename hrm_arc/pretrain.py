@@ -23,14 +23,8 @@ from .encoding import canvas_for
 from .hrm_core import HRM, PRESETS, HRMConfig
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from .hrm_core.distributed import DistInfo
-from .hrm_core.trainer import (
-    TRAIN_PRESETS,
-    Examples,
-    TrainConfig,
-    Trainer,
-    steps_for_epochs,
-    stop_on_signals,
-)
+from .hrm_core.sampling import Examples, epoch_size, steps_for_epochs
+from .hrm_core.trainer import TRAIN_PRESETS, TrainConfig, Trainer, stop_on_signals
 from .jsonio import write_json_atomic
 from .overrides import apply_overrides
 from .predict import vote_task
@@ -70,7 +64,14 @@ def build_pretraining_data(
             f"({', '.join(both[:5])}): each would be trained twice under two sets of identifiers"
         )
     every = [*train_tasks, *(eval_demo_tasks or [])]
-    canvas = canvas or canvas_for(every)
+    needed = canvas_for(every)
+    if canvas is not None and canvas < needed:
+        too_big = [t.id for t in every if canvas_for([t]) > canvas]
+        raise ValueError(
+            f"canvas {canvas} is smaller than a grid of {count(too_big, 'task')} "
+            f"({', '.join(too_big[:5])}); the smallest canvas that holds them all is {needed}"
+        )
+    canvas = canvas or needed
     views = make_views(train_tasks, n_augmentations, seed)
     if eval_demo_tasks is not None:
         views += make_views(eval_demo_tasks, n_augmentations, seed, first_id=len(views) + 1)
@@ -239,16 +240,17 @@ def resolve_pretrain_configs(
     )
     if steps is not None and epochs is not None:
         raise ValueError("give --steps or --epochs, not both")
-    if epochs is not None:
-        if not 0 < epochs < math.inf:
-            raise ValueError(f"--epochs must be a positive number, got {epochs}")
-        train = dataclasses.replace(
-            train, steps=steps_for_epochs(len(data.examples), train.batch_size, epochs)
-        )
-    elif steps is not None:
+    if epochs is not None and not 0 < epochs < math.inf:
+        raise ValueError(f"--epochs must be a positive number, got {epochs}")
+    if steps is not None:
         train = dataclasses.replace(train, steps=steps)
     configs = apply_overrides({"model": model, "train": train}, list(overrides))
     model, train = configs["model"], configs["train"]
+    if epochs is not None:  # after the overrides, which may change the batch or the sampling
+        per_epoch = epoch_size(data.examples, train.sampling)
+        train = dataclasses.replace(
+            train, steps=steps_for_epochs(per_epoch, train.batch_size, epochs)
+        )
     if model.seq_len != data.canvas**2 or model.num_puzzle_ids != len(data.views) + 1:
         raise ValueError(
             "model.seq_len and model.num_puzzle_ids follow the data; "

@@ -18,7 +18,8 @@ from hrm_arc.hrm_core.checkpoint import (
     save_checkpoint,
 )
 from hrm_arc.hrm_core.distributed import DistInfo
-from hrm_arc.hrm_core.trainer import Examples, TrainConfig, Trainer
+from hrm_arc.hrm_core.sampling import Examples
+from hrm_arc.hrm_core.trainer import TrainConfig, Trainer
 
 CPU = torch.device("cpu")
 SINGLE = DistInfo(0, 1, CPU)

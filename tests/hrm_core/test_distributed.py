@@ -90,7 +90,7 @@ def test_torchrun_pretrain_then_sharded_adapt_and_predict(tmp_path) -> None:
     assert sorted(saved) == sorted(heldout.ids + [t.id for t in oversized])
     assert all(saved[i]["tasks"][i][0] for i in heldout.ids)  # every task that fits predicted
     output = " ".join((result.stdout + result.stderr).split())
-    assert "40 of 44 tasks have a grid larger" in output
+    assert "40 of 44 tasks not predicted (a grid larger" in output
     submission = json.loads((out / "submission.json").read_text())
     assert validate_submission(submission, load_tasks(heldout_dir)) == []
     assert (out / "score.json").exists()
@@ -103,7 +103,8 @@ HELPER = textwrap.dedent("""
     import torch.distributed as dist
     from hrm_arc.hrm_core import HRM, make_config
     from hrm_arc.hrm_core.distributed import init_distributed, shutdown_distributed
-    from hrm_arc.hrm_core.trainer import Examples, TrainConfig, Trainer
+    from hrm_arc.hrm_core.sampling import Examples
+    from hrm_arc.hrm_core.trainer import TrainConfig, Trainer
 
     out = sys.argv[1]
     info = init_distributed("cpu")

@@ -11,16 +11,8 @@ import torch
 
 from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.distributed import DistInfo
-from hrm_arc.hrm_core.trainer import (
-    TRAIN_PRESETS,
-    BatchSampler,
-    Examples,
-    TrainConfig,
-    Trainer,
-    due,
-    scheduled_lr,
-    steps_for_epochs,
-)
+from hrm_arc.hrm_core.sampling import Examples
+from hrm_arc.hrm_core.trainer import TRAIN_PRESETS, TrainConfig, Trainer, due, scheduled_lr
 
 CPU = torch.device("cpu")
 SINGLE = DistInfo(0, 1, CPU)
@@ -123,60 +115,6 @@ def test_unfrozen_training_changes_dense_parameters() -> None:
     assert "lm_head.weight" in changed and len(changed) > len(before) // 2
 
 
-# ----------------------------------------------------------------------------- sampling
-
-
-def draw(sampler: BatchSampler, steps: int) -> list[np.ndarray]:
-    return [sampler.next_indices() for _ in range(steps)]
-
-
-def test_sampler_covers_every_example_once_per_epoch() -> None:
-    n, batch = 10, 4  # batches straddle epoch boundaries
-    sampler = BatchSampler(n, batch, seed=3, dist_info=SINGLE)
-    flat = np.concatenate(draw(sampler, 10))  # 40 indices = 4 epochs
-    assert all(len(b) == batch for b in draw(BatchSampler(n, batch, 3, SINGLE), 10))
-    for epoch in range(4):
-        assert sorted(flat[epoch * n : (epoch + 1) * n]) == list(range(n)), epoch
-    assert sampler.epoch == 4
-    assert not np.array_equal(flat[:n], flat[n : 2 * n])  # each epoch is reshuffled
-
-
-def test_sampler_is_deterministic_per_seed() -> None:
-    a = np.concatenate(draw(BatchSampler(12, 4, 7, SINGLE), 9))
-    b = np.concatenate(draw(BatchSampler(12, 4, 7, SINGLE), 9))
-    c = np.concatenate(draw(BatchSampler(12, 4, 8, SINGLE), 9))
-    assert np.array_equal(a, b)
-    assert not np.array_equal(a, c)
-
-
-def test_sampler_state_dict_continues_the_same_sequence() -> None:
-    sampler = BatchSampler(10, 4, 1, SINGLE)
-    draw(sampler, 3)
-    state = sampler.state_dict()
-    expected = draw(sampler, 5)
-    other = BatchSampler(10, 4, 99, SINGLE)
-    other.load_state_dict(state)
-    assert all(np.array_equal(x, y) for x, y in zip(draw(other, 5), expected))
-
-
-@pytest.mark.parametrize("n", [12, 10])  # 10: global batches straddle epoch boundaries
-def test_rank_slices_partition_the_global_batch(n: int) -> None:
-    world = 3
-    glob = draw(BatchSampler(n, 6, 5, SINGLE), 8)
-    ranks = [draw(BatchSampler(n, 6, 5, DistInfo(r, world, CPU)), 8) for r in range(world)]
-    for step, global_batch in enumerate(glob):
-        parts = [ranks[r][step] for r in range(world)]
-        assert [len(p) for p in parts] == [2, 2, 2]
-        assert np.array_equal(np.concatenate(parts), global_batch)
-        if n % 6 == 0:  # within one epoch every example appears once: slices are disjoint
-            assert len(set(np.concatenate(parts).tolist())) == 6
-
-
-def test_sampler_refuses_an_empty_dataset() -> None:
-    with pytest.raises(ValueError, match="no training examples"):
-        BatchSampler(0, 4, 0, SINGLE)
-
-
 def test_batches_ignore_pad_labels() -> None:
     trainer = make_trainer()
     trainer.train_step()
@@ -220,11 +158,6 @@ def test_due() -> None:
     assert not due(7, 5, last=False)
     assert due(7, 5, last=True)  # the last step always acts...
     assert not due(7, 0, last=True) and not due(10, 0, last=False)  # ...unless never
-
-
-def test_steps_for_epochs() -> None:
-    assert steps_for_epochs(100, 8, 1) == 13
-    assert steps_for_epochs(100, 8, 0.01) == 1
 
 
 # ----------------------------------------------------------------------------- fit
