@@ -30,7 +30,7 @@ from .pretrain import PretrainedRun
 from .score import ScoreReport, score_submission
 from .submission import submission_from_predictions
 from .tasks import Task, TaskSet
-from .vote import rank_candidates
+from .vote import rank_candidates, rank_predictions
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,14 @@ def fits_canvas(task: Task, canvas: int) -> bool:
 
 
 def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, predict: PredictConfig) -> dict:
-    """Everything that changes a task's predictions (not the time budget, which only paces)."""
+    """What a task's candidates depend on, which a rerun must share to continue. Not the time
+    budget nor the group size: they pace the run and size its memory (lowering the group size
+    is how a run that ran out of memory goes on), and each task's file records its own. Not the
+    ranking either: `finish` ranks every task's candidates afresh."""
     settings = {
         "model": model_digest(run.model),
         "canvas": run.canvas,
         "adapt": dataclasses.asdict(adapt),
-        "rank": predict.rank,
-        "group_size": predict.group_size,
     }
     return orjson.loads(orjson.dumps(settings))  # as it reads back from settings.json
 
@@ -193,6 +194,7 @@ def run_group(
         )
         ranked = [rank_candidates(c, predict.rank) for c in per_test]
         info = {
+            "group_size": predict.group_size,
             "group_demo_exact": adapted.demo_exact,
             "views": len(grouped[task.id]),
             "predict_s": time.perf_counter() - t0,
@@ -219,10 +221,12 @@ def collect_predictions(out_dir: str | Path, tasks: TaskSet) -> tuple[Prediction
     return predictions, info
 
 
-def finish(out_dir: str | Path, tasks: TaskSet, meta: dict) -> ScoreReport | None:
-    """Merge per-task files into predictions.json and submission.json; score given solutions."""
+def finish(out_dir: str | Path, tasks: TaskSet, meta: dict, rank: str) -> ScoreReport | None:
+    """Merge per-task files into predictions.json and submission.json, every task's candidates
+    ranked by `rank`; score given solutions."""
     out_dir = Path(out_dir)
     predictions, info = collect_predictions(out_dir, tasks)
+    predictions = rank_predictions(predictions, rank)
     save_predictions(out_dir / "predictions.json", predictions, {**meta, "tasks": info})
     submission = submission_from_predictions(predictions, tasks)
     write_json_atomic(out_dir / "submission.json", submission)

@@ -157,7 +157,7 @@ def test_cli_refuses_a_negative_group_size_before_writing_anything(tasks, tmp_pa
     args = ["adapt-and-predict", run, "-d", data, "--out", out, "--group-size", -1,
             "--device", "cpu"]  # fmt: skip
     result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 2 and "group_size must be >= 1" in result.output
+    assert result.exit_code == 2 and "'--group-size': -1 is not in the range" in result.output
     assert not out.exists()
 
 
@@ -175,6 +175,12 @@ def test_rerun_continues_only_with_the_same_model_settings_and_tasks(tasks, tmp_
     notes = {}
     pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU, notes.__setitem__)
     assert notes == {t.id: {"resumed": True} for t in two}  # same everything: nothing redone
+    # Neither a smaller group (how a run that ran out of memory goes on) nor another ranking
+    # (which finish applies to every task) changes a saved task's candidates: both continue.
+    notes = {}
+    smaller = PredictConfig(group_size=1, rank="votes")
+    pipeline.adapt_and_predict(run, two, tmp_path, adapt, smaller, CPU, notes.__setitem__)
+    assert notes == {t.id: {"resumed": True} for t in two}
 
     other = dataclasses.replace(adapt, epochs=2)
     with pytest.raises(ValueError, match=r"adapt.epochs: 1 -> 2\).*--restart"):

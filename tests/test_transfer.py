@@ -44,7 +44,7 @@ def score_on_heldout(pretrained, tmp_path, config: AdaptConfig) -> float:
     run = load_run(run_dir, CPU.device)
     out = tmp_path / "predictions"
     adapt_and_predict(run, heldout_tasks, out, config, PredictConfig(group_size=64), CPU)
-    return finish(out, heldout_tasks, {}).overall
+    return finish(out, heldout_tasks, {}, "combined").overall
 
 
 def test_adapted_embeddings_solve_unseen_puzzles(pretrained, tmp_path):
