@@ -22,6 +22,7 @@ import orjson
 
 from .errors import DatasetError
 from .jsonio import read_json
+from .text import count
 
 MAX_SIDE = 30
 NUM_COLOURS = 10
@@ -288,7 +289,7 @@ def _load_kaggle(path: Path, data: object, solutions: str | os.PathLike | None) 
 def _attach_solutions(task: Task, outputs: object, where: str) -> Task:
     if not isinstance(outputs, list) or len(outputs) != len(task.test):
         n = len(outputs) if isinstance(outputs, list) else _brief(outputs)
-        raise DatasetError(f"{where}: {n} solution grids for {len(task.test)} test inputs")
+        raise DatasetError(f"{where}: {n} solution grids for {count(task.test, 'test input')}")
     test = tuple(
         Pair(pair.input, parse_grid(grid, f"{where}, test pair {i} output"))
         for i, (pair, grid) in enumerate(zip(task.test, outputs))

@@ -93,7 +93,7 @@ def test_bad_files_name_file_task_and_pair(tmp_path, case):
 def test_kaggle_solution_count_mismatch(tmp_path):
     path = write(tmp_path / "k_challenges.json", {"t1": GOOD_TASK})
     write(tmp_path / "k_solutions.json", {"t1": [[[1]], [[2]]]})
-    with pytest.raises(DatasetError, match="task t1: 2 solution grids for 1 test inputs"):
+    with pytest.raises(DatasetError, match="task t1: 2 solution grids for 1 test input"):
         load_tasks(path)
 
 
