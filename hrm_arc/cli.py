@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
+import re
 import signal
 import sys
 from pathlib import Path
@@ -343,15 +345,24 @@ def score(submission_path, dataset, solutions, json_out):
         say(f"wrote {escape(str(json_out))}")
 
 
-def parse_duration(text: str) -> float:
-    """'90s', '15m', '11h' or plain seconds -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a duration like 90s, 15m or 11h") from None
+class Duration(click.ParamType):
+    """'90s', '15m', '11h', '1h30m' or plain seconds -> positive seconds."""
+
+    name = "duration"
+    _PART = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
+    _SECONDS = {"h": 3600, "m": 60, "s": 1, "": 1}
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        parts = self._PART.findall(text)
+        if not text or "".join(n + u for n, u in parts) != text:
+            self.fail(f"{value!r} is not a duration like 90s, 15m, 1h30m or 11h", param, ctx)
+        seconds = sum(float(n) * self._SECONDS[u] for n, u in parts)
+        if seconds <= 0:
+            self.fail(f"{value!r} is no time at all", param, ctx)
+        return seconds
 
 
 def number(value: float | None) -> str:
@@ -380,6 +391,7 @@ def training_progress(total: int, description: str):
         transient=False,
     )
     bar = progress.add_task(description, total=total, stats="")
+    line = plain_lines(every_s=30)
 
     def on_log(step: int, record: dict) -> None:
         stats = (
@@ -389,6 +401,7 @@ def training_progress(total: int, description: str):
         if "eval_arc_score" in record:
             stats += f" | held-out ARC {record['eval_arc_score']:.3f}"
         progress.update(bar, completed=step, stats=stats)
+        line(f"{description} step {step}/{total} {stats}", last=step == total)
 
     return progress, on_log
 
@@ -435,24 +448,47 @@ def training_progress(total: int, description: str):
 )
 @click.option(
     "--canvas",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Canvas side in cells; default: the smallest that fits every grid.",
 )
-@click.option("--steps", type=int, default=None, help="Optimiser steps (one ACT segment each).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Optimiser steps, one ACT segment each [default: the preset's: tiny 1000, small 3000].",
+)
 @click.option(
     "--epochs",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Alternative to --steps: times every example is drawn into a batch.",
+    help="Alternative to --steps: epochs of the preset's train.sampling; with tasks (paper), "
+    "counted as the official trainer counts, an epoch gives every task one random variant's "
+    "pairs; with examples (tiny, small), every pair of every variant.",
 )
-@click.option("--batch-size", type=int, default=None, help="Global batch (split across ranks).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Global batch, split across ranks [default: the preset's: tiny 64, small 128, paper 768].",
+)
 @click.option("--lr", type=float, default=None, help="Dense learning rate.")
-@click.option("--eval-every", type=int, default=None, help="Steps between held-out evaluations.")
-@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints.")
+@click.option(
+    "--eval-every",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Steps between held-out evaluations, the last step included [default: 0, never].",
+)
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Steps between checkpoints; the last step is always saved [default: 0, only it].",
+)
 @click.option(
     "--time-limit",
     default=None,
+    type=Duration(),
     help="Stop after this long (e.g. 25m, 11h), checkpointing as at the last step.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -511,7 +547,7 @@ def pretrain(
     dist = init_distributed(device)
     data = build_pretraining_data(tasks, augmentations, seed, canvas, demo_tasks)
     if time_limit is not None:
-        overrides = [*overrides, f"train.time_limit_s={parse_duration(time_limit)}"]
+        overrides = [*overrides, f"train.time_limit_s={time_limit}"]
     model_config, train_config = resolve_pretrain_configs(
         preset,
         overrides,
@@ -534,6 +570,13 @@ def pretrain(
             f"{train_config.steps} steps of batch {train_config.batch_size} on "
             f"{dist.world_size} x {dist.device}"
         )
+        if train_config.warmup_steps > train_config.steps:
+            say(
+                f"[yellow]warning:[/] the learning-rate warm-up ({train_config.warmup_steps} "
+                f"steps) is not over by the last step ({train_config.steps}): the rates never "
+                "reach their set values; give more --steps or --set train.warmup_steps=N",
+                err=True,
+            )
     if resume and dist.is_main and not (Path(run_dir) / CHECKPOINT).exists():
         say(f"no checkpoint in {run_dir} yet: starting a new run")
     progress, on_log = training_progress(train_config.steps, "pretrain")
@@ -641,10 +684,17 @@ def print_score(report, title: str) -> None:
     help="votes (official: count, then mean q_halt), logprob (summed log-probability over "
     "views: product of experts) or combined (count, then log-probability).",
 )
-@click.option("--group-size", default=16, show_default=True, help="Tasks adapted together.")
+@click.option(
+    "--group-size",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Tasks adapted together: more is faster per task, and takes more memory.",
+)
 @click.option(
     "--time-budget",
     default=None,
+    type=Duration(),
     help="Wall-clock budget for this call, e.g. 11h or 90m: after the first group of tasks, "
     "adaptation epochs shrink to the measured pace so the rest fits (never below one).",
 )
@@ -714,16 +764,15 @@ def adapt_and_predict_command(
     }
     adapt = AdaptConfig(seed=seed, **{k: v for k, v in explicit.items() if v is not None})
     adapt = apply_overrides({"adapt": adapt}, list(overrides))["adapt"]
-    budget = parse_duration(time_budget) if time_budget else None
-    predict = PredictConfig(rank=rank, group_size=group_size, time_budget_s=budget)
+    predict = PredictConfig(rank=rank, group_size=group_size, time_budget_s=time_budget)
     run = load_run(run_dir, dist.device)
-    progress, on_task, skipped = task_progress(len(tasks))
+    progress = TaskProgress(len(tasks))
     try:
-        with sigterm_interrupts(), progress if dist.is_main else contextlib.nullcontext():
-            adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task, restart)
+        with sigterm_interrupts(), progress.bar if dist.is_main else contextlib.nullcontext():
+            adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, progress.on_task, restart)
     except KeyboardInterrupt:
-        saved_in = escape(str(out_dir))
-        say(f"interrupted: finished tasks are saved in {saved_in}; the same command continues")
+        saved = f"{progress.saved} of {count(tasks, 'task')} saved in {escape(str(out_dir))}"
+        say(f"interrupted: {saved}" + ("" if restart else "; the same command continues"))
         sys.exit(INTERRUPTED)
     shutdown_distributed()
     if dist.is_main:
@@ -736,55 +785,95 @@ def adapt_and_predict_command(
                 "adapt": dataclasses.asdict(adapt),
                 "rank": rank,
             },
+            rank,
         )
-        console.print(f"wrote {escape(str(out_dir))}/predictions.json and submission.json")
-        if skipped:
+        written = "predictions.json, submission.json" + (" and score.json" if report else "")
+        console.print(f"wrote {escape(str(out_dir))}/: {written}")
+        if progress.skipped:
             say(
-                f"[yellow]warning:[/] {len(skipped)} of {count(tasks, 'task')} not predicted "
-                f"(a grid larger than the run's {run.canvas}x{run.canvas} canvas): "
-                f"{listed(skipped)}",
+                f"[yellow]warning:[/] {len(progress.skipped)} of {count(tasks, 'task')} not "
+                f"predicted (a grid larger than the run's {run.canvas}x{run.canvas} canvas): "
+                f"{listed(progress.skipped)}",
                 err=True,
             )
         if report is not None:
             print_score(report, f"{out_dir} on {tasks.name}")
+        else:
+            unsolved = [t.id for t in tasks if not t.has_solutions]
+            say(
+                f"not scored: {count(unsolved, 'task')} of the set lack test outputs "
+                f"({listed(unsolved, 5)}); for a Kaggle file, give --solutions",
+            )
 
 
-def task_progress(total: int):
-    """A progress bar over tasks, the `on_task` callback that advances it, and the list of
-    task ids it found skipped."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+class TaskProgress:
+    """A progress bar over tasks and the `on_task` callback that advances it; it keeps which
+    tasks were skipped and how many are saved, and says when a time budget cut the epochs."""
 
-    progress = Progress(
-        TextColumn("[bold]adapt+predict"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
-    bar = progress.add_task("tasks", total=total, last="")
-    skipped = []
+    def __init__(self, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-    def on_task(task_id: str, info: dict) -> None:
+        self.bar = Progress(
+            TextColumn("[bold]adapt+predict"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[last]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.total, self.saved, self.skipped = total, 0, []
+        self._bar_task = self.bar.add_task("tasks", total=total, last="")
+        self._epochs: float | None = None  # the last adapted task's epochs
+        self._lines = plain_lines(every_s=0)
+
+    def on_task(self, task_id: str, info: dict) -> None:
+        self.saved += 1
         if info.get("skipped"):
-            skipped.append(task_id)
+            self.skipped.append(task_id)
         if info.get("resumed"):
             last = "done earlier"
         elif info.get("skipped"):
             last = "skipped (too large for the canvas)"
         else:
             last = f"demo exact {info['group_demo_exact']:.2f}"
-        progress.update(bar, advance=1, last=f"{task_id}: {last}")
+            self._note_epochs(task_id, info["adapt_epochs"])
+        self.bar.update(self._bar_task, advance=1, last=f"{escape(task_id)}: {last}")
+        self._lines(f"adapt+predict {self.saved}/{self.total} {escape(task_id)}: {last}")
 
-    return progress, on_task, skipped
+    def _note_epochs(self, task_id: str, epochs: float) -> None:
+        # Only --time-budget changes the epochs between groups: say so as it happens.
+        if self._epochs is not None and epochs != self._epochs:
+            self.bar.console.print(
+                f"time budget: adaptation epochs {self._epochs:.4g} -> {epochs:.4g} from task "
+                f"{escape(task_id)} on"
+            )
+        self._epochs = epochs
+
+
+def plain_lines(every_s: float):
+    """Where no live bar can be drawn (output to a file or a pipe, as in a scheduler's log),
+    a function that prints a progress line, at most one every `every_s` seconds unless `last`;
+    on a terminal it prints nothing (the bar shows it)."""
+    import time
+
+    printed = -math.inf
+
+    def line(text: str, last: bool = False) -> None:
+        nonlocal printed
+        if console.is_terminal or not (last or time.monotonic() - printed >= every_s):
+            return
+        printed = time.monotonic()
+        say(text)
+
+    return line
 
 
 @main.command()

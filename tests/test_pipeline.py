@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -18,6 +19,7 @@ from hrm_arc import pipeline
 from hrm_arc.cli import main
 from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core.checkpoint import load_checkpoint
+from hrm_arc.predictions import load_predictions
 from hrm_arc.pretrain import load_run
 from hrm_arc.submission import load_submission, validate_submission
 from hrm_arc.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
@@ -97,6 +99,30 @@ def test_pretrain_leaves_a_complete_run_dir(run_dir) -> None:
     assert config["views"] == 8
 
 
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--time-limit", "1h30x", "'1h30x' is not a duration like 90s, 15m, 1h30m or 11h"),
+    ("--time-limit", "0m", "'0m' is no time at all"),
+    ("--time-limit", "-5m", "is not a duration"),
+    ("--steps", "0", "0 is not in the range x>=1"),
+    ("--canvas", "3", "canvas 3 is smaller than a grid of 4 tasks"),
+])  # fmt: skip
+def test_pretrain_refuses_bad_options_naming_them(option, value, message, data, tmp_path) -> None:
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", tmp_path / "run", *TINY,
+                    option, value)  # fmt: skip
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and message in output, output
+    assert "Traceback" not in output and not (tmp_path / "run").exists()
+    if option != "--canvas":  # a click usage error names the option
+        assert option in output
+
+
+def test_durations_add_up_their_units() -> None:
+    from hrm_arc.cli import Duration
+
+    assert Duration().convert("1h30m", None, None) == 5400.0
+    assert Duration().convert("90", None, None) == Duration().convert("1.5m", None, None) == 90.0
+
+
 def test_pretrain_refuses_an_existing_run_without_resume(run_dir, data, tmp_path) -> None:
     run = copy_run(run_dir, tmp_path)
     before = (run / "checkpoint.pt").read_bytes()
@@ -151,6 +177,17 @@ def test_resume_on_other_tasks_is_refused(run_dir, data, tmp_path) -> None:
     result = invoke("pretrain", "-d", data["blind"], "--out", run, "--steps", 5, "--resume", *TINY)
     assert result.exit_code == 2, result.output
     assert "it trained other task views" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("warmup", [6, 5])
+def test_a_warm_up_longer_than_the_run_is_warned_of(warmup, data, tmp_path) -> None:
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", tmp_path / "run", "--steps", 5,
+                    *TINY, "--set", f"train.warmup_steps={warmup}")  # fmt: skip
+    ok(result)
+    warned = "warm-up (6 steps) is not over by the last step (5)" in " ".join(result.output.split())
+    assert warned == (warmup > 5)  # at 5 of 5 the last step runs at the full rate
+    # Output that is no terminal (a scheduler's log) gets progress lines, the last one always.
+    assert "pretrain step 5/5 loss" in result.output
 
 
 def test_sigterm_stops_pretraining_at_a_step_with_a_checkpoint(data, tmp_path) -> None:
@@ -260,7 +297,42 @@ def test_interrupted_adapt_and_predict_says_how_to_continue(stop, run_dir, data,
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert result.exit_code == 130
-    assert "interrupted: finished tasks are saved" in result.output
+    assert "interrupted: 0 of 4 tasks saved in" in result.output
+    assert "the same command continues" in result.output
+
+
+def test_a_rerun_with_another_ranking_ranks_every_task_by_it(predicted, run_dir, data,
+                                                              tmp_path) -> None:
+    out = Path(shutil.copytree(predicted, tmp_path / "out"))
+    ok(invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT,
+              "--rank", "logprob"))  # fmt: skip
+    predictions, meta = load_predictions(out / "predictions.json")
+    assert meta["rank"] == "logprob"
+    for per_test in predictions.values():
+        for candidates in per_test:
+            logprobs = [c.logprob for c in candidates]
+            assert logprobs == sorted(logprobs, reverse=True)
+    assert any(len(c) > 1 for per_test in predictions.values() for c in per_test)
+
+
+def test_logs_get_a_line_per_task_where_no_bar_can_be_drawn(predicted, run_dir, data,
+                                                            tmp_path) -> None:
+    out = Path(shutil.copytree(predicted, tmp_path / "out"))
+    result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT)
+    ok(result)  # CliRunner's output is no terminal, as a scheduler's log file is not
+    lines = [line for line in result.output.splitlines() if re.match(r"adapt\+predict \d", line)]
+    assert [line.split()[1] for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
+
+
+def test_a_time_budget_that_cuts_the_epochs_says_so(capsys) -> None:
+    from hrm_arc.cli import TaskProgress
+
+    progress = TaskProgress(3)
+    for task_id, epochs in [("a", 400), ("b", 400), ("c", 88)]:
+        progress.on_task(task_id, {"group_demo_exact": 1.0, "adapt_epochs": epochs})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "time budget: adaptation epochs 400 -> 88 from task c on" in out
+    assert out.count("time budget") == 1
 
 
 def test_rerun_after_a_lost_task_redoes_only_that_task(predicted, run_dir, data, tmp_path,
