@@ -97,9 +97,13 @@ def main():
     """Evaluate Hierarchical Reasoning Models on ARC with two-stage test-time adaptation.
 
     \b
-    Typical run:
+    Try it first on generated puzzles (a few minutes on a CPU):
+      hrm-arc demo
+    \b
+    A run on ARC (on a GPU: a CPU takes seconds a step on 30x30 canvases):
       hrm-arc show --dataset arc-agi-1/evaluation          # check the data loads
-      hrm-arc pretrain --dataset arc-agi-1/training --out runs/a
+      hrm-arc pretrain --dataset arc-agi-1/training --preset small -a 300 \\
+          --steps 20000 --out runs/a
       hrm-arc adapt-and-predict runs/a --dataset arc-agi-1/evaluation --out preds/a
       hrm-arc score preds/a/submission.json --dataset arc-agi-1/evaluation
     """
@@ -145,7 +149,8 @@ def show_task(task) -> None:
     widths = [(cell, stacked, cell * cells + 28) for cell, stacked, cells in layouts]
     # Wider than the terminal rather than cut, where even one stacked column does not fit.
     cell, stacked, width = next((w for w in widths if w[2] <= console.width), widths[-1])
-    table = Table(title=f"{task.id}  ({task.source})", show_lines=True, title_justify="left")
+    title = escape(f"{task.id}  ({task.source})")
+    table = Table(title=title, show_lines=True, title_justify="left")
     table.add_column("pair", no_wrap=True, min_width=14)
     for column in ("input / output",) if stacked else ("input", "output"):
         table.add_column(column, no_wrap=True)
@@ -167,13 +172,14 @@ def show_task(task) -> None:
 
 def show_summary(tasks) -> None:
     rows = [summarize(t) for t in tasks]
-    table = Table(title=repr(tasks), title_justify="left")
+    title = f"{escape(tasks.name or 'tasks')}: {count(tasks, 'task')}"
+    table = Table(title=title, title_justify="left")
     for column in ("task", "train", "test", "max size", "colours", "unique augmentations"):
         table.add_column(column, justify="left" if column in ("task", "colours") else "right")
     for s in rows:
         colours = "".join(str(c) for c in s.colours)
         table.add_row(
-            s.id,
+            escape(s.id),
             str(s.n_train),
             str(s.n_test),
             f"{s.max_rows}x{s.max_cols}",
@@ -321,7 +327,9 @@ def score(submission_path, dataset, solutions, json_out):
     """Score a Kaggle submission.json by the ARC Prize rule, per task and overall.
 
     A test output counts if either attempt matches it exactly; a task scores the fraction of
-    its test outputs right; the ARC score is the mean over tasks.
+    its test outputs right; the ARC score is the mean over tasks. Also printed: tasks solved
+    outright (every test output right), pass@1 (attempt_1 alone) and a 95% bootstrap
+    confidence interval of the score over tasks.
 
     \b
     Examples:
@@ -711,7 +719,7 @@ def print_score(report, title: str) -> None:
     help="Discard the predictions already in --out; without it a rerun continues them, and "
     "refuses if they were made with another checkpoint or other settings.",
 )
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--seed", default=0, show_default=True)
 @reports_bad_input
 def adapt_and_predict_command(
@@ -739,7 +747,7 @@ def adapt_and_predict_command(
     demonstration pairs (network frozen, unless --strategy embedding+full). Stage 2 runs the
     test inputs through every view, undoes each augmentation and votes. Finished tasks are
     saved as they go: rerun the same command after a crash and it continues. Tasks with a
-    grid larger than the run's canvas get empty attempts, and are named at the end.
+    grid larger than the run's canvas get 1x1 zero attempts, and are named at the end.
 
     \b
     Examples:
@@ -892,14 +900,20 @@ def plain_lines(every_s: float):
     type=int,
     help="Pretraining steps [default: the demo's, about 5 minutes on 2 CPU cores].",
 )
-@click.option("--device", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.pass_context
 def demo(ctx, out_dir, steps, device):
     """The whole pipeline on generated puzzles, in minutes on a CPU.
 
     Generates ARC-format puzzle families, pretrains a tiny HRM on them, then runs the two-stage
     test-time adaptation on held-out puzzles whose rules (parameter combinations) pretraining
-    never showed, votes, writes a Kaggle submission and scores it.
+    never showed, votes, writes a Kaggle submission and scores it. Rerun, it continues the
+    pretraining it finds in --out and adapts afresh.
+
+    \b
+    Examples:
+      hrm-arc demo
+      hrm-arc demo --out /tmp/demo --steps 300      # a quicker, weaker run
     """
     from .demo import DEMO, write_demo_data
 

@@ -79,6 +79,12 @@ def save_predictions(path: str | os.PathLike, predictions: Predictions, meta: di
     write_json_atomic(path, {"format": FORMAT, "version": VERSION, "meta": meta, "tasks": tasks})
 
 
+def _is_submission(data: object) -> bool:
+    """Whether `data` looks like {task_id: [{"attempt_1": ..., ...}, ...]}."""
+    lists = [v for v in data.values() if isinstance(v, list)] if isinstance(data, dict) else []
+    return any(isinstance(e, dict) and "attempt_1" in e for entries in lists for e in entries)
+
+
 def load_predictions(path: str | os.PathLike) -> tuple[Predictions, dict]:
     """Read and check a predictions file; returns (predictions, meta).
 
@@ -87,7 +93,10 @@ def load_predictions(path: str | os.PathLike) -> tuple[Predictions, dict]:
     """
     data = read_json(path, "predictions file")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise DatasetError(f'{path}: not an hrm-arc predictions file (no "format": "{FORMAT}")')
+        hint = " (it reads as a Kaggle submission already)" if _is_submission(data) else ""
+        raise DatasetError(
+            f'{path}: not an hrm-arc predictions file (no "format": "{FORMAT}"){hint}'
+        )
     if data.get("version") != VERSION:
         raise DatasetError(
             f"{path}: predictions format version {data.get('version')!r}, "

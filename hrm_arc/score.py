@@ -71,8 +71,8 @@ def score_submission(submission: object, tasks: TaskSet) -> ScoreReport:
     if unsolved:
         raise DatasetError(
             f"{tasks.name or 'dataset'}: scoring needs the test outputs, missing for "
-            f"{count(unsolved, 'task')} ({', '.join(unsolved[:5])}); pass --solutions with the "
-            "Kaggle *_solutions.json or use a dataset that includes them"
+            f"{count(unsolved, 'task')} ({', '.join(unsolved[:5])}); give a dataset that "
+            "includes them, or with a Kaggle file the *_solutions.json that does (--solutions)"
         )
     problems = validate_submission(submission, tasks)
     if problems:

@@ -132,6 +132,9 @@ def _entries_problems(task_id: str, entries: object, n_tests: int) -> list[str]:
                 problems.append(f"{where}: missing {attempt}")
             else:
                 problems += [f"{where}, {attempt}: {p}" for p in grid_problems(entry[attempt])]
+        extra = sorted(map(str, set(entry) - set(ATTEMPTS)))
+        if extra:  # Kaggle's scorer reads two attempts; a third is a sign of a wrong format
+            problems.append(f"{where}: unexpected keys {', '.join(extra)}")
     return problems
 
 

@@ -132,7 +132,7 @@ class TaskSet(Sequence[Task]):
 
     def __repr__(self) -> str:
         pairs = sum(len(t.train) + len(t.test) for t in self.tasks)
-        return f"<TaskSet {self.name or '?'} | {len(self)} tasks | {pairs} pairs>"
+        return f"<TaskSet {self.name or '?'} | {count(self, 'task')} | {count(pairs, 'pair')}>"
 
 
 def parse_grid(value: object, where: str) -> np.ndarray:
@@ -247,6 +247,9 @@ def _load_bundled(spec: str) -> TaskSet:
     return TaskSet(tasks, name=spec)
 
 
+KAGGLE_SUFFIXES = ("_challenges.json", "_solutions.json")
+
+
 def _load_directory(root: Path) -> TaskSet:
     files = sorted(
         p
@@ -258,6 +261,12 @@ def _load_directory(root: Path) -> TaskSet:
     )
     if not files:
         raise DatasetError(f"{root}: directory holds no .json task files")
+    kaggle = [f.name for f in files if f.name.lower().endswith(KAGGLE_SUFFIXES)]
+    if kaggle:  # each holds many tasks: read as one task file each, they would fail obscurely
+        raise DatasetError(
+            f"{root}: holds Kaggle files ({', '.join(kaggle[:4])}); give a *_challenges.json "
+            "itself as the dataset (its *_solutions.json beside it is found)"
+        )
     tasks = [parse_task(f.stem, read_json(f, "task file"), str(f)) for f in files]
     return TaskSet(tasks, name=str(root))
 

@@ -199,4 +199,9 @@ def test_score_errors_name_the_file_once_and_unwritable_outputs_exit_2(tmp_path,
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     result = run("score", good, "--dataset", dataset, "--json", blocked / "score.json")
-    assert result.exit_code == 2 and "a-file: File exists" in result.output, result.output
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and "a-file/score.json: File exists" in output, output
+    # Where the temporary file beside the target cannot be made, the target is named.
+    result = run("score", good, "--dataset", dataset, "--json", "/proc/score.json")
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and "/proc/score.json:" in output and ".tmp" not in output

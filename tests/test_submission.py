@@ -181,6 +181,13 @@ def ok_sub() -> dict:
     return submission_from_predictions(make_predictions(), make_tasks())
 
 
+def test_a_submission_given_as_predictions_is_recognised(tmp_path):
+    path = tmp_path / "submission.json"
+    path.write_bytes(orjson.dumps(ok_sub()))
+    with pytest.raises(DatasetError, match="it reads as a Kaggle submission already"):
+        load_predictions(path)
+
+
 def test_validate_refuses_non_object():
     assert validate_submission([1, 2], make_tasks()) == [
         "submission must be an object {task_id: [...]}, got list"
@@ -194,7 +201,7 @@ def test_validate_lists_every_problem():
     sub["aaa"] = [
         {"attempt_1": [[1, 2], [3]], "attempt_2": [[1] * 31]},  # ragged; too wide
         "nope",  # entry not an object
-        {"attempt_1": [[1.0, 10, True]]},  # bad cells; attempt_2 missing
+        {"attempt_1": [[1.0, 10, True]], "attempt_3": [[1]]},  # bad cells; attempt_2 missing
     ]
     problems = validate_submission(sub, make_tasks())
     assert problems == [
@@ -204,6 +211,7 @@ def test_validate_lists_every_problem():
         "task aaa, test 1: entry must be an object with attempt_1 and attempt_2, got 'nope'",
         "task aaa, test 2, attempt_1: cell (0, 0) is 1.0, not an int 0-9 (and 2 more bad cells)",
         "task aaa, test 2: missing attempt_2",
+        "task aaa, test 2: unexpected keys attempt_3",
         "task bbb: missing",
         "task ccc: not a task of toy",
     ]

@@ -124,6 +124,13 @@ def test_directory_files_with_upper_case_suffix_or_bom_load_and_hidden_ones_do_n
     assert load_tasks(tmp_path).ids == ["a", "b"]
 
 
+def test_a_folder_of_kaggle_files_points_to_the_challenges_file(tmp_path):
+    write(tmp_path / "arc-agi_evaluation_challenges.json", {"t": GOOD_TASK})
+    write(tmp_path / "arc-agi_evaluation_solutions.json", {"t": [[[1]]]})
+    with pytest.raises(DatasetError, match=r"holds Kaggle files .*give a \*_challenges.json"):
+        load_tasks(tmp_path)
+
+
 def test_duplicate_ids_name_both_files(tmp_path):
     first = write(tmp_path / "x" / "t.json", GOOD_TASK)
     second = write(tmp_path / "t.json", GOOD_TASK)
