@@ -20,7 +20,7 @@ from rich.text import Text
 from . import __version__
 from .errors import DatasetError
 from .summary import summarize
-from .tasks import load_tasks, merge_task_sets
+from .tasks import TaskSet, load_tasks, merge_task_sets
 from .text import count
 from .vote import RANKINGS
 
@@ -322,8 +322,14 @@ def validate(submission_path, dataset, solutions):
     default=None,
     help="Also write the full report (per task and overall) to this JSON file.",
 )
+@click.option(
+    "--only-submitted",
+    is_flag=True,
+    help="Score only the set's tasks the submission holds (a run on part of a set); the score "
+    "is then the mean over those tasks, not the whole set.",
+)
 @reports_bad_input
-def score(submission_path, dataset, solutions, json_out):
+def score(submission_path, dataset, solutions, json_out, only_submitted):
     """Score a Kaggle submission.json by the ARC Prize rule, per task and overall.
 
     A test output counts if either attempt matches it exactly; a task scores the fraction of
@@ -343,6 +349,11 @@ def score(submission_path, dataset, solutions, json_out):
 
     tasks = load_tasks(dataset, solutions)
     submission = load_submission(submission_path)  # its errors name the file
+    if only_submitted and isinstance(submission, dict):
+        held = [t for t in tasks if t.id in submission]
+        if not held:
+            raise DatasetError(f"{submission_path}: holds none of {tasks.name}'s tasks")
+        tasks = TaskSet(held, name=f"{tasks.name}, the {count(held, 'task')} submitted")
     try:
         report = score_submission(submission, tasks)
     except DatasetError as e:
@@ -464,7 +475,8 @@ def training_progress(total: int, description: str):
     "--steps",
     type=click.IntRange(min=1),
     default=None,
-    help="Optimiser steps, one ACT segment each [default: the preset's: tiny 1000, small 3000].",
+    help="Optimiser steps, one ACT segment each [default: the preset's: tiny 1000, small "
+    "3000, paper 1000, a smoke test: paper runs want --epochs].",
 )
 @click.option(
     "--epochs",

@@ -188,6 +188,21 @@ def test_help_shows_examples():
         assert result.exit_code == 0 and "Example" in result.output
 
 
+def test_score_only_submitted_scores_part_of_a_set(tmp_path, dataset):
+    part = tmp_path / "part.json"
+    part.write_bytes(orjson.dumps({"t2": [{"attempt_1": [[9]], "attempt_2": [[4], [4]]}]}))
+    assert run("score", part, "--dataset", dataset).exit_code == 2  # t1 is missing
+    result = run("score", part, "--dataset", dataset, "--only-submitted", "--json",
+                 tmp_path / "s.json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = orjson.loads((tmp_path / "s.json").read_bytes())
+    assert report["n_tasks"] == 1 and report["overall"] == 1.0
+    none = tmp_path / "none.json"
+    none.write_bytes(orjson.dumps({"zz": []}))
+    result = run("score", none, "--dataset", dataset, "--only-submitted")
+    assert result.exit_code == 2 and "holds none of" in result.output
+
+
 def test_score_errors_name_the_file_once_and_unwritable_outputs_exit_2(tmp_path, dataset):
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
