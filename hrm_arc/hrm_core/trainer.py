@@ -417,6 +417,13 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         if self.embedding_optimizer is not None:
             self.embedding_optimizer.load_state_dict(state["embedding_optimizer"])
+        # Checkpoints from before train.sampling existed drew examples uniformly.
+        drew = state.get("train_config", {}).get("sampling", "examples")
+        if drew != self.config.sampling:
+            raise CheckpointError(
+                f"{path}: it drew batches by {drew}, this run by {self.config.sampling}: resume "
+                f"with --set train.sampling={drew}"
+            )
         self.sampler.load_state_dict(state["sampler"])
         if state.get("carry") is not None:
             self.carry = Carry(**state["carry"])

@@ -213,27 +213,35 @@ def assert_same_state(a: dict, b: dict) -> None:
                 assert same, f"{opt} state {i}.{key} differs"
 
 
-@pytest.mark.parametrize("k, ema", [(3, 0.0), (4, 0.0), (4, 0.9)])  # 4: saved mid-ACT
-def test_resume_is_exact(tmp_path, k: int, ema: float) -> None:
+@pytest.mark.parametrize("k, ema, sampling", [(3, 0.0, "tasks"), (4, 0.0, "examples"),
+                                              (4, 0.9, "tasks")])  # 4: saved mid-ACT
+def test_resume_is_exact(tmp_path, k: int, ema: float, sampling: str) -> None:
     total = 7
-    straight = trainer(steps=total, ema=ema)
+    straight = trainer(steps=total, ema=ema, sampling=sampling)
     straight.fit()
     expected = snapshot(straight)
     assert len(expected["optimizer"]["state"]) > 0
     assert len(expected["ema"]) == (len(list(straight.model.parameters())) if ema else 0)
 
-    first = trainer(steps=k, run_dir=tmp_path, checkpoint_every=2, ema=ema)  # and the last step
+    first = trainer(steps=k, run_dir=tmp_path, checkpoint_every=2, ema=ema, sampling=sampling)
     first.fit()
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == k
     torch.manual_seed(1234)  # disturb the global RNG: the checkpoint must restore it
     np.random.seed(1234)
-    resumed = trainer(steps=total, model_seed=99, ema=ema)  # other weights: all must be loaded
+    resumed = trainer(steps=total, model_seed=99, ema=ema, sampling=sampling)  # other weights
     path = tmp_path / "checkpoint.pt"
     resumed.load_state_dict(load_checkpoint(path), path)
     assert resumed.step == k
     resumed.fit()
     assert_same_state(snapshot(resumed), expected)
     assert torch.equal(eval_outputs(resumed.model), eval_outputs(straight.model))
+
+
+def test_resuming_with_another_sampling_is_refused(tmp_path) -> None:
+    trainer(steps=2, run_dir=tmp_path, checkpoint_every=2, sampling="tasks").fit()
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(CheckpointError, match="drew batches by tasks, this run by examples"):
+        trainer(steps=4, sampling="examples").load_state_dict(load_checkpoint(path), path)
 
 
 def test_resuming_with_an_average_needs_one_saved(tmp_path) -> None:
