@@ -9,6 +9,7 @@ import math
 import re
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -43,6 +44,9 @@ def sigterm_interrupts():
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
+    if threading.current_thread() is not threading.main_thread():  # signals reach only it
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
@@ -368,17 +372,19 @@ class Duration(click.ParamType):
     """'90s', '15m', '11h', '1h30m' or plain seconds -> positive seconds."""
 
     name = "duration"
-    _PART = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
-    _SECONDS = {"h": 3600, "m": 60, "s": 1, "": 1}
+    _NUMBER = r"(\d+(?:\.\d+)?)"
+    # Hours, minutes, seconds, each at most once and in that order; or a bare number of seconds.
+    _FORM = re.compile(rf"(?:{_NUMBER}h)?(?:{_NUMBER}m)?(?:{_NUMBER}s)?|{_NUMBER}")
 
     def convert(self, value, param, ctx) -> float:
         if isinstance(value, float):
             return value
         text = str(value).strip()
-        parts = self._PART.findall(text)
-        if not text or "".join(n + u for n, u in parts) != text:
+        match = self._FORM.fullmatch(text)
+        if not text or match is None:
             self.fail(f"{value!r} is not a duration like 90s, 15m, 1h30m or 11h", param, ctx)
-        seconds = sum(float(n) * self._SECONDS[u] for n, u in parts)
+        h, m, s, bare = (float(g) if g else 0.0 for g in match.groups())
+        seconds = h * 3600 + m * 60 + s + bare
         if seconds <= 0:
             self.fail(f"{value!r} is no time at all", param, ctx)
         return seconds
@@ -790,10 +796,13 @@ def adapt_and_predict_command(
     progress = TaskProgress(len(tasks))
     try:
         with sigterm_interrupts(), progress.bar if dist.is_main else contextlib.nullcontext():
-            adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, progress.on_task, restart)
+            on_task = progress.on_task if dist.is_main else None
+            adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task, restart)
     except KeyboardInterrupt:
-        saved = f"{progress.saved} of {count(tasks, 'task')} saved in {escape(str(out_dir))}"
-        say(f"interrupted: {saved}" + ("" if restart else "; the same command continues"))
+        if dist.is_main:  # under torchrun every rank is interrupted; one says so
+            saved = len(list(Path(out_dir, "tasks").glob("*.json")))
+            where = f"{saved} of {count(tasks, 'task')} saved in {escape(str(out_dir))}"
+            say(f"interrupted: {where}" + ("" if restart else "; the same command continues"))
         sys.exit(INTERRUPTED)
     shutdown_distributed()
     if dist.is_main:
@@ -829,7 +838,7 @@ def adapt_and_predict_command(
 
 class TaskProgress:
     """A progress bar over tasks and the `on_task` callback that advances it; it keeps which
-    tasks were skipped and how many are saved, and says when a time budget cut the epochs."""
+    tasks were skipped, and says when a time budget cut the epochs."""
 
     def __init__(self, total: int) -> None:
         from rich.progress import (
@@ -850,13 +859,13 @@ class TaskProgress:
             TimeRemainingColumn(),
             console=console,
         )
-        self.total, self.saved, self.skipped = total, 0, []
+        self.total, self.done, self.skipped = total, 0, []
         self._bar_task = self.bar.add_task("tasks", total=total, last="")
-        self._epochs: float | None = None  # the last adapted task's epochs
+        self._epochs: tuple[float, float] | None = None  # the last adapted task's
         self._lines = plain_lines(every_s=0)
 
     def on_task(self, task_id: str, info: dict) -> None:
-        self.saved += 1
+        self.done += 1
         if info.get("skipped"):
             self.skipped.append(task_id)
         if info.get("resumed"):
@@ -865,15 +874,17 @@ class TaskProgress:
             last = "skipped (too large for the canvas)"
         else:
             last = f"demo exact {info['group_demo_exact']:.2f}"
-            self._note_epochs(task_id, info["adapt_epochs"])
+            self._note_epochs(task_id, (info["adapt_epochs"], info["full_epochs"]))
         self.bar.update(self._bar_task, advance=1, last=f"{escape(task_id)}: {last}")
-        self._lines(f"adapt+predict {self.saved}/{self.total} {escape(task_id)}: {last}")
+        self._lines(f"adapt+predict {self.done}/{self.total} {escape(task_id)}: {last}")
 
-    def _note_epochs(self, task_id: str, epochs: float) -> None:
-        # Only --time-budget changes the epochs between groups: say so as it happens.
+    def _note_epochs(self, task_id: str, epochs: tuple[float, float]) -> None:
+        # Only --time-budget changes the (embedding, full-network) epochs between groups: say
+        # so as it happens.
         if self._epochs is not None and epochs != self._epochs:
+            before, now = ("/".join(f"{e:.4g}" for e in x) for x in (self._epochs, epochs))
             self.bar.console.print(
-                f"time budget: adaptation epochs {self._epochs:.4g} -> {epochs:.4g} from task "
+                f"time budget: adaptation epochs (embedding/full) {before} -> {now} from task "
                 f"{escape(task_id)} on"
             )
         self._epochs = epochs

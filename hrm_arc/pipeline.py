@@ -35,6 +35,12 @@ from .vote import rank_candidates, rank_predictions
 log = logging.getLogger(__name__)
 
 
+# Bumped when a change of hrm-arc changes what the same settings predict, so that a rerun does
+# not mix old and new: 2 = candidates scored under the training loss's own distribution, and
+# one demonstration per view left untranslated.
+METHOD_VERSION = 2
+
+
 @dataclass
 class PredictConfig:
     rank: str = "combined"
@@ -74,14 +80,17 @@ def fits_canvas(task: Task, canvas: int) -> bool:
 
 
 def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, predict: PredictConfig) -> dict:
-    """What a task's candidates depend on, which a rerun must share to continue. Not the time
-    budget nor the group size: they pace the run and size its memory (lowering the group size
-    is how a run that ran out of memory goes on), and each task's file records its own. Not the
-    ranking either: `finish` ranks every task's candidates afresh."""
+    """What a rerun must share to continue the saved tasks: the model, the canvas, the
+    adaptation settings and the method's version. Left out by choice: the time budget and the
+    group size, which pace the run and size its memory (the group's tasks share adaptation
+    batches, so the group size changes candidates slightly, but lowering it is how a run that
+    ran out of memory goes on; each task's file records its own), and the ranking, which
+    `finish` applies to every task afresh."""
     settings = {
         "model": model_digest(run.model),
         "canvas": run.canvas,
         "adapt": dataclasses.asdict(adapt),
+        "method_version": METHOD_VERSION,
     }
     return orjson.loads(orjson.dumps(settings))  # as it reads back from settings.json
 

@@ -242,6 +242,8 @@ def resolve_pretrain_configs(
         raise ValueError("give --steps or --epochs, not both")
     if epochs is not None and not 0 < epochs < math.inf:
         raise ValueError(f"--epochs must be a positive number, got {epochs}")
+    if epochs is not None and any(o.split("=")[0].strip() == "train.steps" for o in overrides):
+        raise ValueError("give --epochs or --set train.steps, not both")
     if steps is not None:
         train = dataclasses.replace(train, steps=steps)
     configs = apply_overrides({"model": model, "train": train}, list(overrides))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -181,6 +182,13 @@ def test_rerun_continues_only_with_the_same_model_settings_and_tasks(tasks, tmp_
     smaller = PredictConfig(group_size=1, rank="votes")
     pipeline.adapt_and_predict(run, two, tmp_path, adapt, smaller, CPU, notes.__setitem__)
     assert notes == {t.id: {"resumed": True} for t in two}
+
+    # Predictions an older hrm-arc made (scored or adapted otherwise) are not mixed in.
+    settings = json.loads((tmp_path / "settings.json").read_text())
+    (tmp_path / "settings.json").write_text(json.dumps({**settings, "method_version": 1}))
+    with pytest.raises(ValueError, match=r"method_version: 1 -> 2"):
+        pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU)
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
 
     other = dataclasses.replace(adapt, epochs=2)
     with pytest.raises(ValueError, match=r"adapt.epochs: 1 -> 2\).*--restart"):

@@ -101,14 +101,17 @@ def test_pretrain_leaves_a_complete_run_dir(run_dir) -> None:
 
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("--time-limit", "1h30x", "'1h30x' is not a duration like 90s, 15m, 1h30m or 11h"),
+    ("--time-limit", "1h30", "'1h30' is not a duration"),  # 30 what? not silently seconds
+    ("--time-limit", "30m1h", "'30m1h' is not a duration"),
     ("--time-limit", "0m", "'0m' is no time at all"),
     ("--time-limit", "-5m", "is not a duration"),
     ("--steps", "0", "0 is not in the range x>=1"),
     ("--canvas", "3", "canvas 3 is smaller than a grid of 4 tasks"),
+    ("--epochs", "2 --set train.steps=9", "give --epochs or --set train.steps, not both"),
 ])  # fmt: skip
 def test_pretrain_refuses_bad_options_naming_them(option, value, message, data, tmp_path) -> None:
     result = invoke("pretrain", "-d", data["pretrain"], "--out", tmp_path / "run", *TINY,
-                    option, value)  # fmt: skip
+                    option, *value.split())  # fmt: skip
     output = " ".join(result.output.split())
     assert result.exit_code == 2 and message in output, output
     assert "Traceback" not in output and not (tmp_path / "run").exists()
@@ -329,9 +332,10 @@ def test_a_time_budget_that_cuts_the_epochs_says_so(capsys) -> None:
 
     progress = TaskProgress(3)
     for task_id, epochs in [("a", 400), ("b", 400), ("c", 88)]:
-        progress.on_task(task_id, {"group_demo_exact": 1.0, "adapt_epochs": epochs})
+        progress.on_task(task_id, {"group_demo_exact": 1.0, "adapt_epochs": epochs,
+                                   "full_epochs": 0})  # fmt: skip
     out = " ".join(capsys.readouterr().out.split())
-    assert "time budget: adaptation epochs 400 -> 88 from task c on" in out
+    assert "time budget: adaptation epochs (embedding/full) 400/0 -> 88/0 from task c on" in out
     assert out.count("time budget") == 1
 
 

@@ -124,8 +124,11 @@ SAMPLERS = {"tasks": TaskSampler, "examples": ExampleSampler}
 
 
 def epoch_size(examples: Examples, sampling: str) -> float:
-    """Examples one epoch draws: one view's worth per task (counted as the official trainer
-    counts, tasks x mean examples per view), or every example."""
+    """The examples an epoch counts: every example, or, task by task, as the official trainer
+    counts (tasks x mean examples per view; about what one view per task draws, less the
+    examples of views cut off at the end of a batch)."""
+    if len(examples) == 0:
+        raise ValueError("no training examples")
     if sampling == "examples":
         return len(examples)
     n_tasks = len(np.unique(examples.task_of_each()))

@@ -412,11 +412,6 @@ class Trainer:
             return {k: v.clone() for k, v in model.state_dict().items()}
 
     def load_state_dict(self, state: dict, path: str | Path = "checkpoint") -> None:
-        load_model_state(self.model, state["model"], path)
-        if self.optimizer is not None and state.get("optimizer") is not None:
-            self.optimizer.load_state_dict(state["optimizer"])
-        if self.embedding_optimizer is not None:
-            self.embedding_optimizer.load_state_dict(state["embedding_optimizer"])
         # Checkpoints from before train.sampling existed drew examples uniformly.
         drew = state.get("train_config", {}).get("sampling", "examples")
         if drew != self.config.sampling:
@@ -424,6 +419,11 @@ class Trainer:
                 f"{path}: it drew batches by {drew}, this run by {self.config.sampling}: resume "
                 f"with --set train.sampling={drew}"
             )
+        load_model_state(self.model, state["model"], path)
+        if self.optimizer is not None and state.get("optimizer") is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if self.embedding_optimizer is not None:
+            self.embedding_optimizer.load_state_dict(state["embedding_optimizer"])
         self.sampler.load_state_dict(state["sampler"])
         if state.get("carry") is not None:
             self.carry = Carry(**state["carry"])

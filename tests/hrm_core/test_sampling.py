@@ -135,6 +135,8 @@ def test_rank_slices_partition_the_global_batch(sampler, n: int) -> None:
 def test_sampler_refuses_an_empty_dataset(sampler) -> None:
     with pytest.raises(ValueError, match="no training examples"):
         sampler(examples([]), 4, 0, SINGLE)
+    with pytest.raises(ValueError, match="no training examples"):
+        epoch_size(examples([]), "tasks")
 
 
 def test_epochs_count_as_the_official_trainer_counts() -> None:
