@@ -9,7 +9,6 @@ import math
 import re
 import signal
 import sys
-import threading
 from pathlib import Path
 
 import click
@@ -20,6 +19,7 @@ from rich.text import Text
 
 from . import __version__
 from .errors import DatasetError
+from .signals import signal_handlers
 from .summary import summarize
 from .tasks import TaskSet, load_tasks, merge_task_sets
 from .text import count
@@ -37,21 +37,9 @@ def say(text: str, err: bool = False) -> None:
     (err_console if err else console).print(text, highlight=False, soft_wrap=True)
 
 
-@contextlib.contextmanager
-def sigterm_interrupts():
-    """Inside, SIGTERM (what a scheduler sends before pre-empting a job) interrupts as Ctrl-C."""
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():  # signals reach only it
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def interrupt(signum, frame):
+    """A signal handler that interrupts as Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 def listed(ids: list[str], most: int = 10) -> str:
@@ -795,7 +783,9 @@ def adapt_and_predict_command(
     run = load_run(run_dir, dist.device)
     progress = TaskProgress(len(tasks))
     try:
-        with sigterm_interrupts(), progress.bar if dist.is_main else contextlib.nullcontext():
+        # SIGTERM, what a scheduler sends before pre-empting a job, interrupts as Ctrl-C does.
+        sigterm = signal_handlers(interrupt, signal.SIGTERM)
+        with sigterm, progress.bar if dist.is_main else contextlib.nullcontext():
             on_task = progress.on_task if dist.is_main else None
             adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task, restart)
     except KeyboardInterrupt:

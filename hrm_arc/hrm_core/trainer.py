@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import write_atomic
+from ..signals import signal_handlers
 from .checkpoint import CheckpointError, load_model_state, save_checkpoint
 from .distributed import DistInfo
 from .losses import LOSSES, act_loss, summarize_metrics
@@ -159,15 +159,8 @@ def stop_on_signals() -> Iterator[Callable[[], bool]]:
             raise KeyboardInterrupt
         requested = True
 
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signal_handlers(request, signal.SIGINT, signal.SIGTERM):
         yield lambda: requested
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def scheduled_lr(base: float, step: int, config: TrainConfig) -> float:
