@@ -64,6 +64,12 @@ Run (CPU, the preset measured on this machine):
 Run (GPU):
     python benchmarks/bench_train_step.py --device cuda --preset paper [--compile]
 
+On CPU, glibc malloc hands large freed buffers back to the kernel, and every step faults their
+pages in again: on the bf16 runs that was 5-20x more page faults for one side than the other,
+depending on the order the two allocate in. To time the compute alone, keep freed memory:
+    MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=10000000000 python benchmarks/...
+(the JSON records any MALLOC_* variables set).
+
 Getting the official code (kept outside this repository; never copy it in):
     git clone https://github.com/sapientinc/HRM /tmp/HRM-src   # or any snapshot of it
     mkdir -p /tmp/official_hrm && cp -r /tmp/HRM-src/models /tmp/official_hrm/
@@ -581,6 +587,9 @@ def main(argv: list[str] | None = None) -> dict | None:
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
+        # glibc malloc settings change CPU timings: freed buffers returned to the kernel fault
+        # their pages back in on reuse (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_).
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
         "args": {k: v for k, v in vars(args).items() if k != "child"},
         "flops": flops,
         "peak_flops": args.peak_flops if device.type == "cuda" else None,
