@@ -248,6 +248,9 @@ def _load_bundled(spec: str) -> TaskSet:
 
 
 KAGGLE_SUFFIXES = ("_challenges.json", "_solutions.json")
+# Subfolders of ARC repositories' data/ folders. Loading two at once would, for one, pretrain on
+# the evaluation tasks' test outputs.
+SPLIT_FOLDERS = ("training", "evaluation", "test")
 
 
 def _load_directory(root: Path) -> TaskSet:
@@ -266,6 +269,12 @@ def _load_directory(root: Path) -> TaskSet:
         raise DatasetError(
             f"{root}: holds Kaggle files ({', '.join(kaggle[:4])}); give a *_challenges.json "
             "itself as the dataset (its *_solutions.json beside it is found)"
+        )
+    splits = sorted({top for f in files if (top := f.relative_to(root).parts[0]) in SPLIT_FOLDERS})
+    if len(splits) > 1:
+        raise DatasetError(
+            f"{root}: holds several ARC splits ({', '.join(s + '/' for s in splits)}); give one "
+            f"folder, e.g. {root / splits[0]}, or each as its own dataset to mix them on purpose"
         )
     tasks = [parse_task(f.stem, read_json(f, "task file"), str(f)) for f in files]
     return TaskSet(tasks, name=str(root))

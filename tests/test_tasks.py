@@ -131,6 +131,18 @@ def test_a_folder_of_kaggle_files_points_to_the_challenges_file(tmp_path):
         load_tasks(tmp_path)
 
 
+def test_a_folder_of_several_arc_splits_is_refused_and_one_split_or_other_folders_load(tmp_path):
+    # An ARC repository's data/: merged, its evaluation test outputs would be pretrained on.
+    write(tmp_path / "data" / "training" / "a.json", GOOD_TASK)
+    write(tmp_path / "data" / "evaluation" / "b.json", GOOD_TASK)
+    with pytest.raises(DatasetError, match=r"several ARC splits \(evaluation/, training/\)"):
+        load_tasks(tmp_path / "data")
+    assert load_tasks(tmp_path / "data" / "training").ids == ["a"]
+    write(tmp_path / "concepts" / "counting" / "c.json", GOOD_TASK)
+    write(tmp_path / "concepts" / "symmetry" / "d.json", GOOD_TASK)
+    assert load_tasks(tmp_path / "concepts").ids == ["c", "d"]
+
+
 def test_duplicate_ids_name_both_files(tmp_path):
     first = write(tmp_path / "x" / "t.json", GOOD_TASK)
     second = write(tmp_path / "t.json", GOOD_TASK)
