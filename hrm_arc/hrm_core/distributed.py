@@ -29,6 +29,16 @@ class DistInfo:
             dist.barrier()
 
 
+def gather_to_main(obj: object, info: DistInfo) -> list | None:
+    """Every rank's picklable ``obj`` in rank order on the main rank, None on the others.
+    Collective: every rank must call it."""
+    if not info.enabled:
+        return [obj]
+    gathered = [None] * info.world_size if info.is_main else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

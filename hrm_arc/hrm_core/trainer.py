@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..atomic import write_atomic
 from ..signals import signal_handlers
 from .checkpoint import CheckpointError, load_model_state, save_checkpoint
-from .distributed import DistInfo
+from .distributed import DistInfo, gather_to_main
 from .losses import LOSSES, act_loss, summarize_metrics
 from .model import HRM, Carry
 from .optimizer import AdamATan2, SignSGD
@@ -222,6 +222,10 @@ class Trainer:
             )
         )
         self.dense = dense
+        if dist_info.enabled:
+            # Each rank draws its own exploration coins, as the official trainer seeds seed + rank
+            # (the model was built from one seed, and DDP starts every rank from rank 0's).
+            torch.manual_seed(config.seed + dist_info.rank)
         self.dense_names = [
             n for n, p in self.model.named_parameters() if any(p is d for d in dense)
         ]
@@ -374,8 +378,9 @@ class Trainer:
         write_atomic(path, lambda f: f.write("".join(kept).encode()))
 
     # --- state -------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        carry = None if self.carry is None else dataclasses.asdict(self.carry)
+    def state_dict(self, ranks: list[dict] | None = None) -> dict:
+        """Everything a resume needs. ``ranks``: every rank's carry and RNG state, as `save`
+        gathers them; by default this process's alone."""
         return {
             "model_config": dataclasses.asdict(self.model.config),
             "train_config": dataclasses.asdict(self.config),
@@ -385,11 +390,7 @@ class Trainer:
             if self.embedding_optimizer is None
             else self.embedding_optimizer.state_dict(),
             "sampler": self.sampler.state_dict(),
-            "carry": carry,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
+            "ranks": [self._rank_state()] if ranks is None else ranks,
             "step": self.step,
             "model_averaged": None
             if self.ema is None
@@ -418,11 +419,17 @@ class Trainer:
         if self.embedding_optimizer is not None:
             self.embedding_optimizer.load_state_dict(state["embedding_optimizer"])
         self.sampler.load_state_dict(state["sampler"])
-        if state.get("carry") is not None:
-            self.carry = Carry(**state["carry"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"]:
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        # Checkpoints from before per-rank states kept one process's carry and RNG.
+        ranks = state.get("ranks") or [{"carry": state["carry"], "rng": state["rng"]}]
+        if len(ranks) == self.dist.world_size:
+            self._load_rank_state(ranks[self.dist.rank])
+        else:  # the batches still follow on exactly; each rank starts on fresh examples
+            log.warning(
+                "%s: written by %d ranks, resumed on %d: in-flight examples start afresh",
+                path,
+                len(ranks),
+                self.dist.world_size,
+            )
         self.step = self.start_step = state["step"]
         if self.ema is not None:
             saved = state.get("model_averaged")
@@ -431,6 +438,41 @@ class Trainer:
             for name, average in zip(self.dense_names, self.ema, strict=True):
                 average.copy_(saved[name])
 
+    def _rank_state(self) -> dict:
+        """What differs between ranks: the rolling carry and the RNG (exploration draws)."""
+        device = self.dist.device
+        carry = None if self.carry is None else dataclasses.asdict(self.carry)
+        return {
+            "carry": to_device(carry, "cpu"),  # gathered and saved through the CPU
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            },
+        }
+
+    def _load_rank_state(self, state: dict) -> None:
+        device = self.dist.device
+        if state["carry"] is not None:
+            self.carry = Carry(**to_device(state["carry"], device))
+        torch.set_rng_state(state["rng"]["torch"])
+        cuda = state["rng"]["cuda"]
+        if device.type == "cuda" and isinstance(cuda, torch.Tensor):
+            torch.cuda.set_rng_state(cuda, device)
+
     def save(self) -> None:
-        if self.run_dir is not None and self.dist.is_main:
-            save_checkpoint(self.run_dir / "checkpoint.pt", self.state_dict())
+        """Write the checkpoint. Collective under torchrun: every rank calls it at the same step,
+        and the main rank writes every rank's carry and RNG state."""
+        if self.run_dir is None:
+            return
+        ranks = gather_to_main(self._rank_state(), self.dist)
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir / "checkpoint.pt", self.state_dict(ranks))
+
+
+def to_device(tree: object, device: str | torch.device) -> object:
+    """``tree`` with every tensor in it (through nested dicts) moved to ``device``."""
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {key: to_device(value, device) for key, value in tree.items()}
+    return tree

@@ -171,15 +171,6 @@ def test_compile_prefix_is_stripped(tmp_path) -> None:
     assert torch.equal(eval_outputs(target), eval_outputs(source))
 
 
-def test_only_rank_zero_saves(tmp_path) -> None:
-    # Frozen network: no DDP wrapper, so a rank > 0 can be simulated without a process group.
-    config = TrainConfig(steps=2, batch_size=4, freeze_network=True, log_every=1,
-                         checkpoint_every=1)
-    other_rank = Trainer(tiny_model(), config, examples(), DistInfo(1, 2, CPU), tmp_path)
-    other_rank.fit()
-    assert list(tmp_path.iterdir()) == []
-
-
 # ----------------------------------------------------------------------------- exact resume
 
 
@@ -235,6 +226,32 @@ def test_resume_is_exact(tmp_path, k: int, ema: float, sampling: str) -> None:
     resumed.fit()
     assert_same_state(snapshot(resumed), expected)
     assert torch.equal(eval_outputs(resumed.model), eval_outputs(straight.model))
+
+
+def test_a_checkpoint_from_before_per_rank_states_resumes_exactly() -> None:
+    straight = trainer(steps=5)
+    straight.fit()
+    first = trainer(steps=3)
+    first.fit()
+    state = first.state_dict()
+    state |= state.pop("ranks")[0]  # the older layout: one carry and RNG at the top level
+    resumed = trainer(steps=5)
+    resumed.load_state_dict(state)
+    resumed.fit()
+    assert_same_state(snapshot(resumed), snapshot(straight))
+
+
+def test_resuming_on_another_number_of_ranks_starts_fresh_carries(caplog) -> None:
+    first = trainer(steps=3)
+    first.fit()
+    state = first.state_dict(ranks=[first._rank_state()] * 2)  # as two ranks would save it
+    resumed = trainer(steps=5)
+    with caplog.at_level("WARNING"):
+        resumed.load_state_dict(state, "ckpt.pt")
+    assert "ckpt.pt: written by 2 ranks, resumed on 1" in caplog.text
+    assert resumed.step == 3 and resumed.carry is None
+    resumed.fit()
+    assert resumed.step == 5
 
 
 def test_resuming_with_another_sampling_is_refused(tmp_path) -> None:

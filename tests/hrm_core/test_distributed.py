@@ -97,13 +97,14 @@ def test_torchrun_pretrain_then_sharded_adapt_and_predict(tmp_path) -> None:
 
 
 HELPER = textwrap.dedent("""
-    import gc, json, sys
+    import dataclasses, gc, json, os, sys
     import numpy as np
     import torch
     import torch.distributed as dist
     from hrm_arc.hrm_core import HRM, make_config
     from hrm_arc.hrm_core.distributed import init_distributed, shutdown_distributed
     from hrm_arc.hrm_core.sampling import Examples
+    from hrm_arc.hrm_core.checkpoint import load_checkpoint
     from hrm_arc.hrm_core.trainer import TrainConfig, Trainer
 
     out = sys.argv[1]
@@ -156,12 +157,36 @@ HELPER = textwrap.dedent("""
     result["seeded_apart_params_equal"] = same_everywhere(flat(other.model.parameters()))
     result["seeded_apart_buffers_equal"] = all(same_everywhere(b) for b in other.model.buffers())
 
+    # Each rank draws its own exploration coins (seed + rank), as the official trainer does.
+    result["rng_differs"] = not same_everywhere(torch.rand(8))
+
+    # Exact resume: a checkpoint saved mid-ACT holds every rank's carry and RNG state.
+    def fresh(steps, run_dir=None):
+        torch.manual_seed(0)
+        train = TrainConfig(steps=steps, batch_size=8, lr=3e-3, warmup_steps=0,
+                            puzzle_emb_lr=1e-2, checkpoint_every=3, log_every=0)
+        return Trainer(HRM(exploring), train, examples, info, run_dir)
+
+    exploring = dataclasses.replace(config, halt_exploration_prob=0.5)
+
+    straight = fresh(6)
+    straight.fit()
+    fresh(3, f"{out}/run").fit()
+    info.barrier()  # rank 0 writes the checkpoint after gathering the other ranks' states
+    resumed = fresh(6)
+    resumed.load_state_dict(load_checkpoint(f"{out}/run/checkpoint.pt"))
+    resumed.fit()
+    result["resumed_equals_straight"] = (
+        torch.equal(flat(resumed.model.parameters()), flat(straight.model.parameters()))
+        and torch.equal(resumed.model.puzzle_emb.weights, straight.model.puzzle_emb.weights))
+    result["run_files"] = sorted(os.listdir(f"{out}/run"))
+
     with open(f"{out}/rank{info.rank}.json", "w") as f:
         json.dump(result, f)
     # Free the DDP wrappers before the process group goes: one still alive at shutdown
     # intermittently aborts the process at exit ("terminate called without an active
     # exception"). The CLI drops its trainer before shutting down.
-    del trainer, other
+    del trainer, other, straight, resumed
     gc.collect()
     shutdown_distributed()
 """)
@@ -189,6 +214,13 @@ def test_ranks_keep_identical_parameters_and_puzzle_table(rank_results) -> None:
         assert len(set(res["param_checksums"])) == 1 and len(set(res["table_checksums"])) == 1
     assert rank_results[0]["param_checksums"] == rank_results[1]["param_checksums"]
     assert rank_results[0]["table_checksums"] == rank_results[1]["table_checksums"]
+
+
+def test_ranks_explore_apart_and_resume_exactly_from_one_checkpoint(rank_results) -> None:
+    for res in rank_results:
+        assert res["rng_differs"]
+        assert res["resumed_equals_straight"], "a rank resumed another rank's carry or RNG"
+        assert res["run_files"] == ["checkpoint.pt"]  # the main rank writes it, once
 
 
 def test_ranks_seeded_apart_start_from_identical_buffers(rank_results) -> None:
