@@ -280,34 +280,16 @@ DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipi
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_bfloat16_keeps_float32_masters_and_outputs_and_a_bf16_residual_stream(
-    device: str,
-) -> None:
+def test_bfloat16_autocast_keeps_float32_masters_and_outputs(device: str) -> None:
     model = tiny_model(forward_dtype="bfloat16").to(device).train()
-    block_outputs = []
-    hook = model.H_level.layers[0].register_forward_hook(
-        lambda module, args, out: block_outputs.append(out.dtype)
-    )
     computed, out, carry = layer_output_dtype(model, device)
-    hook.remove()
     loss, _ = act_loss(out, carry.batch["labels"], "stablemax")
     loss.backward()
     assert computed == torch.bfloat16
-    # As in the official model: the residual stream and the carry are bf16 too.
-    assert set(block_outputs) == {torch.bfloat16}
-    assert carry.z_H.dtype == carry.z_L.dtype == torch.bfloat16
-    assert out.logits.dtype == torch.float32 and out.q_halt_logits.dtype == torch.float32
+    assert out.logits.dtype == torch.float32 and carry.z_H.dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert all(p.grad.dtype == torch.float32 for p in model.parameters() if p.grad is not None)
     assert torch.isfinite(loss)
-
-
-def test_a_carry_in_another_dtype_continues_in_the_compute_dtype() -> None:
-    batch = make_batch()
-    float32_carry = tiny_model(forward_dtype="float32").initial_carry(batch)  # e.g. resumed
-    model = tiny_model(forward_dtype="bfloat16").train()
-    carry, _ = model(float32_carry, batch)
-    assert carry.z_H.dtype == carry.z_L.dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("device", DEVICES)
