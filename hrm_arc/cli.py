@@ -414,7 +414,10 @@ def training_progress(total: int, description: str):
         if "eval_arc_score" in record:
             stats += f" | held-out ARC {record['eval_arc_score']:.3f}"
         progress.update(bar, completed=step, stats=stats)
-        line(f"{description} step {step}/{total} {stats}", last=step == total)
+        line(
+            f"{description} step {step}/{total} {stats}",
+            last=step == total or "stop_reason" in record,
+        )
 
     return progress, on_log
 

@@ -311,6 +311,8 @@ class Trainer:
             if due(self.step, c.log_every, last) or evaluating:
                 record = self._summarise(window, start)
                 window = []
+                if self.stop_reason is not None:
+                    record["stop_reason"] = self.stop_reason
                 if evaluating:
                     with self.averaged_weights() as model:
                         record.update(evaluate(model))

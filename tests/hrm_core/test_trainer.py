@@ -208,7 +208,8 @@ def test_a_stop_request_ends_fit_at_that_step_with_a_checkpoint(tmp_path) -> Non
     trainer.fit(should_stop=lambda: trainer.step >= 3)
     assert trainer.step == 3 and trainer.stop_reason == "stop requested"
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3  # saved as a last step
-    assert [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")] == [3]
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [(r["step"], r.get("stop_reason")) for r in records] == [(3, "stop requested")]
     trainer.fit(should_stop=lambda: False)
     assert trainer.step == 50 and trainer.stop_reason is None and trainer.start_step == 3
 
