@@ -65,8 +65,8 @@ Run (GPU):
     python benchmarks/bench_train_step.py --device cuda --preset paper [--compile]
 
 On CPU, glibc malloc hands large freed buffers back to the kernel, and every step faults their
-pages in again: on the bf16 runs that was 5-20x more page faults for one side than the other,
-depending on the order the two allocate in. To time the compute alone, keep freed memory:
+pages in again: on the bf16 runs ours took 22,000-33,000 page faults a step and the official
+0-18,000, in either order. To time the compute alone, keep freed memory:
     MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=10000000000 python benchmarks/...
 (the JSON records any MALLOC_* variables set).
 
