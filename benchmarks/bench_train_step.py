@@ -117,7 +117,8 @@ PRESETS = {
         steps=6, warmup=2,
     ),
     # The paper's ARC model. Batch 96 is the official run's per-GPU batch (768 global over
-    # 8 GPUs); a batch of 768 on one GPU needs ~200 GB of activations. Override with --batch.
+    # 8 GPUs); a batch of 768 on one GPU saves 128 GiB of activations for its backward alone
+    # (bench_activation_memory.py). Override with --batch.
     "paper": dict(
         hidden=512, heads=8, H_layers=4, L_layers=4, H_cycles=2, L_cycles=2, expansion=4.0,
         canvas=30, batch=96, halt_max_steps=16, num_puzzle_ids=1000, dtype="bfloat16",
