@@ -364,9 +364,10 @@ class HRM(nn.Module):
         return z_H, z_L, steps, data
 
     def _autocast(self, device: torch.device) -> torch.autocast:
-        """bf16 products; the residual stream and the carry stay float32, where the official
-        casts them to bf16 too: so cast, the tiny preset learned shortest paths slower per step
-        (held-out exact 0.63 against 0.79 at step 4,250; best in 10 min 0.915 against 0.980)."""
+        """bf16 matrix products over float32 master weights. The residual stream and the carry
+        stay float32, where the official casts them to bf16 as well: cast so, the tiny preset
+        learned shortest paths slower per step (held-out exact 0.63 against 0.79 at step 4,250;
+        best within 10 minutes 0.915 against 0.980)."""
         dtype = self.config.forward_dtype
         enabled = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
         device_type = "cuda" if device.type == "cuda" else "cpu"
