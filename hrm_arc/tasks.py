@@ -270,7 +270,8 @@ def _load_directory(root: Path) -> TaskSet:
             f"{root}: holds Kaggle files ({', '.join(kaggle[:4])}); give a *_challenges.json "
             "itself as the dataset (its *_solutions.json beside it is found)"
         )
-    splits = sorted({top for f in files if (top := f.relative_to(root).parts[0]) in SPLIT_FOLDERS})
+    tops = {f.relative_to(root).parts[0] for f in files}
+    splits = [s for s in SPLIT_FOLDERS if s in tops]
     if len(splits) > 1:
         raise DatasetError(
             f"{root}: holds several ARC splits ({', '.join(s + '/' for s in splits)}); give one "

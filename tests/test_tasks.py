@@ -135,7 +135,8 @@ def test_a_folder_of_several_arc_splits_is_refused_and_one_split_or_other_folder
     # An ARC repository's data/: merged, its evaluation test outputs would be pretrained on.
     write(tmp_path / "data" / "training" / "a.json", GOOD_TASK)
     write(tmp_path / "data" / "evaluation" / "b.json", GOOD_TASK)
-    with pytest.raises(DatasetError, match=r"several ARC splits \(evaluation/, training/\)"):
+    with pytest.raises(DatasetError, match=r"several ARC splits \(training/, evaluation/\); "
+                       r"give one folder, e\.g\. \S+training,"):
         load_tasks(tmp_path / "data")
     assert load_tasks(tmp_path / "data" / "training").ids == ["a"]
     write(tmp_path / "concepts" / "counting" / "c.json", GOOD_TASK)
