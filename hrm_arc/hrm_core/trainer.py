@@ -382,7 +382,8 @@ class Trainer:
     # --- state -------------------------------------------------------------------------
     def state_dict(self, ranks: list[dict] | None = None) -> dict:
         """Everything a resume needs. ``ranks``: every rank's carry and RNG state, as `save`
-        gathers them; by default this process's alone."""
+        gathers them; by default this process's alone (under torchrun, checkpoint through
+        `save`, or the checkpoint resumes as one from another number of ranks)."""
         return {
             "model_config": dataclasses.asdict(self.model.config),
             "train_config": dataclasses.asdict(self.config),
@@ -421,15 +422,15 @@ class Trainer:
         if self.embedding_optimizer is not None:
             self.embedding_optimizer.load_state_dict(state["embedding_optimizer"])
         self.sampler.load_state_dict(state["sampler"])
-        # Checkpoints from before per-rank states kept one process's carry and RNG.
-        ranks = state.get("ranks") or [{"carry": state["carry"], "rng": state["rng"]}]
+        ranks = state.get("ranks") or []  # older checkpoints hold no per-rank states
         if len(ranks) == self.dist.world_size:
             self._load_rank_state(ranks[self.dist.rank])
-        else:  # the batches still follow on exactly; each rank starts on fresh examples
+        else:  # the batches still follow on exactly
+            written = f"written by {len(ranks)} ranks" if ranks else "written by an older hrm-arc"
             log.warning(
-                "%s: written by %d ranks, resumed on %d: in-flight examples start afresh",
+                "%s: %s, resumed on %d: the rows start on fresh examples, with fresh random draws",
                 path,
-                len(ranks),
+                written,
                 self.dist.world_size,
             )
         self.step = self.start_step = state["step"]
@@ -454,8 +455,8 @@ class Trainer:
 
     def _load_rank_state(self, state: dict) -> None:
         device = self.dist.device
-        if state["carry"] is not None:
-            self.carry = Carry(**to_device(state["carry"], device))
+        carry = state["carry"]
+        self.carry = None if carry is None else Carry(**to_device(carry, device))
         torch.set_rng_state(state["rng"]["torch"])
         cuda = state["rng"]["cuda"]
         if device.type == "cuda" and isinstance(cuda, torch.Tensor):

@@ -228,27 +228,20 @@ def test_resume_is_exact(tmp_path, k: int, ema: float, sampling: str) -> None:
     assert torch.equal(eval_outputs(resumed.model), eval_outputs(straight.model))
 
 
-def test_a_checkpoint_from_before_per_rank_states_resumes_exactly() -> None:
-    straight = trainer(steps=5)
-    straight.fit()
-    first = trainer(steps=3)
-    first.fit()
-    state = first.state_dict()
-    state |= state.pop("ranks")[0]  # the older layout: one carry and RNG at the top level
-    resumed = trainer(steps=5)
-    resumed.load_state_dict(state)
-    resumed.fit()
-    assert_same_state(snapshot(resumed), snapshot(straight))
-
-
-def test_resuming_on_another_number_of_ranks_starts_fresh_carries(caplog) -> None:
+@pytest.mark.parametrize("ranks, written", [(2, "written by 2 ranks"),
+                                             (None, "written by an older hrm-arc")])  # fmt: skip
+def test_resuming_without_this_rank_count_s_states_starts_fresh_carries(
+    caplog, ranks: int | None, written: str
+) -> None:
     first = trainer(steps=3)
     first.fit()
     state = first.state_dict(ranks=[first._rank_state()] * 2)  # as two ranks would save it
+    if ranks is None:  # the older layout: rank 0's carry and RNG alone, at the top level
+        state |= state.pop("ranks")[0]
     resumed = trainer(steps=5)
     with caplog.at_level("WARNING"):
         resumed.load_state_dict(state, "ckpt.pt")
-    assert "ckpt.pt: written by 2 ranks, resumed on 1" in caplog.text
+    assert f"ckpt.pt: {written}, resumed on 1: the rows start on fresh examples" in caplog.text
     assert resumed.step == 3 and resumed.carry is None
     resumed.fit()
     assert resumed.step == 5
