@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -29,7 +30,11 @@ console = Console()
 err_console = Console(stderr=True)
 
 BAD_INPUT = 2  # exit code for bad input data, as click uses for bad usage
-INTERRUPTED = 130  # the shell's code for a job ended by Ctrl-C
+
+
+def interrupted_exit(signum: int = signal.SIGINT) -> NoReturn:
+    """Exit as the shell reports a job ended by a signal: 130 for Ctrl-C, 143 for SIGTERM."""
+    sys.exit(128 + signum)
 
 
 def say(text: str, err: bool = False) -> None:
@@ -37,9 +42,17 @@ def say(text: str, err: bool = False) -> None:
     (err_console if err else console).print(text, highlight=False, soft_wrap=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """A signal other than Ctrl-C's, interrupting as Ctrl-C does."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def interrupt(signum, frame):
-    """A signal handler that interrupts as Ctrl-C does."""
-    raise KeyboardInterrupt
+    """A signal handler that interrupts as Ctrl-C does, remembering the signal."""
+    raise Terminated(signum)
 
 
 def listed(ids: list[str], most: int = 10) -> str:
@@ -623,8 +636,8 @@ def pretrain(
         )
     elif trainer.start_step >= train_config.steps:
         say(f"already at step {trainer.start_step} of {train_config.steps}: nothing to train")
-    if trainer.stop_reason == "stop requested":
-        sys.exit(INTERRUPTED)
+    if trainer.stop_signal:
+        interrupted_exit(trainer.stop_signal)
 
 
 def print_score(report, title: str) -> None:
@@ -791,12 +804,12 @@ def adapt_and_predict_command(
         with sigterm, progress.bar if dist.is_main else contextlib.nullcontext():
             on_task = progress.on_task if dist.is_main else None
             adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task, restart)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if dist.is_main:  # under torchrun every rank is interrupted; one says so
             saved = len(list(Path(out_dir, "tasks").glob("*.json")))
             where = f"{saved} of {count(tasks, 'task')} saved in {escape(str(out_dir))}"
             say(f"interrupted: {where}" + ("" if restart else "; the same command continues"))
-        sys.exit(INTERRUPTED)
+        interrupted_exit(getattr(stop, "signum", signal.SIGINT))
     shutdown_distributed()
     if dist.is_main:
         report = finish(

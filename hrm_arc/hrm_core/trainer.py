@@ -146,18 +146,18 @@ def due(step: int, every: int, last: bool) -> bool:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[Callable[[], bool]]:
+def stop_on_signals() -> Iterator[Callable[[], int]]:
     """While inside, SIGINT and SIGTERM (what schedulers send before pre-empting a job) ask the
     caller to stop at a safe point instead of killing the process; a second SIGINT interrupts
-    at once. Yields the check. Signals can only be caught on the main thread; elsewhere the
-    check is always False."""
-    requested = False
+    at once. Yields the check: the number of the first signal that asked, 0 until one does.
+    Signals can only be caught on the main thread; elsewhere the check always gives 0."""
+    requested = 0
 
     def request(signum, frame) -> None:
         nonlocal requested
         if requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        requested = True
+        requested = requested or signum
 
     with signal_handlers(request, signal.SIGINT, signal.SIGTERM):
         yield lambda: requested
@@ -196,6 +196,9 @@ class Trainer:
         """The step the last `fit` started from."""
         self.stop_reason: str | None = None
         """Why the last `fit` ended before `config.steps`: "time limit", "stop requested"."""
+        self.stop_signal = 0
+        """What `should_stop` last answered on any rank: a signal's number for a stop that
+        `stop_on_signals` requested (the CLI exits 128 + it), else 0 or 1."""
         self.carry: Carry | None = None
         dense = [p for p in self.model.parameters() if p.requires_grad]
         if config.freeze_network:
@@ -294,7 +297,7 @@ class Trainer:
         self,
         on_log: Callable[[int, dict], None] | None = None,
         evaluate: Callable[[HRM], dict] | None = None,
-        should_stop: Callable[[], bool] | None = None,
+        should_stop: Callable[[], int] | None = None,
     ) -> list[dict]:
         """Train to `config.steps`, logging, evaluating and checkpointing at their intervals.
 
@@ -303,6 +306,7 @@ class Trainer:
         """
         c, history, window = self.config, [], []
         start, self.start_step, self.stop_reason = time.perf_counter(), self.step, None
+        self.stop_signal = 0
         while self.step < c.steps:
             window.append(self.train_step())
             self.stop_reason = self._early_stop(start, should_stop)
@@ -326,7 +330,7 @@ class Trainer:
                 break
         return history
 
-    def _early_stop(self, start: float, should_stop: Callable[[], bool] | None) -> str | None:
+    def _early_stop(self, start: float, should_stop: Callable[[], int] | None) -> str | None:
         """Why training must end at this step, if it must; the same answer on every rank."""
         checks = {}
         if self.config.time_limit_s:
@@ -340,7 +344,9 @@ class Trainer:
             agreed = torch.tensor(flags, device=self.dist.device)
             torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MAX)
             flags = agreed.tolist()
-        return next((reason for reason, f in zip(checks, flags) if f), None)
+        answers = dict(zip(checks, flags))
+        self.stop_signal = int(answers.get("stop requested", 0))
+        return next((reason for reason, f in answers.items() if f), None)
 
     def _summarise(self, window: list[dict], start: float) -> dict:
         elapsed = time.perf_counter() - start

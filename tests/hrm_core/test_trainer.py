@@ -224,7 +224,7 @@ def test_signals_request_a_stop_and_a_second_ctrl_c_interrupts() -> None:
     with stop_on_signals() as requested:
         assert not requested()
         os.kill(os.getpid(), signal.SIGTERM)
-        assert requested()
+        assert requested() == signal.SIGTERM
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is before
