@@ -197,8 +197,8 @@ class Trainer:
         self.stop_reason: str | None = None
         """Why the last `fit` ended before `config.steps`: "time limit", "stop requested"."""
         self.stop_signal = 0
-        """What `should_stop` last answered on any rank: a signal's number for a stop that
-        `stop_on_signals` requested (the CLI exits 128 + it), else 0 or 1."""
+        """The number of the signal that stopped the last `fit` (the highest any rank's
+        `should_stop` answered), else 0; the CLI exits with 128 + it."""
         self.carry: Carry | None = None
         dense = [p for p in self.model.parameters() if p.requires_grad]
         if config.freeze_network:
