@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import write_atomic
 from ..signals import signal_handlers
+from ..text import count
 from .checkpoint import CheckpointError, load_model_state, save_checkpoint
 from .distributed import DistInfo, gather_to_main
 from .losses import LOSSES, act_loss, summarize_metrics
@@ -432,12 +433,12 @@ class Trainer:
         if len(ranks) == self.dist.world_size:
             self._load_rank_state(ranks[self.dist.rank])
         else:  # the batches still follow on exactly
-            written = f"written by {len(ranks)} ranks" if ranks else "written by an older hrm-arc"
+            written = f"written by {count(len(ranks), 'rank')}" if ranks else "an older hrm-arc's"
             log.warning(
-                "%s: %s, resumed on %d: the rows start on fresh examples, with fresh random draws",
+                "%s: %s, resumed on %s: the rows start on fresh examples, with fresh random draws",
                 path,
                 written,
-                self.dist.world_size,
+                count(self.dist.world_size, "rank"),
             )
         self.step = self.start_step = state["step"]
         if self.ema is not None:
