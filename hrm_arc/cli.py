@@ -779,6 +779,7 @@ def adapt_and_predict_command(
     """
     from .adapt import AdaptConfig
     from .hrm_core.distributed import init_distributed, shutdown_distributed
+    from .out_dir import saved_task_files
     from .overrides import apply_overrides
     from .pipeline import PredictConfig, adapt_and_predict, finish
     from .pretrain import load_run
@@ -806,7 +807,7 @@ def adapt_and_predict_command(
             adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task, restart)
     except KeyboardInterrupt as stop:
         if dist.is_main:  # under torchrun every rank is interrupted; one says so
-            saved = len(list(Path(out_dir, "tasks").glob("*.json")))
+            saved = len(saved_task_files(out_dir))
             where = f"{saved} of {count(tasks, 'task')} saved in {escape(str(out_dir))}"
             say(f"interrupted: {where}" + ("" if restart else "; the same command continues"))
         interrupted_exit(getattr(stop, "signum", signal.SIGINT))

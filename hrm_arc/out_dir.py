@@ -20,10 +20,16 @@ from .tasks import Task
 from .text import count
 
 SETTINGS = "settings.json"
+TASKS = "tasks"  # the folder of per-task prediction files
 
 
 def task_file(out_dir: Path, task_id: str) -> Path:
-    return out_dir / "tasks" / f"{task_id}.json"
+    return out_dir / TASKS / f"{task_id}.json"
+
+
+def saved_task_files(out_dir: str | Path) -> list[Path]:
+    """The per-task prediction files `out_dir` holds so far."""
+    return list((Path(out_dir) / TASKS).glob("*.json"))
 
 
 def model_digest(model: torch.nn.Module) -> str:
@@ -44,7 +50,7 @@ def task_digest(task: Task) -> str:
 
 def check_out_dir(out_dir: Path, settings: dict) -> None:
     """Refuse an `out_dir` holding predictions made otherwise than with `settings`."""
-    done = list((out_dir / "tasks").glob("*.json"))
+    done = saved_task_files(out_dir)
     if not done:
         return
     try:
@@ -63,7 +69,7 @@ def claim_out_dir(out_dir: Path, settings: dict, restart: bool) -> None:
     """Record `settings` as what `out_dir` holds, first discarding every saved task if
     `restart`."""
     if restart:
-        for path in (out_dir / "tasks").glob("*.json"):
+        for path in saved_task_files(out_dir):
             path.unlink()
     write_json_atomic(out_dir / SETTINGS, settings, indent=True)
 
