@@ -465,8 +465,8 @@ class Trainer:
         carry = state["carry"]
         self.carry = None if carry is None else Carry(**to_device(carry, device))
         torch.set_rng_state(state["rng"]["torch"])
-        cuda = state["rng"]["cuda"]
-        if device.type == "cuda" and isinstance(cuda, torch.Tensor):
+        cuda = state["rng"]["cuda"]  # None where that rank trained on the CPU
+        if device.type == "cuda" and cuda is not None:
             torch.cuda.set_rng_state(cuda, device)
 
     def save(self) -> None:
