@@ -36,7 +36,7 @@ MIB = 2**20
 
 def saved_bytes(runner) -> int:
     """Bytes of the distinct storages autograd saves during one step, parameters excluded."""
-    params = {p.untyped_storage().data_ptr() for p in runner_module(runner).parameters()}
+    params = {p.untyped_storage().data_ptr() for p in runner.module.parameters()}
     seen: dict[int, int] = {}
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
@@ -48,10 +48,6 @@ def saved_bytes(runner) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         runner.step()
     return sum(seen.values())
-
-
-def runner_module(runner) -> torch.nn.Module:
-    return runner.trainer.model if isinstance(runner, OursRunner) else runner.model
 
 
 def main() -> None:

@@ -292,6 +292,10 @@ class OursRunner:
         )  # fmt: skip
         self.trainer = Trainer(HRM(self.config), train, examples, DistInfo(0, 1, device))
 
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.trainer.model
+
     def step(self) -> None:
         self.trainer.train_step()
 
@@ -325,6 +329,7 @@ class OfficialRunner:
             AdamATan2(self.model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1),
         ]
         self.model.train()
+        self.module = self.model  # what both runners expose: the module their weights are in
         self.carry = None
 
     def step(self) -> None:
@@ -488,10 +493,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         runners.append(OfficialRunner(args, examples, device, classes))
     if args.halt_only:
         runners.append(OursRunner(args, examples, device, q_learning="halt_only"))
-    params = {
-        r.name: count_params(r.trainer.model if r.name.startswith("ours") else r.model)
-        for r in runners
-    }
+    params = {r.name: count_params(r.module) for r in runners}
 
     print(
         f"device {device}, preset {args.preset}, hidden {args.hidden}, "
