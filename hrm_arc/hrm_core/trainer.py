@@ -432,7 +432,7 @@ class Trainer:
         ranks = state.get("ranks") or []  # older checkpoints hold no per-rank states
         if len(ranks) == self.dist.world_size:
             self._load_rank_state(ranks[self.dist.rank])
-        else:  # the batches still follow on exactly
+        elif self.dist.is_main:  # the batches still follow on exactly; said once, not per rank
             written = f"written by {count(len(ranks), 'rank')}" if ranks else "an older hrm-arc's"
             log.warning(
                 "%s: %s, resumed on %s: the rows start on fresh examples, with fresh random draws",

@@ -97,7 +97,7 @@ def test_torchrun_pretrain_then_sharded_adapt_and_predict(tmp_path) -> None:
 
 
 HELPER = textwrap.dedent("""
-    import dataclasses, gc, json, os, sys
+    import dataclasses, gc, json, logging, os, sys
     import numpy as np
     import torch
     import torch.distributed as dist
@@ -181,6 +181,16 @@ HELPER = textwrap.dedent("""
         and torch.equal(resumed.model.puzzle_emb.weights, straight.model.puzzle_emb.weights))
     result["run_files"] = sorted(os.listdir(f"{out}/run"))
 
+    # A checkpoint from one rank resumes on two with fresh carries, said once, by rank 0.
+    state = load_checkpoint(f"{out}/run/checkpoint.pt")
+    state["ranks"] = state["ranks"][:1]
+    with_warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: with_warnings.append(record.getMessage())
+    logging.getLogger("hrm_arc.hrm_core.trainer").addHandler(handler)
+    fresh(6).load_state_dict(state, "one-rank.pt")
+    result["resume_warnings"] = with_warnings
+
     with open(f"{out}/rank{info.rank}.json", "w") as f:
         json.dump(result, f)
     # Free the DDP wrappers before the process group goes: one still alive at shutdown
@@ -221,6 +231,9 @@ def test_ranks_explore_apart_and_resume_exactly_from_one_checkpoint(rank_results
         assert res["rng_differs"]
         assert res["resumed_equals_straight"], "a rank resumed another rank's carry or RNG"
         assert res["run_files"] == ["checkpoint.pt"]  # the main rank writes it, once
+    warned = [res["resume_warnings"] for res in rank_results]
+    assert len(warned[0]) == 1 and "written by 1 rank, resumed on 2 ranks" in warned[0][0]
+    assert warned[1] == []  # said once for the run, not once a rank
 
 
 def test_ranks_seeded_apart_start_from_identical_buffers(rank_results) -> None:
