@@ -32,6 +32,7 @@ from .tasks import Task
 log = logging.getLogger(__name__)
 STRATEGIES = ("embedding", "embedding+full", "pretrained")
 INITS = ("zero", "mean")
+INHERITED = ("puzzle_emb_lr", "puzzle_emb_weight_decay")  # from pretraining, unless given
 
 
 @dataclass
@@ -86,6 +87,14 @@ class AdaptConfig:
                 f"full_epochs (--full-epochs) applies to strategy 'embedding+full' only, "
                 f"not {self.strategy!r}"
             )
+
+    @classmethod
+    def following(cls, pretraining: dict, **settings) -> AdaptConfig:
+        """`settings` over pretraining's embedding step size and weight decay (``pretraining``:
+        the run's train config): the paper adapts "using the same training procedure", so a
+        `paper` run adapts at its 1e-2 and a `tiny` one at its 3e-2."""
+        inherited = {k: pretraining[k] for k in INHERITED if k in pretraining}
+        return cls(**inherited | settings)
 
     @property
     def fitting_epochs(self) -> float:

@@ -686,7 +686,8 @@ def print_score(report, title: str) -> None:
     "emb_lr",
     default=None,
     type=float,
-    help="Embedding (SignSGD) step size [default: 3e-2].",
+    help="Embedding (SignSGD) step size [default: pretraining's: 3e-2 for the tiny and small "
+    "presets, 1e-2 for paper]; the weight decay follows pretraining's too.",
 )
 @click.option(
     "--strategy",
@@ -794,10 +795,11 @@ def adapt_and_predict_command(
         "full_epochs": full_epochs,
         "init": init,
     }
-    adapt = AdaptConfig(seed=seed, **{k: v for k, v in explicit.items() if v is not None})
+    run = load_run(run_dir, dist.device)
+    given = {k: v for k, v in explicit.items() if v is not None}
+    adapt = AdaptConfig.following(run.state["train_config"], seed=seed, **given)
     adapt = apply_overrides({"adapt": adapt}, list(overrides))["adapt"]
     predict = PredictConfig(rank=rank, group_size=group_size, time_budget_s=time_budget)
-    run = load_run(run_dir, dist.device)
     progress = TaskProgress(len(tasks))
     try:
         # SIGTERM, what a scheduler sends before pre-empting a job, interrupts as Ctrl-C does.

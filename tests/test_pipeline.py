@@ -67,7 +67,8 @@ def data(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def run_dir(data, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "run"
-    ok(invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 3, *TINY))
+    ok(invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 3, *TINY,
+              "--set", "train.puzzle_emb_lr=0.02", "--set", "train.puzzle_emb_weight_decay=0.05"))
     return run
 
 
@@ -254,6 +255,19 @@ def test_adapt_and_predict_writes_every_output(predicted, data) -> None:
     score = json.loads((predicted / "score.json").read_text())
     assert score["n_tasks"] == len(tasks) == 4
     assert 0.0 <= score["overall"] <= 1.0
+
+
+def test_adaptation_takes_pretrainings_embedding_step_unless_given(predicted, run_dir, data,
+                                                                  tmp_path) -> None:
+    """The paper adapts "using the same training procedure": the run's SignSGD step and weight
+    decay, not one fixed default for every preset."""
+    adapt = json.loads((predicted / "settings.json").read_text())["adapt"]
+    assert (adapt["puzzle_emb_lr"], adapt["puzzle_emb_weight_decay"]) == (0.02, 0.05)
+    out = tmp_path / "given"
+    ok(invoke("adapt-and-predict", run_dir, "-d", data["blind"], "--out", out, *ADAPT,
+              "--lr", "0.07", "--set", "adapt.puzzle_emb_weight_decay=0.2"))
+    adapt = json.loads((out / "settings.json").read_text())["adapt"]
+    assert (adapt["puzzle_emb_lr"], adapt["puzzle_emb_weight_decay"]) == (0.07, 0.2)
 
 
 def test_oversized_task_gets_a_valid_placeholder(predicted, data) -> None:
