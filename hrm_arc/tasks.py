@@ -253,15 +253,30 @@ KAGGLE_SUFFIXES = ("_challenges.json", "_solutions.json")
 SPLIT_FOLDERS = ("training", "evaluation", "test")
 
 
+def _json_files(root: Path) -> list[Path]:
+    """The .json files under `root`, through symlinked folders too (a set assembled from links
+    is common), each real folder once (a link back up would loop), hidden ones skipped (.git,
+    .ipynb_checkpoints, macOS ._ files are not tasks)."""
+    files, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))  # first link wins
+        files += [
+            Path(folder, name)
+            for name in names
+            if name.lower().endswith(".json")
+            and not name.startswith(".")
+            and os.path.isfile(os.path.join(folder, name))
+        ]
+    return sorted(files)
+
+
 def _load_directory(root: Path) -> TaskSet:
-    files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.suffix.lower() == ".json"
-        # hidden files and folders (.git, .ipynb_checkpoints, macOS ._ files) are not tasks
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and p.is_file()
-    )
+    files = _json_files(root)
     if not files:
         raise DatasetError(f"{root}: directory holds no .json task files")
     kaggle = [f.name for f in files if f.name.lower().endswith(KAGGLE_SUFFIXES)]

@@ -124,6 +124,15 @@ def test_directory_files_with_upper_case_suffix_or_bom_load_and_hidden_ones_do_n
     assert load_tasks(tmp_path).ids == ["a", "b"]
 
 
+def test_symlinked_folders_load_once_and_a_link_loop_ends(tmp_path):
+    write(tmp_path / "store" / "a.json", GOOD_TASK)
+    write(tmp_path / "set" / "b.json", GOOD_TASK)
+    (tmp_path / "set" / "linked").symlink_to(tmp_path / "store", target_is_directory=True)
+    (tmp_path / "set" / "again").symlink_to(tmp_path / "store", target_is_directory=True)
+    (tmp_path / "store" / "up").symlink_to(tmp_path / "set", target_is_directory=True)
+    assert load_tasks(tmp_path / "set").ids == ["a", "b"]
+
+
 def test_a_folder_of_kaggle_files_points_to_the_challenges_file(tmp_path):
     write(tmp_path / "arc-agi_evaluation_challenges.json", {"t": GOOD_TASK})
     write(tmp_path / "arc-agi_evaluation_solutions.json", {"t": [[[1]]]})
