@@ -25,7 +25,7 @@ from .encoding import PAD
 from .hrm_core import HRM
 from .hrm_core.distributed import DistInfo
 from .hrm_core.sampling import Examples, steps_for_epochs
-from .hrm_core.trainer import TrainConfig, Trainer
+from .hrm_core.trainer import MAX_SEED, TrainConfig, Trainer
 from .predict import forward_all_segments
 from .tasks import Task
 
@@ -68,6 +68,8 @@ class AdaptConfig:
             )
         if self.init not in INITS:
             raise ValueError(f"AdaptConfig.init must be one of {INITS}, got {self.init!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"AdaptConfig.seed must be in [0, {MAX_SEED}], got {self.seed}")
         for name in ("augmentations", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"AdaptConfig.{name} must be >= 1, got {getattr(self, name)}")

@@ -30,6 +30,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 BAD_INPUT = 2  # exit code for bad input data, as click uses for bad usage
+SEED = click.IntRange(min=0)  # the configs refuse seeds past their MAX_SEED
 
 
 def interrupted_exit(signum: int = signal.SIGINT) -> NoReturn:
@@ -521,7 +522,7 @@ def training_progress(total: int, description: str):
     type=Duration(),
     help="Stop after this long (e.g. 25m, 11h), checkpointing as at the last step.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
 @click.option(
@@ -608,8 +609,15 @@ def pretrain(
                 "reach their set values; give more --steps or --set train.warmup_steps=N",
                 err=True,
             )
-    if resume and dist.is_main and not (Path(run_dir) / CHECKPOINT).exists():
-        say(f"no checkpoint in {run_dir} yet: starting a new run")
+        if resume and not (Path(run_dir) / CHECKPOINT).exists():
+            say(f"no checkpoint in {escape(str(run_dir))} yet: starting a new run")
+    evaluate = heldout_evaluator(data, dist.device)
+    if evaluate is None and train_config.eval_every and dist.is_main:
+        say(
+            "[yellow]warning:[/] no training task has a test output to hold out: "
+            "--eval-every evaluates nothing",
+            err=True,
+        )
     progress, on_log = training_progress(train_config.steps, "pretrain")
     specs = {"train": list(datasets), "eval_demos": eval_demos}
     with progress if dist.is_main else contextlib.nullcontext():
@@ -622,12 +630,15 @@ def pretrain(
             specs,
             resume,
             on_log=on_log if dist.is_main else None,
-            evaluate=heldout_evaluator(data, dist.device),
+            evaluate=evaluate,
         )
     shutdown_distributed()
     if not dist.is_main:
         return
-    console.print(f"run saved in [bold]{run_dir}[/] (checkpoint.pt, config.json, metrics.jsonl)")
+    saved = [
+        n for n in (CHECKPOINT, "config.json", "metrics.jsonl") if (Path(run_dir) / n).exists()
+    ]
+    console.print(f"run saved in [bold]{escape(str(run_dir))}[/] ({', '.join(saved)})")
     if trainer.stop_reason is not None:
         in_demo = click.get_current_context().find_root().invoked_subcommand == "demo"
         say(
@@ -744,7 +755,7 @@ def print_score(report, title: str) -> None:
     "refuses if they were made with another checkpoint or other settings.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @reports_bad_input
 def adapt_and_predict_command(
     run_dir,
@@ -930,11 +941,12 @@ def plain_lines(every_s: float):
 @click.option(
     "--steps",
     default=None,
-    type=int,
+    type=click.IntRange(min=1),
     help="Pretraining steps [default: the demo's, about 5 minutes on 2 CPU cores].",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.pass_context
+@reports_bad_input
 def demo(ctx, out_dir, steps, device):
     """The whole pipeline on generated puzzles, in minutes on a CPU.
 
@@ -952,7 +964,10 @@ def demo(ctx, out_dir, steps, device):
 
     out = Path(out_dir)
     pretrain_dir, heldout_dir = write_demo_data(out / "data", DEMO)
-    console.print(f"[bold]1/3[/] puzzles written to {pretrain_dir} and {heldout_dir}")
+    console.print(
+        f"[bold]1/3[/] puzzles written to {escape(str(pretrain_dir))} and "
+        f"{escape(str(heldout_dir))}"
+    )
     ctx.invoke(
         pretrain,
         datasets=(str(pretrain_dir),),
@@ -961,7 +976,7 @@ def demo(ctx, out_dir, steps, device):
         overrides=DEMO.pretrain_overrides,
         augmentations=DEMO.augmentations,
         canvas=None,
-        steps=steps or DEMO.steps,
+        steps=DEMO.steps if steps is None else steps,
         epochs=None,
         batch_size=None,
         lr=None,
@@ -996,8 +1011,8 @@ def demo(ctx, out_dir, steps, device):
         seed=0,
     )
     console.print(
-        f"[bold]3/3[/] done: run in {out / 'run'}, predictions, submission.json and "
-        f"score.json in {out / 'predictions'}"
+        f"[bold]3/3[/] done: run in {escape(str(out / 'run'))}, predictions, submission.json "
+        f"and score.json in {escape(str(out / 'predictions'))}"
     )
 
 

@@ -19,7 +19,7 @@ import torch
 
 from .augment import Augmentation
 from .dataset import View, make_views, view_examples, views_by_task
-from .encoding import canvas_for
+from .encoding import VOCAB_SIZE, canvas_for
 from .hrm_core import HRM, PRESETS, HRMConfig
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from .hrm_core.distributed import DistInfo
@@ -88,8 +88,11 @@ def heldout_evaluator(
     max_tasks: int = 32,
     max_views: int = 8,
     batch_size: int = 256,
-) -> Callable[[HRM], dict]:
-    """Score held-out test pairs of training tasks: per-view exact accuracy and the voted score."""
+) -> Callable[[HRM], dict] | None:
+    """Score held-out test pairs of training tasks: per-view exact accuracy and the voted score.
+    None when no training task has a test output to score (a Kaggle file without solutions)."""
+    if not data.heldout:
+        return None
     # An even spread over the (id-sorted) tasks, so every family or source is represented.
     tasks = data.heldout[:: max(1, len(data.heldout) // max_tasks)][:max_tasks]
     grouped = {k: v[:max_views] for k, v in views_by_task(data.views).items()}
@@ -258,6 +261,8 @@ def resolve_pretrain_configs(
             "model.seq_len and model.num_puzzle_ids follow the data; "
             "use --canvas and --augmentations instead"
         )
+    if model.vocab_size != VOCAB_SIZE:
+        raise ValueError(f"model.vocab_size is the encoding's {VOCAB_SIZE} (pad, end, 10 colours)")
     if train.batch_size % world_size:
         raise ValueError(f"batch size {train.batch_size} does not split over {world_size} ranks")
     return model, train

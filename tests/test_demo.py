@@ -32,3 +32,10 @@ def test_demo_runs_end_to_end_and_says_where_things_are(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["hidden_size"] == 32
     score = json.loads((tmp_path / "predictions" / "score.json").read_text())
     assert score["n_tasks"] == 4
+
+
+def test_demo_into_a_path_under_a_file_is_bad_input_not_a_traceback(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "file" / "demo")])
+    assert result.exit_code == 2, result.output
+    assert f"error: {tmp_path / 'file'}" in " ".join(result.output.split())

@@ -109,6 +109,9 @@ def test_pretrain_leaves_a_complete_run_dir(run_dir) -> None:
     ("--steps", "0", "0 is not in the range x>=1"),
     ("--canvas", "3", "canvas 3 is smaller than a grid of 4 tasks"),
     ("--epochs", "2 --set train.steps=9", "give --epochs or --set train.steps, not both"),
+    ("--seed", "-1", "-1 is not in the range x>=0"),
+    ("--set", "train.seed=4294967296", "TrainConfig.seed must be in [0, 4294967295]"),
+    ("--set", "model.vocab_size=11", "model.vocab_size is the encoding's 12"),
 ])  # fmt: skip
 def test_pretrain_refuses_bad_options_naming_them(option, value, message, data, tmp_path) -> None:
     result = invoke("pretrain", "-d", data["pretrain"], "--out", tmp_path / "run", *TINY,
@@ -116,8 +119,22 @@ def test_pretrain_refuses_bad_options_naming_them(option, value, message, data, 
     output = " ".join(result.output.split())
     assert result.exit_code == 2 and message in output, output
     assert "Traceback" not in output and not (tmp_path / "run").exists()
-    if option != "--canvas":  # a click usage error names the option
+    if option not in ("--canvas", "--set"):  # a click usage error names the option
         assert option in output
+
+
+def test_pretraining_on_tasks_without_test_outputs_warns_and_skips_evaluation(data, tmp_path):
+    run = tmp_path / "[/x] run"  # markup-like characters in a path are printed as they are
+    result = invoke("pretrain", "-d", data["blind"], "--out", run, "--steps", 2, *TINY,
+                    "--eval-every", 1)  # fmt: skip
+    ok(result)
+    output = " ".join(result.output.split())
+    assert "no training task has a test output to hold out: --eval-every evaluates nothing" \
+        in output  # fmt: skip
+    assert f"run saved in {run} (checkpoint.pt, config.json, metrics.jsonl)" in output
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 2
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records and not any("eval_arc_score" in r for r in records)
 
 
 def test_durations_add_up_their_units() -> None:

@@ -33,6 +33,7 @@ from .optimizer import AdamATan2, SignSGD
 from .sampling import SAMPLERS, Examples
 
 log = logging.getLogger(__name__)
+MAX_SEED = 2**32 - 1  # numpy's classic range; torch takes 64 bits, and each rank adds its rank
 IGNORE_LABEL = -100
 PAD = 0
 
@@ -90,6 +91,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
             raise ValueError(f"TrainConfig.lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"TrainConfig.seed must be in [0, {MAX_SEED}], got {self.seed}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"TrainConfig.ema must be in [0, 1), got {self.ema}")
         for name, choices in (("loss", LOSSES), ("sampling", SAMPLERS)):
