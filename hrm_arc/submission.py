@@ -13,7 +13,7 @@ from .errors import DatasetError
 from .jsonio import read_json
 from .predictions import FORMAT, Predictions
 from .tasks import MAX_SIDE, NUM_COLOURS, TaskSet
-from .text import count
+from .text import brief, count
 from .vote import top2
 
 ATTEMPTS = ("attempt_1", "attempt_2")
@@ -85,11 +85,12 @@ def validate_submission(submission: object, tasks: TaskSet) -> list[str]:
 def grid_problems(value: object) -> list[str]:
     """What is wrong with one JSON grid (empty list when it is a valid ARC grid)."""
     if not isinstance(value, list) or not value:
-        return [f"grid must be a non-empty list of rows, got {_brief(value)}"]
+        return [f"grid must be a non-empty list of rows, got {brief(value)}"]
     problems = []
     bad_rows = [r for r, row in enumerate(value) if not isinstance(row, list) or not row]
     if bad_rows:
-        problems.append(f"rows {_few(bad_rows)} are not non-empty lists")
+        are = "is not a non-empty list" if len(bad_rows) == 1 else "are not non-empty lists"
+        problems.append(f"{'row' if len(bad_rows) == 1 else 'rows'} {_few(bad_rows)} {are}")
     rows = [row for row in value if isinstance(row, list) and row]
     widths = sorted({len(row) for row in rows})
     if len(widths) > 1:
@@ -107,14 +108,14 @@ def grid_problems(value: object) -> list[str]:
     if bad_cells:
         r, c, cell = bad_cells[0]
         more = f" (and {count(len(bad_cells) - 1, 'more bad cell')})" if len(bad_cells) > 1 else ""
-        problems.append(f"cell ({r}, {c}) is {_brief(cell)}, not an int 0-9{more}")
+        problems.append(f"cell ({r}, {c}) is {brief(cell)}, not an int 0-9{more}")
     return problems
 
 
 def _entries_problems(task_id: str, entries: object, n_tests: int) -> list[str]:
     if not isinstance(entries, list):
         wanted = count(n_tests, "test entry", "test entries")
-        return [f"task {task_id}: must be a list of {wanted}, got {_brief(entries)}"]
+        return [f"task {task_id}: must be a list of {wanted}, got {brief(entries)}"]
     problems = []
     if len(entries) != n_tests:
         given = count(entries, "test entry", "test entries")
@@ -124,7 +125,7 @@ def _entries_problems(task_id: str, entries: object, n_tests: int) -> list[str]:
         if not isinstance(entry, dict):
             problems.append(
                 f"{where}: entry must be an object with {' and '.join(ATTEMPTS)}, "
-                f"got {_brief(entry)}"
+                f"got {brief(entry)}"
             )
             continue
         for attempt in ATTEMPTS:
@@ -162,8 +163,3 @@ def _entry(ranked: list) -> dict:
 def _few(items: list) -> str:
     shown = ", ".join(str(x) for x in items[:5])
     return shown + (f", ... ({len(items)} in all)" if len(items) > 5 else "")
-
-
-def _brief(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

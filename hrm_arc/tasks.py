@@ -22,7 +22,7 @@ import orjson
 
 from .errors import DatasetError
 from .jsonio import read_json
-from .text import count
+from .text import brief, count
 
 MAX_SIDE = 30
 NUM_COLOURS = 10
@@ -138,20 +138,20 @@ class TaskSet(Sequence[Task]):
 def parse_grid(value: object, where: str) -> np.ndarray:
     """Check one JSON grid and return it as a 2-D uint8 array; `where` prefixes the error."""
     if not isinstance(value, list) or not value:
-        raise DatasetError(f"{where}: grid must be a non-empty list of rows, got {_brief(value)}")
+        raise DatasetError(f"{where}: grid must be a non-empty list of rows, got {brief(value)}")
     if len(value) > MAX_SIDE:
         raise DatasetError(f"{where}: grid has {len(value)} rows, at most {MAX_SIDE} allowed")
     width = None
     for r, row in enumerate(value):
         if not isinstance(row, list) or not row:
-            raise DatasetError(f"{where}: row {r} must be a non-empty list, got {_brief(row)}")
+            raise DatasetError(f"{where}: row {r} must be a non-empty list, got {brief(row)}")
         if width is None:
             width = len(row)
         elif len(row) != width:
             raise DatasetError(f"{where}: row {r} has {len(row)} cells, row 0 has {width}")
         for c, cell in enumerate(row):
             if type(cell) is not int or not 0 <= cell < NUM_COLOURS:
-                raise DatasetError(f"{where}: cell ({r}, {c}) is {cell!r}, not an int 0-9")
+                raise DatasetError(f"{where}: cell ({r}, {c}) is {brief(cell)}, not an int 0-9")
     if width > MAX_SIDE:
         raise DatasetError(f"{where}: grid has {width} columns, at most {MAX_SIDE} allowed")
     return np.array(value, dtype=np.uint8)
@@ -163,7 +163,7 @@ def parse_task(task_id: str, data: object, where: str, require_test_outputs: boo
     _check_task_id(task_id, where)
     if not isinstance(data, dict):
         raise DatasetError(
-            f"{where}: a task must be an object with 'train' and 'test', got {_brief(data)}"
+            f"{where}: a task must be an object with 'train' and 'test', got {brief(data)}"
         )
     for key in ("train", "test"):
         if not isinstance(data.get(key), list) or not data[key]:
@@ -300,7 +300,7 @@ def _load_kaggle(path: Path, data: object, solutions: str | os.PathLike | None) 
     if not isinstance(data, dict) or not data:
         raise DatasetError(
             f"{path}: expected one ARC task ({{'train', 'test'}}) or a Kaggle challenges object "
-            f"({{task_id: task}}), got {_brief(data)}"
+            f"({{task_id: task}}), got {brief(data)}"
         )
     if solutions is None and path.name.endswith("_challenges.json"):
         beside = path.with_name(path.name.replace("_challenges.json", "_solutions.json"))
@@ -321,16 +321,14 @@ def _load_kaggle(path: Path, data: object, solutions: str | os.PathLike | None) 
 
 
 def _attach_solutions(task: Task, outputs: object, where: str) -> Task:
-    if not isinstance(outputs, list) or len(outputs) != len(task.test):
-        n = len(outputs) if isinstance(outputs, list) else _brief(outputs)
-        raise DatasetError(f"{where}: {n} solution grids for {count(task.test, 'test input')}")
+    if not isinstance(outputs, list):
+        raise DatasetError(f"{where}: expected a list of solution grids, got {brief(outputs)}")
+    if len(outputs) != len(task.test):
+        raise DatasetError(
+            f"{where}: {count(outputs, 'solution grid')} for {count(task.test, 'test input')}"
+        )
     test = tuple(
         Pair(pair.input, parse_grid(grid, f"{where}, test pair {i} output"))
         for i, (pair, grid) in enumerate(zip(task.test, outputs))
     )
     return Task(task.id, task.train, test, task.source)
-
-
-def _brief(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,11 +1,22 @@
-"""Wording shared by messages: counts that agree with their nouns."""
+"""Wording shared by messages: counts that agree with their nouns, values quoted briefly."""
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sized
+
+# A hostile file's value can nest thousands deep (repr would recurse out) or run to megabytes.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 30, 30, 30
 
 
 def count(items: Sized | int, noun: str, plural: str | None = None) -> str:
     """'1 task', '3 tasks', '2 test entries' (of a collection or a number)."""
     n = len(items) if isinstance(items, Sized) else int(items)
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def brief(value: object) -> str:
+    """A value as a message quotes it: repr, cut to about 40 characters."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -217,14 +217,24 @@ def test_validate_lists_every_problem():
     ]
 
 
+def deep(depth: int) -> list:
+    """A list nested `depth` deep, as a hostile file could hold."""
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     "grid, message",
     [
         ([], "grid must be a non-empty list of rows, got []"),
         ("x", "grid must be a non-empty list of rows, got 'x'"),
-        ([[1], []], "rows 1 are not non-empty lists"),
+        ([[1], []], "row 1 is not a non-empty list"),
+        ([[], [1], 2], "rows 0, 2 are not non-empty lists"),
         ([[0]] * 31, "grid is 31x1, sides must be at most 30"),
         ([[-1]], "cell (0, 0) is -1, not an int 0-9"),
+        ([[deep(900)]], "cell (0, 0) is [[[[...]]]], not an int 0-9"),
     ],
 )
 def test_validate_names_grid_problems(grid, message):

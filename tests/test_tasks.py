@@ -66,6 +66,11 @@ BAD_CASES = {
         "train pair 0 input: cell (0, 1) is 12",
     ),
     "bool": ({**GOOD_TASK, "train": [{"input": [[True]], "output": [[1]]}]}, "cell (0, 0) is True"),
+    # quoted briefly: repr of a deep value recursed out, a long one filled the screen
+    "deep cell": ('{"train": [{"input": [[' + "[" * 900 + "]" * 900 + ']], "output": [[1]]}], '
+                  '"test": [{"input": [[1]]}]}', "train pair 0 input: cell (0, 0) is [[[[...]]]],"),
+    "long cell": ({**GOOD_TASK, "train": [{"input": [["x" * 5000]], "output": [[1]]}]},
+                  "cell (0, 0) is 'xxxxxxxxxxxx...xxxxxxxxxxxxx', not an int 0-9"),
     "too big": (
         {**GOOD_TASK, "test": [{"input": [[0] * 31]}]},
         "test pair 0 input: grid has 31 col",
@@ -94,6 +99,9 @@ def test_kaggle_solution_count_mismatch(tmp_path):
     path = write(tmp_path / "k_challenges.json", {"t1": GOOD_TASK})
     write(tmp_path / "k_solutions.json", {"t1": [[[1]], [[2]]]})
     with pytest.raises(DatasetError, match="task t1: 2 solution grids for 1 test input"):
+        load_tasks(path)
+    write(tmp_path / "k_solutions.json", {"t1": None})
+    with pytest.raises(DatasetError, match="task t1: expected a list of solution grids, got None"):
         load_tasks(path)
 
 
