@@ -256,9 +256,14 @@ SPLIT_FOLDERS = ("training", "evaluation", "test")
 def _json_files(root: Path) -> list[Path]:
     """The .json files under `root`, through symlinked folders too (a set assembled from links
     is common), each real folder once (a link back up would loop), hidden ones skipped (.git,
-    .ipynb_checkpoints, macOS ._ files are not tasks)."""
+    .ipynb_checkpoints, macOS ._ files are not tasks). An unreadable folder is an error, not
+    a silently smaller set; so is a broken link, which reading names."""
+
+    def unreadable(error: OSError):
+        raise DatasetError(f"{error.filename}: cannot read folder ({error.strerror})")
+
     files, seen = [], set()
-    for folder, subfolders, names in os.walk(root, followlinks=True):
+    for folder, subfolders, names in os.walk(root, onerror=unreadable, followlinks=True):
         real = os.path.realpath(folder)
         if real in seen:
             subfolders.clear()
@@ -270,9 +275,14 @@ def _json_files(root: Path) -> list[Path]:
             for name in names
             if name.lower().endswith(".json")
             and not name.startswith(".")
-            and os.path.isfile(os.path.join(folder, name))
+            and _file_or_broken_link(os.path.join(folder, name))
         ]
     return sorted(files)
+
+
+def _file_or_broken_link(path: str) -> bool:
+    """Not a FIFO, socket or device, which reading could block on for ever."""
+    return os.path.isfile(path) or not os.path.exists(path)
 
 
 def _load_directory(root: Path) -> TaskSet:

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -139,6 +140,25 @@ def test_symlinked_folders_load_once_and_a_link_loop_ends(tmp_path):
     (tmp_path / "set" / "again").symlink_to(tmp_path / "store", target_is_directory=True)
     (tmp_path / "store" / "up").symlink_to(tmp_path / "set", target_is_directory=True)
     assert load_tasks(tmp_path / "set").ids == ["a", "b"]
+
+
+def test_an_unreadable_folder_or_a_broken_link_is_named_not_skipped(tmp_path, monkeypatch):
+    write(tmp_path / "a.json", GOOD_TASK)
+    write(tmp_path / "locked" / "b.json", GOOD_TASK)
+    scandir = os.scandir
+
+    def refuse_locked(path):  # as chmod 000 would, for a user other than root
+        if os.path.basename(path) == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "scandir", refuse_locked)
+        with pytest.raises(DatasetError, match=r"locked: cannot read folder \(Permission denied"):
+            load_tasks(tmp_path)
+    (tmp_path / "gone.json").symlink_to(tmp_path / "moved.json")
+    with pytest.raises(DatasetError, match=r"gone.json: cannot read task file \(No such file"):
+        load_tasks(tmp_path)
 
 
 def test_a_folder_of_kaggle_files_points_to_the_challenges_file(tmp_path):
