@@ -61,6 +61,14 @@ def listed(ids: list[str], most: int = 10) -> str:
     return escape(", ".join(ids[:most])) + (" ..." if len(ids) > most else "")
 
 
+def refuse_to_overwrite(out: str, source: str, option: str) -> None:
+    """An output path that is the input file would replace what the command reads."""
+    if Path(out).resolve() == Path(source).resolve():
+        raise click.BadParameter(
+            f"{out} is the file this reads; write elsewhere", param_hint=option
+        )
+
+
 def reports_bad_input(command):
     """Turn a ValueError raised on user data (DatasetError, CheckpointError, a bad config value)
     or an OSError (an unwritable path) into a message and exit 2."""
@@ -265,12 +273,16 @@ def export(predictions_path, out, dataset, rank):
     from .submission import missing_tasks, submission_from_predictions
     from .vote import rank_predictions
 
+    refuse_to_overwrite(out, predictions_path, "--out")
     predictions, _meta = load_predictions(predictions_path)
     if rank is not None:
         predictions = rank_predictions(predictions, rank)
     tasks = load_tasks(dataset) if dataset is not None else None
     filled = missing_tasks(predictions, tasks) if tasks is not None else []
-    submission = submission_from_predictions(predictions, tasks)
+    try:
+        submission = submission_from_predictions(predictions, tasks)
+    except DatasetError as e:  # the predictions do not fit the tasks
+        raise DatasetError(f"{predictions_path}: {e}") from None
     write_json_atomic(out, submission)
     if filled:
         say(
@@ -353,6 +365,8 @@ def score(submission_path, dataset, solutions, json_out, only_submitted):
     from .score import score_submission
     from .submission import load_submission
 
+    if json_out is not None:
+        refuse_to_overwrite(json_out, submission_path, "--json")
     tasks = load_tasks(dataset, solutions)
     submission = load_submission(submission_path)  # its errors name the file
     if only_submitted and isinstance(submission, dict):
@@ -360,10 +374,7 @@ def score(submission_path, dataset, solutions, json_out, only_submitted):
         if not held:
             raise DatasetError(f"{submission_path}: holds none of {tasks.name}'s tasks")
         tasks = TaskSet(held, name=f"{tasks.name}, the {count(held, 'task')} submitted")
-    try:
-        report = score_submission(submission, tasks)
-    except DatasetError as e:
-        raise DatasetError(f"{submission_path}: {e}") from None
+    report = score_submission(submission, tasks, where=str(submission_path))
     print_score(report, f"{submission_path} on {tasks.name}")  # shared with adapt-and-predict
     if json_out is not None:
         write_json_atomic(json_out, report.to_dict(), indent=True)

@@ -59,8 +59,9 @@ class ScoreReport:
         return asdict(self)
 
 
-def score_submission(submission: object, tasks: TaskSet) -> ScoreReport:
-    """Score `submission` (Kaggle format) against the test outputs of `tasks`.
+def score_submission(submission: object, tasks: TaskSet, where: str = "submission") -> ScoreReport:
+    """Score `submission` (Kaggle format; `where` names it in errors) against the test outputs
+    of `tasks`.
 
     Raises:
         DatasetError: the task set lacks test outputs, or the submission is invalid for it.
@@ -79,7 +80,7 @@ def score_submission(submission: object, tasks: TaskSet) -> ScoreReport:
         listed = "\n  ".join(problems[:MAX_LISTED])
         extra = len(problems) - MAX_LISTED
         more = f"\n  ... and {extra} more (hrm-arc validate lists them all)" if extra > 0 else ""
-        raise DatasetError(f"submission has {count(problems, 'problem')}:\n  {listed}{more}")
+        raise DatasetError(f"{where} has {count(problems, 'problem')}:\n  {listed}{more}")
     rows = [_score_task(task, submission[task.id]) for task in tasks]
     fractions = np.array([r.fraction for r in rows])
     low, high = bootstrap_ci(fractions)

@@ -1,6 +1,7 @@
 """`hrm-arc export`, `validate` and `score` through click's test runner."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -142,13 +143,29 @@ def test_score_without_solutions_asks_for_them(tmp_path):
     path.write_bytes(orjson.dumps({"t": [{"attempt_1": [[1]], "attempt_2": [[1]]}]}))
     result = run("score", path, "--dataset", challenges)
     assert result.exit_code == 2 and "--solutions" in result.output
+    assert f"{path}:" not in result.output  # the dataset lacks the outputs, not the submission
+    assert f"{challenges}: scoring needs the test outputs" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("command", ["export", "score"])
+def test_an_output_path_that_is_the_input_is_refused(tmp_path, dataset, predictions, command):
+    source = Path(predictions) if command == "export" else tmp_path / "submission.json"
+    if command == "score":
+        source.write_bytes(orjson.dumps({"t1": [], "t2": []}))
+    before = source.read_bytes()
+    option = "-o" if command == "export" else "--json"
+    result = run(command, source, option, source, "--dataset", dataset)
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"{source} is the file this reads" in output, output
+    assert source.read_bytes() == before
 
 
 def test_export_refuses_predictions_for_another_dataset(tmp_path, dataset, predictions):
     out = tmp_path / "s.json"
     result = run("export", predictions, "-o", out, "--dataset", "arc-agi-1/evaluation")
     assert result.exit_code == 2
-    assert "t1" in result.output and "not in arc-agi-1/evaluation" in result.output
+    output = " ".join(result.output.split())
+    assert f"{predictions}: predictions for 1 task not in arc-agi-1/evaluation" in output
     assert not out.exists()
 
 
