@@ -11,7 +11,7 @@ from .. import __version__
 from ..atomic import write_atomic
 
 FORMAT = "hrm-arc-checkpoint"
-REQUIRED_KEYS = ("format", "version", "model_config", "model", "step")
+REQUIRED_KEYS = ("format", "version", "model_config", "train_config", "model", "step")
 COMPILE_PREFIX = "_orig_mod."  # torch.compile wraps the module and prefixes every key
 
 

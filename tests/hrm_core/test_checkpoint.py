@@ -92,10 +92,11 @@ def test_round_trip_gives_identical_outputs_and_leaves_no_temporary_file(tmp_pat
 
 def test_failed_save_keeps_the_old_checkpoint_and_leaves_no_temporary_file(tmp_path) -> None:
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, {"model_config": {}, "model": {}, "step": 1})
+    save_checkpoint(path, {"model_config": {}, "train_config": {}, "model": {}, "step": 1})
     before = path.read_bytes()
     with pytest.raises(Exception):  # noqa: B017 -- whatever pickle raises for a lambda
-        save_checkpoint(path, {"model_config": {}, "model": {}, "step": 2, "bad": lambda: 0})
+        save_checkpoint(path, {"model_config": {}, "train_config": {}, "model": {}, "step": 2,
+                              "bad": lambda: 0})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
     assert load_checkpoint(path)["step"] == 1
@@ -138,7 +139,8 @@ def test_foreign_torch_file_raises_with_the_path(tmp_path, content) -> None:
 def test_checkpoint_without_required_keys_raises(tmp_path) -> None:
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"model": {}})
-    with pytest.raises(CheckpointError, match=r"lacks \['model_config', 'step'\]") as info:
+    lacks = r"lacks \['model_config', 'train_config', 'step'\]"
+    with pytest.raises(CheckpointError, match=lacks) as info:
         load_checkpoint(path)
     assert str(path) in str(info.value)
 
@@ -163,7 +165,7 @@ def test_compile_prefix_is_stripped(tmp_path) -> None:
     source = tiny_model(seed=1)
     prefixed = {COMPILE_PREFIX + k: v for k, v in source.state_dict().items()}
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, {"model_config": {}, "model": prefixed, "step": 0})
+    save_checkpoint(path, {"model_config": {}, "train_config": {}, "model": prefixed, "step": 0})
     state = load_checkpoint(path)
     assert not any(k.startswith(COMPILE_PREFIX) for k in state["model"])
     target = tiny_model(seed=2)
