@@ -22,7 +22,7 @@ from . import __version__
 from .errors import DatasetError
 from .signals import signal_handlers
 from .summary import summarize
-from .tasks import TaskSet, load_tasks, merge_task_sets
+from .tasks import MAX_SIDE, TaskSet, load_tasks, merge_task_sets
 from .text import count
 from .vote import RANKINGS
 
@@ -489,7 +489,7 @@ def training_progress(total: int, description: str):
 )
 @click.option(
     "--canvas",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_SIDE),
     default=None,
     help="Canvas side in cells; default: the smallest that fits every grid.",
 )

@@ -204,7 +204,7 @@ def load_tasks(spec: str | os.PathLike, solutions: str | os.PathLike | None = No
             raise DatasetError(f"{spec_str}: bundled sets carry their own solutions")
         return _load_bundled(spec_str)
     path = Path(spec)
-    if not path.exists():
+    if not spec_str or not path.exists():  # Path("") is the working directory
         bundled = ", ".join(BUNDLED_SETS)
         raise DatasetError(
             f"{spec_str}: no such file or directory, and not a bundled set ({bundled})"
@@ -311,6 +311,10 @@ def _load_kaggle(path: Path, data: object, solutions: str | os.PathLike | None) 
         raise DatasetError(
             f"{path}: expected one ARC task ({{'train', 'test'}}) or a Kaggle challenges object "
             f"({{task_id: task}}), got {brief(data)}"
+        )
+    if path.name.endswith("_solutions.json"):
+        raise DatasetError(
+            f"{path}: a solutions file; give the *_challenges.json beside it as the dataset"
         )
     if solutions is None and path.name.endswith("_challenges.json"):
         beside = path.with_name(path.name.replace("_challenges.json", "_solutions.json"))

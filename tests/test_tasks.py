@@ -109,6 +109,14 @@ def test_kaggle_solution_count_mismatch(tmp_path):
 def test_missing_spec_lists_bundled_sets():
     with pytest.raises(DatasetError, match="arc-agi-1/evaluation"):
         load_tasks("no/such/place")
+    with pytest.raises(DatasetError, match="no such file"):
+        load_tasks("")  # not the working directory
+
+
+def test_a_solutions_file_as_the_dataset_points_to_the_challenges(tmp_path):
+    path = write(tmp_path / "k_solutions.json", {"t1": [[[1]]]})
+    with pytest.raises(DatasetError, match=r"a solutions file; give the \*_challenges.json"):
+        load_tasks(path)
 
 
 def test_empty_directory(tmp_path):
