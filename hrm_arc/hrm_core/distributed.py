@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..text import count
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -50,6 +52,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"device {name!r}: this machine has {count(torch.cuda.device_count(), 'GPU')}"
+        )
     return device
 
 

@@ -52,6 +52,14 @@ def test_resolve_device() -> None:
             resolve_device(name)
 
 
+def test_resolve_device_refuses_a_gpu_index_the_machine_lacks(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match="device 'cuda:2': this machine has 2 GPUs"):
+        resolve_device("cuda:2")
+
+
 def test_torchrun_pretrain_then_sharded_adapt_and_predict(tmp_path) -> None:
     data = save_tasks(family_puzzles("pretrain", families=["recolour"], puzzles_per_family=4,
                                      max_side=5), tmp_path / "data")
