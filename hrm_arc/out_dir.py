@@ -2,7 +2,9 @@
 
 `OUT/tasks/<id>.json` holds a finished task's ranked candidates and meta, with a digest of the
 task's demonstrations and test inputs; `OUT/settings.json` records the model and settings the
-tasks were predicted with. A rerun continues only where both still match.
+tasks were predicted with. A rerun continues only where both still match. The merged files
+(predictions, submission, score) are written when every task is done, and removed when a run
+starts, so a folder never holds a submission older than its tasks.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .text import count
 
 SETTINGS = "settings.json"
 TASKS = "tasks"  # the folder of per-task prediction files
+PREDICTIONS, SUBMISSION, SCORE = "predictions.json", "submission.json", "score.json"
 
 
 def task_file(out_dir: Path, task_id: str) -> Path:
@@ -66,11 +69,11 @@ def check_out_dir(out_dir: Path, settings: dict) -> None:
 
 
 def claim_out_dir(out_dir: Path, settings: dict, restart: bool) -> None:
-    """Record `settings` as what `out_dir` holds, first discarding every saved task if
-    `restart`."""
-    if restart:
-        for path in saved_task_files(out_dir):
-            path.unlink()
+    """Record `settings` as what `out_dir` holds, first discarding the merged files (the run
+    rewrites them when it finishes) and, if `restart`, every saved task."""
+    stale = [out_dir / name for name in (PREDICTIONS, SUBMISSION, SCORE)]
+    for path in stale + (saved_task_files(out_dir) if restart else []):
+        path.unlink(missing_ok=True)
     write_json_atomic(out_dir / SETTINGS, settings, indent=True)
 
 

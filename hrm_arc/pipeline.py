@@ -23,7 +23,17 @@ from .adapt import AdaptConfig, adapt_tasks
 from .dataset import views_by_task
 from .hrm_core.distributed import DistInfo
 from .jsonio import write_json_atomic
-from .out_dir import check_out_dir, claim_out_dir, model_digest, save_task, saved_info, task_file
+from .out_dir import (
+    PREDICTIONS,
+    SCORE,
+    SUBMISSION,
+    check_out_dir,
+    claim_out_dir,
+    model_digest,
+    save_task,
+    saved_info,
+    task_file,
+)
 from .predict import predict_task
 from .predictions import Candidate, Predictions, load_predictions, save_predictions
 from .pretrain import PretrainedRun
@@ -236,11 +246,11 @@ def finish(out_dir: str | Path, tasks: TaskSet, meta: dict, rank: str) -> ScoreR
     out_dir = Path(out_dir)
     predictions, info = collect_predictions(out_dir, tasks)
     predictions = rank_predictions(predictions, rank)
-    save_predictions(out_dir / "predictions.json", predictions, {**meta, "tasks": info})
+    save_predictions(out_dir / PREDICTIONS, predictions, {**meta, "tasks": info})
     submission = submission_from_predictions(predictions, tasks)
-    write_json_atomic(out_dir / "submission.json", submission)
+    write_json_atomic(out_dir / SUBMISSION, submission)
     if not tasks.has_solutions:
         return None
     report = score_submission(submission, tasks)
-    write_json_atomic(out_dir / "score.json", report.to_dict(), indent=True)
+    write_json_atomic(out_dir / SCORE, report.to_dict(), indent=True)
     return report

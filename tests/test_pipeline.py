@@ -315,6 +315,23 @@ def test_rerun_skips_finished_tasks(predicted, run_dir, data, monkeypatch) -> No
     assert validate_submission(load_submission(predicted / "submission.json"), tasks) == []
 
 
+def test_an_interrupted_restart_leaves_no_older_submission(predicted, run_dir, data, tmp_path,
+                                                          monkeypatch) -> None:
+    out = Path(shutil.copytree(predicted, tmp_path / "out"))
+    assert (out / "submission.json").exists()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "adapt_tasks", interrupted)
+    result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT,
+                    "--restart")  # fmt: skip
+    assert result.exit_code == 130, result.output
+    assert [p.name for p in (out / "tasks").iterdir()] == [f"{BIG}.json"]  # saved before any
+    for merged in ("predictions.json", "submission.json", "score.json"):
+        assert not (out / merged).exists(), f"{merged} is older than the tasks beside it"
+
+
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
 def test_interrupted_adapt_and_predict_says_how_to_continue(stop, run_dir, data, tmp_path,
                                                            monkeypatch) -> None:
