@@ -822,6 +822,14 @@ def adapt_and_predict_command(
     adapt = AdaptConfig.following(run.state["train_config"], seed=seed, **given)
     adapt = apply_overrides({"adapt": adapt}, list(overrides))["adapt"]
     predict = PredictConfig(rank=rank, group_size=group_size, time_budget_s=time_budget)
+    trained = sorted({view.task_id for view in run.views} & set(tasks.ids))
+    if trained and adapt.strategy != "pretrained" and dist.is_main:
+        say(
+            f"[yellow]warning:[/] {len(trained)} of {count(tasks, 'task')} were in pretraining "
+            f"(their demonstrations trained, as in the combined setup), so not unseen: "
+            f"{listed(trained)}",
+            err=True,
+        )
     progress = TaskProgress(len(tasks))
     try:
         # SIGTERM, what a scheduler sends before pre-empting a job, interrupts as Ctrl-C does.

@@ -438,6 +438,16 @@ def test_combined_setup_predicts_with_pretrained_views(data, tmp_path):
     assert meta["strategy"] == "pretrained" and meta["adapt_epochs"] == 0 and meta["views"] == 2
 
 
+def test_adapting_to_tasks_pretraining_trained_on_warns_they_are_not_unseen(run_dir, data,
+                                                                           tmp_path):
+    # arc-agi-2/training holds 376 of arc-agi-1/evaluation's 400 tasks, for one.
+    result = invoke("adapt-and-predict", run_dir, "-d", data["pretrain"], "--out",
+                    tmp_path / "out", *ADAPT, "--epochs", 0)  # fmt: skip
+    ok(result)
+    output = " ".join(result.output.split())
+    assert "warning: 4 of 4 tasks were in pretraining" in output and "so not unseen" in output
+
+
 def test_the_same_tasks_as_training_and_eval_demos_are_refused(data, tmp_path):
     result = invoke("pretrain", "-d", data["pretrain"], "--include-eval-demos", data["pretrain"],
                     "--out", tmp_path / "run", "--steps", 3, *TINY)  # fmt: skip
