@@ -227,7 +227,7 @@ class _Shape:
 
 
 def _task_shape(task: Task) -> _Shape:
-    grids = task.grids
+    grids = task.visible_grids  # so views never depend on whether the answers were loaded
     seen: dict[tuple, int] = {}
     classes, orders = [], []
     for d in range(NUM_DIHEDRAL):
@@ -325,7 +325,8 @@ def _enumerate_variants(
 def variants(task: Task, n: int, seed: int, permute_background: bool = False) -> list[Augmentation]:
     """Up to n distinct variants of a task, identity first, deterministic for a seed.
 
-    Distinct means the augmented grids differ somewhere (all pairs, known grids only). Tasks with
+    Distinct means the augmented grids differ somewhere (the visible grids: demonstrations and
+    test inputs, so a set's views are the same with its answers loaded or not). Tasks with
     fewer than n distinct variants return all of them (see :func:`count_unique_variants`).
     Small spaces (at most 2n variants) are enumerated and subsampled; larger ones are sampled at
     random with exact deduplication, which then needs few redraws.

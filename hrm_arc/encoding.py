@@ -198,7 +198,8 @@ def decode_grid(tokens: np.ndarray, canvas: int = DEFAULT_CANVAS) -> np.ndarray:
 
 
 def canvas_for(tasks: Iterable[Task], margin: int = 0) -> int:
-    """The smallest canvas that holds every grid of the tasks, plus `margin`.
+    """The smallest canvas that holds every grid the model reads or writes (demonstrations and
+    test inputs, never the test outputs, which a hidden-answer set does not show), plus `margin`.
 
     A grid touching the canvas edge simply has no EOS there (the edge marks its extent), so the
     largest side suffices (margin=0). Pass margin=1 to leave room for the EOS row and column of
@@ -206,7 +207,7 @@ def canvas_for(tasks: Iterable[Task], margin: int = 0) -> int:
     """
     if margin < 0:
         raise ValueError(f"margin must be >= 0, got {margin}")
-    sides = [max(g.shape) for task in tasks for g in task.grids]
+    sides = [max(g.shape) for task in tasks for g in task.visible_grids]
     if not sides:
         raise ValueError("canvas_for needs at least one task with a grid")
     return max(sides) + margin

@@ -21,6 +21,7 @@ import orjson
 
 from .adapt import AdaptConfig, adapt_tasks
 from .dataset import views_by_task
+from .encoding import canvas_for
 from .hrm_core.distributed import DistInfo
 from .jsonio import write_json_atomic
 from .out_dir import (
@@ -80,13 +81,8 @@ class GroupPace:
     """Seconds the epochs do not change: the demonstration check and prediction."""
 
 
-def side_needed(task: Task) -> int:
-    """The canvas side the model needs to read the task (so never its hidden test outputs)."""
-    return max(max(g.shape) for g in task.visible_grids)
-
-
 def fits_canvas(task: Task, canvas: int) -> bool:
-    return side_needed(task) <= canvas
+    return canvas_for([task]) <= canvas
 
 
 def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, predict: PredictConfig) -> dict:
@@ -128,7 +124,7 @@ def adapt_and_predict(
     """
     out_dir = Path(out_dir)
     if not any(fits_canvas(task, run.canvas) for task in tasks):
-        needed = min(side_needed(task) for task in tasks)
+        needed = min(canvas_for([task]) for task in tasks)
         raise ValueError(
             f"no task of {tasks.name} fits the run's {run.canvas}x{run.canvas} canvas (the "
             f"smallest needs side {needed}): pretrain with a larger --canvas"

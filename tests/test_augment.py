@@ -52,12 +52,12 @@ def make_task(*pairs: tuple[list, list | None]) -> Task:
 
 
 def content(task: Task, aug: Augmentation) -> tuple:
-    return tuple((g.shape, g.tobytes()) for g in map(aug.apply, task.grids))
+    return tuple((g.shape, g.tobytes()) for g in map(aug.apply, task.visible_grids))
 
 
 def brute_force_count(task: Task, permute_background: bool = False) -> int:
     """Distinct contents over every dihedral x every injective map of the used colours."""
-    used = sorted(set(np.concatenate([g.ravel() for g in task.grids]).tolist()))
+    used = sorted(set(np.concatenate([g.ravel() for g in task.visible_grids]).tolist()))
     movable = used if permute_background else [c for c in used if c != 0]
     targets = range(10) if permute_background else range(1, 10)
     seen = set()
@@ -75,6 +75,15 @@ ASYMMETRIC = make_task(([[0, 5, 0], [0, 0, 0]], [[5, 5], [0, 5], [0, 0]]), ([[5,
 
 
 # ---------------------------------------------------------------- transforms and inverses
+
+
+def test_views_do_not_depend_on_whether_the_test_outputs_are_known():
+    # The answer adds a colour and breaks the demonstrations' symmetry; a hidden-answer copy of
+    # the task must get the same views, or a set scores differently with --solutions given.
+    answered = make_task(([[1, 1], [1, 1]], [[2, 2], [2, 2]]), ([[1, 1]], [[3, 0]]))
+    blind = Task(answered.id, answered.train, (Pair(answered.test[0].input),))
+    assert count_unique_variants(answered) == count_unique_variants(blind)
+    assert variants(answered, 30, seed=0) == variants(blind, 30, seed=0)
 
 
 def test_dihedral_ids_match_numpy_and_official_table():

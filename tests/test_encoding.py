@@ -231,6 +231,9 @@ def test_canvas_for():
         return Task("t", pairs, (Pair(np.zeros((1, 1), np.uint8)),))
 
     assert canvas_for([task((2, 3)), task((7, 1))]) == 7
+    hidden = Task("h", task((2, 3)).train, (Pair(np.zeros((1, 1), np.uint8), np.zeros((9, 9),
+                                                                              np.uint8)),))
+    assert canvas_for([hidden]) == 3  # a test output is what the model must find, not read
     assert canvas_for([task((2, 3))], margin=1) == 4
     assert canvas_for(load_tasks("arc-agi-1/training")) == 30
     with pytest.raises(ValueError, match="at least one"):
