@@ -631,18 +631,23 @@ def pretrain(
         )
     progress, on_log = training_progress(train_config.steps, "pretrain")
     specs = {"train": list(datasets), "eval_demos": eval_demos}
-    with progress if dist.is_main else contextlib.nullcontext():
-        trainer = run_pretrain(
-            run_dir,
-            model_config,
-            train_config,
-            data,
-            dist,
-            specs,
-            resume,
-            on_log=on_log if dist.is_main else None,
-            evaluate=evaluate,
-        )
+    try:
+        with progress if dist.is_main else contextlib.nullcontext():
+            trainer = run_pretrain(
+                run_dir,
+                model_config,
+                train_config,
+                data,
+                dist,
+                specs,
+                resume,
+                on_log=on_log if dist.is_main else None,
+                evaluate=evaluate,
+            )
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before training began
+        if dist.is_main:
+            say("stopped at once; --resume continues from the last checkpoint", err=True)
+        interrupted_exit(signal.SIGINT)
     shutdown_distributed()
     if not dist.is_main:
         return
@@ -652,8 +657,11 @@ def pretrain(
     console.print(f"run saved in [bold]{escape(str(run_dir))}[/] ({', '.join(saved)})")
     if trainer.stop_reason is not None:
         in_demo = click.get_current_context().find_root().invoked_subcommand == "demo"
+        why = (
+            signal.Signals(trainer.stop_signal).name if trainer.stop_signal else trainer.stop_reason
+        )
         say(
-            f"stopped at step {trainer.step} of {train_config.steps} ({trainer.stop_reason}); "
+            f"stopped at step {trainer.step} of {train_config.steps} ({why}); "
             f"{'rerunning the demo' if in_demo else 'the same command with --resume'} continues it"
         )
     elif trainer.start_step >= train_config.steps:

@@ -231,11 +231,34 @@ def test_sigterm_stops_pretraining_at_a_step_with_a_checkpoint(data, tmp_path) -
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode == 143, output  # 128 + SIGTERM, as the shell reports a job it ended
     step = load_checkpoint(run / "checkpoint.pt")["step"]
-    assert step >= 1 and f"stopped at step {step} of 1000000 (stop requested)" in output
+    assert step >= 1 and f"stopped at step {step} of 1000000 (SIGTERM)" in output
+    assert "SIGTERM: stopping after this step, with a checkpoint" in output
     # A scheduler's log gets the stopping step's progress line, however soon after the last.
     assert f"pretrain step {step}/1000000 loss" in output
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == step  # the stopping step is logged as a last step
+
+
+def test_a_second_ctrl_c_stops_pretraining_at_once_with_the_shells_status(data, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    args = ["pretrain", "-d", data["pretrain"], "--out", run, "--steps", 10**6, *TINY,
+            "--set", "train.log_every=1", "--set", "model.hidden_size=512"]  # fmt: skip
+    command = [sys.executable, "-m", "hrm_arc.cli", *map(str, args)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)  # two at once would reach Python as one; a step takes far longer
+    proc.send_signal(signal.SIGINT)
+    output = " ".join(proc.communicate(timeout=120)[0].split())
+    assert proc.returncode == 130, output  # as Ctrl-C ends a job, not click's "Aborted!" 1
+    assert "SIGINT: stopping after this step" in output
+    assert "stopped at once; --resume continues from the last checkpoint" in output
+    assert "Traceback" not in output and "Aborted" not in output
 
 
 def test_corrupt_checkpoint_exits_2_without_traceback(run_dir, data, tmp_path) -> None:

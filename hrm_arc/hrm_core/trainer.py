@@ -161,6 +161,12 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
         nonlocal requested
         if requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        if not requested:
+            log.warning(
+                "%s: stopping after this step, with a checkpoint (Ctrl-C again stops at once, "
+                "unsaved)",
+                signal.Signals(signum).name,
+            )
         requested = requested or signum
 
     with signal_handlers(request, signal.SIGINT, signal.SIGTERM):
