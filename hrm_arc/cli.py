@@ -62,10 +62,10 @@ def listed(ids: list[str], most: int = 10) -> str:
 
 
 def refuse_to_overwrite(out: str, source: str, option: str) -> None:
-    """An output path that is the input file would replace what the command reads."""
+    """An output path that is the command's input would replace or mix into what it reads."""
     if Path(out).resolve() == Path(source).resolve():
         raise click.BadParameter(
-            f"{out} is the file this reads; write elsewhere", param_hint=option
+            f"{out} is the input this reads; write elsewhere", param_hint=option
         )
 
 
@@ -514,7 +514,13 @@ def training_progress(total: int, description: str):
     default=None,
     help="Global batch, split across ranks [default: the preset's: tiny 64, small 128, paper 768].",
 )
-@click.option("--lr", type=float, default=None, help="Dense learning rate.")
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    help="Dense (Adam-atan2) learning rate [default: the preset's: 1e-3 for tiny and small, "
+    "1e-4 for paper].",
+)
 @click.option(
     "--eval-every",
     type=click.IntRange(min=0),
@@ -533,7 +539,13 @@ def training_progress(total: int, description: str):
     type=Duration(),
     help="Stop after this long (e.g. 25m, 11h), checkpointing as at the last step.",
 )
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=SEED,
+    default=0,
+    show_default=True,
+    help="Picks the views, their translations, the initial weights and the batch order.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model.")
 @click.option(
@@ -607,10 +619,12 @@ def pretrain(
     )
     if dist.is_main:
         console.print(
-            f"{count(tasks, 'task')}, {count(data.views, 'view')}, "
+            f"{count(tasks, 'task')}"
+            + (f" + the demos of {count(demo_tasks, 'evaluation task')}" if demo_tasks else "")
+            + f", {count(data.views, 'view')}, "
             f"{count(data.examples, 'example')} on a {data.canvas}x{data.canvas} canvas; "
             f"preset {preset}, "
-            f"{train_config.steps} steps of batch {train_config.batch_size} on "
+            f"{count(train_config.steps, 'step')} of batch {train_config.batch_size} on "
             f"{dist.world_size} x {dist.device}"
         )
         if train_config.warmup_steps > train_config.steps:
@@ -709,7 +723,7 @@ def print_score(report, title: str) -> None:
     default=None,
     type=float,
     help="Times each demonstration of each view is drawn into a batch [default: 100]; "
-    "0 is the no-adaptation baseline.",
+    "0 fits nothing (with --init zero, the blank-embedding baseline).",
 )
 @click.option(
     "--lr",
@@ -751,7 +765,8 @@ def print_score(report, title: str) -> None:
     default=16,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Tasks adapted together: more is faster per task, and takes more memory.",
+    help="Tasks adapted together: more is faster per task, and takes more memory. The tasks "
+    "of a group share adaptation batches, so candidates differ slightly with it.",
 )
 @click.option(
     "--time-budget",
@@ -774,7 +789,13 @@ def print_score(report, title: str) -> None:
     "refuses if they were made with another checkpoint or other settings.",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=SEED,
+    default=0,
+    show_default=True,
+    help="Picks the views, their translations and the batch order.",
+)
 @reports_bad_input
 def adapt_and_predict_command(
     run_dir,
@@ -815,6 +836,7 @@ def adapt_and_predict_command(
     from .pipeline import PredictConfig, adapt_and_predict, finish
     from .pretrain import load_run
 
+    refuse_to_overwrite(out_dir, run_dir, "--out")
     tasks = load_tasks(dataset, solutions)
     dist = init_distributed(device)
     explicit = {
@@ -878,7 +900,8 @@ def adapt_and_predict_command(
         else:
             unsolved = [t.id for t in tasks if not t.has_solutions]
             say(
-                f"not scored: {count(unsolved, 'task')} of the set lack test outputs "
+                f"not scored: {count(unsolved, 'task')} of the set "
+                f"{'lacks' if len(unsolved) == 1 else 'lack'} test outputs "
                 f"({listed(unsolved, 5)}); for a Kaggle file, give --solutions",
             )
 

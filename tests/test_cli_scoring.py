@@ -156,7 +156,7 @@ def test_an_output_path_that_is_the_input_is_refused(tmp_path, dataset, predicti
     option = "-o" if command == "export" else "--json"
     result = run(command, source, option, source, "--dataset", dataset)
     output = " ".join(result.output.split())
-    assert result.exit_code == 2 and f"{source} is the file this reads" in output, output
+    assert result.exit_code == 2 and f"{source} is the input this reads" in output, output
     assert source.read_bytes() == before
 
 

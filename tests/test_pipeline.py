@@ -461,6 +461,13 @@ def test_combined_setup_predicts_with_pretrained_views(data, tmp_path):
     assert meta["strategy"] == "pretrained" and meta["adapt_epochs"] == 0 and meta["views"] == 2
 
 
+def test_the_run_directory_as_output_is_refused(run_dir, data) -> None:
+    result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", run_dir, *ADAPT)
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"{run_dir} is the input this reads" in output, output
+    assert not (run_dir / "settings.json").exists()
+
+
 def test_adapting_to_tasks_pretraining_trained_on_warns_they_are_not_unseen(run_dir, data,
                                                                            tmp_path):
     # arc-agi-2/training holds 376 of arc-agi-1/evaluation's 400 tasks, for one.
