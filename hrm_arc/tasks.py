@@ -345,4 +345,10 @@ def _attach_solutions(task: Task, outputs: object, where: str) -> Task:
         Pair(pair.input, parse_grid(grid, f"{where}, test pair {i} output"))
         for i, (pair, grid) in enumerate(zip(task.test, outputs))
     )
+    for i, (given, solved) in enumerate(zip(task.test, test)):
+        if given.output is not None and not np.array_equal(given.output, solved.output):
+            raise DatasetError(
+                f"{where}, test pair {i}: the challenges file gives another output; "
+                "which is the answer?"
+            )
     return Task(task.id, task.train, test, task.source)

@@ -101,6 +101,12 @@ def test_kaggle_solution_count_mismatch(tmp_path):
     write(tmp_path / "k_solutions.json", {"t1": [[[1]], [[2]]]})
     with pytest.raises(DatasetError, match="task t1: 2 solution grids for 1 test input"):
         load_tasks(path)
+    write(tmp_path / "k_solutions.json", {"t1": [[[1]]]})
+    write(tmp_path / "k_challenges.json", {"t1": GOOD_TASK})  # its test output is [[0, 2]]
+    with pytest.raises(DatasetError, match="task t1, test pair 0: the challenges file gives an"):
+        load_tasks(path)
+    write(tmp_path / "k_solutions.json", {"t1": [[[0, 2]]]})
+    assert load_tasks(path)["t1"].test[0].output.tolist() == [[0, 2]]  # the same: no conflict
     write(tmp_path / "k_solutions.json", {"t1": None})
     with pytest.raises(DatasetError, match="task t1: expected a list of solution grids, got None"):
         load_tasks(path)
