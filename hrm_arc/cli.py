@@ -369,13 +369,15 @@ def score(submission_path, dataset, solutions, json_out, only_submitted):
         refuse_to_overwrite(json_out, submission_path, "--json")
     tasks = load_tasks(dataset, solutions)
     submission = load_submission(submission_path)  # its errors name the file
+    title = f"{submission_path} on {tasks.name}"
     if only_submitted and isinstance(submission, dict):
         held = [t for t in tasks if t.id in submission]
         if not held:
             raise DatasetError(f"{submission_path}: holds none of {tasks.name}'s tasks")
-        tasks = TaskSet(held, name=f"{tasks.name}, the {count(held, 'task')} submitted")
+        title += f" (the {len(held)} of its {count(tasks, 'task')} submitted)"
+        tasks = TaskSet(held, name=tasks.name)
     report = score_submission(submission, tasks, where=str(submission_path))
-    print_score(report, f"{submission_path} on {tasks.name}")  # shared with adapt-and-predict
+    print_score(report, title)  # shared with adapt-and-predict
     if json_out is not None:
         write_json_atomic(json_out, report.to_dict(), indent=True)
         say(f"wrote {escape(str(json_out))}")

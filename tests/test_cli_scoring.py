@@ -214,6 +214,12 @@ def test_score_only_submitted_scores_part_of_a_set(tmp_path, dataset):
     assert result.exit_code == 0, result.output
     report = orjson.loads((tmp_path / "s.json").read_bytes())
     assert report["n_tasks"] == 1 and report["overall"] == 1.0
+    assert "(the 1 of its 2 tasks submitted)" in " ".join(result.output.split())
+    extra = tmp_path / "extra.json"
+    extra.write_bytes(orjson.dumps({**orjson.loads(part.read_bytes()), "zz": []}))
+    result = run("score", extra, "--dataset", dataset, "--only-submitted")
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and output.endswith(f"task zz: not a task of {dataset}")
     none = tmp_path / "none.json"
     none.write_bytes(orjson.dumps({"zz": []}))
     result = run("score", none, "--dataset", dataset, "--only-submitted")
