@@ -851,7 +851,7 @@ def adapt_and_predict_command(
     }
     run = load_run(run_dir, dist.device)
     given = {k: v for k, v in explicit.items() if v is not None}
-    adapt = AdaptConfig.following(run.state["train_config"], seed=seed, **given)
+    adapt = AdaptConfig.following(run.train_config, seed=seed, **given)
     adapt = apply_overrides({"adapt": adapt}, list(overrides))["adapt"]
     predict = PredictConfig(rank=rank, group_size=group_size, time_budget_s=time_budget)
     trained = sorted({view.task_id for view in run.views} & set(tasks.ids))

@@ -187,9 +187,13 @@ class PretrainedRun:
     state: dict
 
     @property
+    def train_config(self) -> dict:
+        """How pretraining trained, which adaptation follows (its loss, its embedding step)."""
+        return self.state["train_config"]
+
+    @property
     def loss(self) -> str:
-        """Pretraining's loss, which adaptation reuses."""
-        return self.state["train_config"]["loss"]
+        return self.train_config["loss"]
 
 
 def load_run(run_dir: str | Path, device: torch.device) -> PretrainedRun:
