@@ -854,6 +854,17 @@ def adapt_and_predict_command(
     adapt = AdaptConfig.following(run.train_config, seed=seed, **given)
     adapt = apply_overrides({"adapt": adapt}, list(overrides))["adapt"]
     predict = PredictConfig(rank=rank, group_size=group_size, time_budget_s=time_budget)
+    if dist.is_main:  # what the run will do, the settings it took from pretraining included
+        fits = (
+            ""
+            if adapt.strategy == "pretrained"
+            else (f", {adapt.fitting_epochs:g} epochs at embedding lr {adapt.puzzle_emb_lr:g}")
+        )
+        say(
+            f"{count(tasks, 'task')}, up to {count(adapt.augmentations, 'view')} each; "
+            f"strategy {adapt.strategy}{fits}; ranked by {rank}; groups of {group_size} on "
+            f"{dist.world_size} x {dist.device}"
+        )
     trained = sorted({view.task_id for view in run.views} & set(tasks.ids))
     if trained and adapt.strategy != "pretrained" and dist.is_main:
         say(

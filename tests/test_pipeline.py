@@ -305,8 +305,11 @@ def test_adaptation_takes_pretrainings_embedding_step_unless_given(predicted, ru
     adapt = json.loads((predicted / "settings.json").read_text())["adapt"]
     assert (adapt["puzzle_emb_lr"], adapt["puzzle_emb_weight_decay"]) == (0.02, 0.05)
     out = tmp_path / "given"
-    ok(invoke("adapt-and-predict", run_dir, "-d", data["blind"], "--out", out, *ADAPT,
-              "--lr", "0.07", "--set", "adapt.puzzle_emb_weight_decay=0.2"))
+    result = invoke("adapt-and-predict", run_dir, "-d", data["blind"], "--out", out, *ADAPT,
+                    "--lr", "0.07", "--set", "adapt.puzzle_emb_weight_decay=0.2")  # fmt: skip
+    ok(result)
+    assert ("2 tasks, up to 2 views each; strategy embedding, 2 epochs at embedding lr 0.07; "
+            "ranked by combined; groups of 2 on 1 x cpu") in " ".join(result.output.split())
     adapt = json.loads((out / "settings.json").read_text())["adapt"]
     assert (adapt["puzzle_emb_lr"], adapt["puzzle_emb_weight_decay"]) == (0.07, 0.2)
 
