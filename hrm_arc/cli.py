@@ -855,11 +855,11 @@ def adapt_and_predict_command(
     adapt = apply_overrides({"adapt": adapt}, list(overrides))["adapt"]
     predict = PredictConfig(rank=rank, group_size=group_size, time_budget_s=time_budget)
     if dist.is_main:  # what the run will do, the settings it took from pretraining included
-        fits = (
-            ""
-            if adapt.strategy == "pretrained"
-            else (f", {adapt.fitting_epochs:g} epochs at embedding lr {adapt.puzzle_emb_lr:g}")
-        )
+        fits = ""
+        if adapt.strategy != "pretrained":
+            fits = f", {adapt.epochs:g} epochs at embedding lr {adapt.puzzle_emb_lr:g}"
+        if adapt.strategy == "embedding+full":
+            fits += f", then {adapt.full_epochs:g} of the network at lr {adapt.full_lr:g}"
         say(
             f"{count(tasks, 'task')}, up to {count(adapt.augmentations, 'view')} each; "
             f"strategy {adapt.strategy}{fits}; ranked by {rank}; groups of {group_size} on "
