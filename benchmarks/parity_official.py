@@ -18,7 +18,7 @@ official side, and writes the table to ``benchmarks/results/parity_official.json
 throughout: under bf16 the official casts its residual stream and carry to bf16 where ours
 keeps them in float32 (see ``HRM._autocast``), so the two differ by design there.
 
-    python benchmarks/parity_official.py [--official /tmp/official_hrm]
+    python benchmarks/parity_official.py [--official /tmp/official_hrm] [--device cuda]
 
 Getting the official code: see ``bench_train_step.py``.
 """
@@ -64,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--halt-max-steps", type=int, default=4)
     parser.add_argument("--exploration", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (float32 on either)")
     parser.add_argument("--json", type=Path, default=RESULTS / "parity_official.json")
     return parser.parse_args(argv)
 
@@ -90,23 +91,9 @@ class Official:
     """The official model, loss head and optimisers, stepped as ``pretrain.train_batch`` does."""
 
     def __init__(self, classes: dict, config: HRMConfig, train: TrainConfig, ours: HRM):
-        self.model = classes["loss_head"](
-            classes["model"](
-                dict(
-                    batch_size=train.batch_size, seq_len=config.seq_len,
-                    puzzle_emb_ndim=config.puzzle_emb_ndim,
-                    num_puzzle_identifiers=config.num_puzzle_ids, vocab_size=config.vocab_size,
-                    H_cycles=config.H_cycles, L_cycles=config.L_cycles,
-                    H_layers=config.H_layers, L_layers=config.L_layers,
-                    hidden_size=config.hidden_size, expansion=config.expansion,
-                    num_heads=config.num_heads, pos_encodings=config.pos_encodings,
-                    halt_max_steps=config.halt_max_steps,
-                    halt_exploration_prob=config.halt_exploration_prob,
-                    forward_dtype="float32", causal=False,
-                )
-            ),
-            loss_type="stablemax_cross_entropy",
-        )  # fmt: skip
+        device = next(ours.parameters()).device
+        with torch.device(device):  # as the official create_model does
+            self.model = self._build(classes, config, train)
         state = self.model.state_dict()
         with torch.no_grad():
             for name, tensor in ours.state_dict().items():
@@ -128,11 +115,32 @@ class Official:
         self.model.train()
         self.carry = None
 
+    @staticmethod
+    def _build(classes: dict, config: HRMConfig, train: TrainConfig) -> torch.nn.Module:
+        return classes["loss_head"](
+            classes["model"](
+                dict(
+                    batch_size=train.batch_size, seq_len=config.seq_len,
+                    puzzle_emb_ndim=config.puzzle_emb_ndim,
+                    num_puzzle_identifiers=config.num_puzzle_ids, vocab_size=config.vocab_size,
+                    H_cycles=config.H_cycles, L_cycles=config.L_cycles,
+                    H_layers=config.H_layers, L_layers=config.L_layers,
+                    hidden_size=config.hidden_size, expansion=config.expansion,
+                    num_heads=config.num_heads, pos_encodings=config.pos_encodings,
+                    halt_max_steps=config.halt_max_steps,
+                    halt_exploration_prob=config.halt_exploration_prob,
+                    forward_dtype="float32", causal=False,
+                )
+            ),
+            loss_type="stablemax_cross_entropy",
+        )  # fmt: skip
+
     def forward(self, batch: dict) -> dict:
         batch = {**batch, "puzzle_identifiers": batch["puzzle_ids"]}
         del batch["puzzle_ids"]
         if self.carry is None:
-            self.carry = self.model.initial_carry(batch)
+            with torch.device(batch["inputs"].device):
+                self.carry = self.model.initial_carry(batch)
         keys = ["logits", "q_halt_logits", "q_continue_logits", "target_q_continue"]
         self.carry, loss, _, outputs, _ = self.model(
             carry=self.carry, batch=batch, return_keys=keys
@@ -193,7 +201,8 @@ def ours_step(trainer: Trainer) -> dict:
 
 def per_row(ids: torch.Tensor, grads: torch.Tensor, rows: int) -> torch.Tensor:
     """The local copy's gradients summed per puzzle id: what the table update reads."""
-    return torch.zeros(rows, grads.shape[-1], dtype=grads.dtype).index_add_(0, ids, grads)
+    summed = torch.zeros(rows, grads.shape[-1], dtype=grads.dtype, device=grads.device)
+    return summed.index_add_(0, ids, grads)
 
 
 class Diffs:
@@ -238,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     )  # fmt: skip
     examples = make_examples(args, num_ids)
     torch.manual_seed(args.seed)
-    device = torch.device("cpu")
+    device = torch.device(args.device)
     trainer = Trainer(HRM(config), train, examples, DistInfo(0, 1, device))
     official = Official(classes, config, train, trainer.model)
     sampler = ExampleSampler(examples, args.batch, args.seed, DistInfo(0, 1, device))
