@@ -11,7 +11,9 @@ sides, so exploration picks the same rows). Every training step then compares, s
   batch; ours takes the batch mean);
 - the gradient of every dense weight, and the puzzle embedding's per-row gradients;
 - every weight and the whole puzzle table after the optimisers stepped: Adam-atan2 on both
-  sides (ours; the official trainer's is a CUDA extension) and each side's own SignSGD.
+  sides (ours; the official trainer's is a CUDA extension) and each side's own SignSGD;
+- then, in eval mode from fresh carries, every segment's outputs and halting, one segment
+  past halt_max_steps (where every row must halt, then restart).
 
 It prints the largest absolute difference of each, relative to the largest magnitude on the
 official side, and writes the table to ``benchmarks/results/parity_official.json``. float32
@@ -46,6 +48,7 @@ RESULTS = Path(__file__).parent / "results"
 # Relative to the official side's largest magnitude; float32 rounding in a different order of
 # operations stays orders of magnitude below it, a semantic difference far above.
 TOLERANCE = 1e-4
+EVAL_KEYS = ["logits", "q_halt_logits", "q_continue_logits"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,6 +83,11 @@ def make_examples(args: argparse.Namespace, num_ids: int) -> Examples:
         labels=labels,
         puzzle_ids=rng.integers(1, num_ids, size=shape[0]).astype(np.int32),
     )
+
+
+def official_batch(batch: dict) -> dict:
+    renamed = {k: v for k, v in batch.items() if k != "puzzle_ids"}
+    return {**renamed, "puzzle_identifiers": batch["puzzle_ids"]}
 
 
 def official_name(ours: str) -> str:
@@ -136,8 +144,7 @@ class Official:
         )  # fmt: skip
 
     def forward(self, batch: dict) -> dict:
-        batch = {**batch, "puzzle_identifiers": batch["puzzle_ids"]}
-        del batch["puzzle_ids"]
+        batch = official_batch(batch)
         if self.carry is None:
             with torch.device(batch["inputs"].device):
                 self.carry = self.model.initial_carry(batch)
@@ -162,6 +169,19 @@ class Official:
                 inner.puzzle_emb.local_weights.grad,
             ),
         }
+
+    @torch.no_grad()
+    def evaluate(self, batch: dict, segments: int) -> list[dict]:
+        """Every segment's outputs from a fresh carry, in eval mode."""
+        self.model.eval()
+        batch = official_batch(batch)
+        with torch.device(batch["inputs"].device):
+            carry = self.model.initial_carry(batch)
+        outputs = []
+        for _ in range(segments):
+            carry, _, _, out, _ = self.model(carry=carry, batch=batch, return_keys=EVAL_KEYS)
+            outputs.append({**out, "halted": carry.halted})
+        return outputs
 
     def step(self) -> dict:
         for optimizer in self.optimizers:
@@ -189,6 +209,16 @@ def ours_forward(trainer: Trainer, batch: dict) -> dict:
         "grads": {n: p.grad.clone() for n, p in trainer.model.named_parameters()},
         "puzzle_grads": (table.local_ids.clone(), table.local_weights.grad),
     }
+
+
+@torch.no_grad()
+def ours_evaluate(model: HRM, batch: dict, segments: int) -> list[dict]:
+    model.eval()
+    carry, outputs = model.initial_carry(batch), []
+    for _ in range(segments):
+        carry, out = model(carry, batch)
+        outputs.append({k: getattr(out, k) for k in EVAL_KEYS} | {"halted": out.halted})
+    return outputs
 
 
 def ours_step(trainer: Trainer) -> dict:
@@ -274,6 +304,15 @@ def main(argv: list[str] | None = None) -> dict | None:
         after_mine, after_theirs = ours_step(trainer), official.step()
         for name, tensor in after_theirs.items():
             diffs.add("after step " + name, after_mine[name], tensor)
+
+    # Evaluation: every row runs all halt_max_steps segments, whatever its Q values say.
+    batch = to_batch(examples, sampler.next_indices(), device)
+    segments = config.halt_max_steps + 1  # one past the last, where every row has halted
+    pairs = zip(ours_evaluate(trainer.model, batch, segments), official.evaluate(batch, segments))
+    for mine, theirs in pairs:
+        for key in EVAL_KEYS:
+            diffs.add("eval " + key, mine[key], theirs[key])
+        diffs.add("eval halted", mine["halted"].int(), theirs["halted"].int())
 
     rows = diffs.rows()
     width = max(len(r["quantity"]) for r in rows)
