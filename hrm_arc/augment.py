@@ -213,8 +213,9 @@ class _Shape:
     """How a task's eight dihedral images relate (see the module docstring).
 
     classes[d]: class id of dihedral d (0 for d=0); two dihedrals share a class when their images
-    are equal up to renaming colours. orders[d]: the used colours of d(task) in order of first
-    appearance, shape (8, k). used: the sorted used colours.
+    are equal up to renaming colours (0 kept, unless the background is permuted). orders[d]:
+    the used colours of d(task) in order of first appearance, shape (8, k). used: the sorted
+    used colours.
     """
 
     classes: np.ndarray
@@ -226,7 +227,7 @@ class _Shape:
         return int(self.classes.max()) + 1
 
 
-def _task_shape(task: Task) -> _Shape:
+def _task_shape(task: Task, permute_background: bool) -> _Shape:
     grids = task.visible_grids  # so views never depend on whether the answers were loaded
     seen: dict[tuple, int] = {}
     classes, orders = [], []
@@ -235,8 +236,11 @@ def _task_shape(task: Task) -> _Shape:
         flat = np.concatenate([v.ravel() for v in views])
         values, first = np.unique(flat, return_index=True)
         order = values[np.argsort(first)]
+        # A fixed background is no colour to rename: two images that differ by swapping 0 with a
+        # colour are two variants, since no allowed permutation maps one onto the other.
+        named = order if permute_background else np.concatenate([[0], order[order != 0]])
         relabel = np.zeros(NUM_COLOURS, dtype=np.uint8)
-        relabel[order] = np.arange(len(order), dtype=np.uint8)
+        relabel[named] = np.arange(len(named), dtype=np.uint8)
         # Shapes pin down where each grid starts and ends in the flat buffer.
         key = (tuple(v.shape for v in views), relabel[flat].tobytes())
         classes.append(seen.setdefault(key, len(seen)))
@@ -258,7 +262,7 @@ def count_unique_variants(task: Task, permute_background: bool = False) -> int:
     Equal to (number of dihedral classes) x (number of injective maps of the used colours that
     may move into the colours allowed), e.g. 8 x 9 = 72 for one non-zero colour and no symmetry.
     """
-    shape = _task_shape(task)
+    shape = _task_shape(task, permute_background)
     movable, targets = _colour_targets(shape.used, permute_background)
     return shape.num_classes * math.perm(len(targets), len(movable))
 
@@ -333,7 +337,7 @@ def variants(task: Task, n: int, seed: int, permute_background: bool = False) ->
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    shape = _task_shape(task)
+    shape = _task_shape(task, permute_background)
     movable, targets = _colour_targets(shape.used, permute_background)
     total = shape.num_classes * math.perm(len(targets), len(movable))
     rng = np.random.default_rng(seed)

@@ -171,6 +171,19 @@ def test_symmetric_tasks_admit_fewer():
         assert len({content(task, a) for a in augs}) == len(augs)
 
 
+@pytest.mark.parametrize("permute_background", [False, True])
+def test_images_equal_but_for_the_background_are_distinct_variants(permute_background):
+    # Rotated, [[0, 1], [1, 0]] is itself with 0 and 1 swapped: the same image if 0 may move,
+    # a second variant if it may not.
+    for rows in ([[0, 1], [1, 0]], [[0, 1, 1], [0, 0, 1]]):
+        task = make_task((rows, rows), (rows, None))
+        expected = brute_force_count(task, permute_background)
+        assert count_unique_variants(task, permute_background) == expected
+        augs = variants(task, 10**4, 0, permute_background)
+        assert len({content(task, a) for a in augs}) == len(augs) == expected
+    assert count_unique_variants(make_task(([[0, 1, 1], [0, 0, 1]], [[1]]), ([[1]], None))) == 72
+
+
 def random_small_task(rng: np.random.Generator, trial: int) -> Task:
     palette = rng.choice(10 if trial % 2 else 4, size=int(rng.integers(1, 4)), replace=False)
 
