@@ -484,10 +484,10 @@ def training_progress(total: int, description: str):
 @click.option(
     "--augmentations",
     "-a",
-    default=8,
-    show_default=True,
+    default=None,
     type=click.IntRange(min=1),
-    help="Unique augmented variants per task, each its own puzzle identifier (official: 1000).",
+    help="Unique augmented variants per task, each its own puzzle identifier [default: the "
+    "official 1000 for paper, 8 for tiny and small].",
 )
 @click.option(
     "--canvas",
@@ -593,6 +593,7 @@ def pretrain(
     from .hrm_core.distributed import init_distributed, shutdown_distributed
     from .pretrain import (
         CHECKPOINT,
+        PRESET_AUGMENTATIONS,
         build_pretraining_data,
         heldout_evaluator,
         resolve_pretrain_configs,
@@ -602,6 +603,7 @@ def pretrain(
     tasks = merge_task_sets([load_tasks(spec) for spec in datasets])
     demo_tasks = load_tasks(eval_demos) if eval_demos else None
     dist = init_distributed(device)
+    augmentations = augmentations or PRESET_AUGMENTATIONS.get(preset, 8)
     data = build_pretraining_data(tasks, augmentations, seed, canvas, demo_tasks)
     if time_limit is not None:
         overrides = [*overrides, f"train.time_limit_s={time_limit}"]

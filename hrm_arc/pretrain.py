@@ -36,6 +36,8 @@ from .vote import rank_candidates
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
+# Views per task: the official 1000 at paper scale; on a CPU few views learn faster (DESIGN §3).
+PRESET_AUGMENTATIONS = {"paper": 1000, "small": 8, "tiny": 8}
 
 
 @dataclass

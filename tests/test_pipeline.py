@@ -124,6 +124,20 @@ def test_pretrain_refuses_bad_options_naming_them(option, value, message, data, 
         assert option in output
 
 
+def test_the_paper_preset_defaults_to_the_official_1000_views_a_task(data, tmp_path) -> None:
+    from hrm_arc.augment import count_unique_variants
+
+    run = tmp_path / "run"
+    ok(invoke("pretrain", "-d", data["pretrain"], "--out", run, "--preset", "paper",
+              "--steps", 1, "--batch-size", 8, "--device", "cpu",
+              *[f"--set=model.{k}" for k in ("hidden_size=32", "puzzle_emb_ndim=32",
+                                               "num_heads=2", "H_layers=1", "L_layers=1")],
+              "--set", "train.warmup_steps=0"))  # fmt: skip
+    expected = sum(min(1000, count_unique_variants(t)) for t in load_tasks(data["pretrain"]))
+    assert expected > 4 * 8  # more than the CPU presets' 8 a task
+    assert json.loads((run / "config.json").read_text())["views"] == expected
+
+
 def test_pretraining_on_tasks_without_test_outputs_warns_and_skips_evaluation(data, tmp_path):
     run = tmp_path / "[/x] run"  # markup-like characters in a path are printed as they are
     result = invoke("pretrain", "-d", data["blind"], "--out", run, "--steps", 2, *TINY,
