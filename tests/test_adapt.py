@@ -44,16 +44,21 @@ def dense_state(model: HRM) -> dict[str, torch.Tensor]:
                                                        ("embedding+full", True)])  # fmt: skip
 def test_only_embedding_full_fine_tunes_the_network(tasks, strategy, network_changes) -> None:
     model = tiny_model()
-    before = dense_state(model)
+    before, pretrained = dense_state(model), model.puzzle_emb.weights.clone()
     config = AdaptConfig(augmentations=2, epochs=2, batch_size=8, strategy=strategy,
                          full_epochs=2 if strategy == "embedding+full" else 0)  # fmt: skip
     adapted = adapt_tasks(model, tasks, CANVAS, config, CPU, loss="softmax")
     after = dense_state(model)
     changed = [n for n in before if not torch.equal(before[n], after[n])]
     assert bool(changed) == network_changes, changed
-    # Every view of every task has a row of its own, and the fit is a share.
+    # Every view of every task has a row of its own, fitted away from where it started; the
+    # blank row 0 stays blank.
     assert len(adapted.views) == 2 * len(tasks)
-    assert model.puzzle_emb.weights.shape[0] == len(adapted.views) + 1
+    table = model.puzzle_emb.weights
+    start = fresh_table(pretrained, len(adapted.views) + 1, config.init)
+    assert table.shape == start.shape
+    assert all(not torch.equal(table[i], start[i]) for i in range(1, len(table)))
+    assert not table[0].any()
     assert 0.0 <= adapted.demo_exact <= 1.0 and adapted.fit_s > 0
 
 

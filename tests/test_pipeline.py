@@ -21,6 +21,7 @@ from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core.checkpoint import load_checkpoint
 from hrm_arc.predictions import load_predictions
 from hrm_arc.pretrain import load_run
+from hrm_arc.score import score_submission
 from hrm_arc.submission import load_submission, validate_submission
 from hrm_arc.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
 
@@ -253,6 +254,20 @@ def test_sigterm_stops_pretraining_at_a_step_with_a_checkpoint(data, tmp_path) -
     assert steps[-1] == step  # the stopping step is logged as a last step
 
 
+def test_a_time_limit_stops_pretraining_at_a_step_with_a_checkpoint_and_exit_0(data, tmp_path):
+    run = tmp_path / "run"
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 10**6, *TINY,
+                    "--time-limit", "1s")  # fmt: skip
+    ok(result)  # a planned end, not a failure
+    step = load_checkpoint(run / "checkpoint.pt")["step"]
+    assert 1 <= step < 10**6
+    output = " ".join(result.output.split())
+    assert f"stopped at step {step} of 1000000 (time limit); the same command with --resume" \
+        in output  # fmt: skip
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert (last["step"], last["stop_reason"]) == (step, "time limit")
+
+
 def test_a_second_ctrl_c_stops_pretraining_at_once_with_the_shells_status(data, tmp_path) -> None:
     import subprocess
     import sys
@@ -309,7 +324,13 @@ def test_adapt_and_predict_writes_every_output(predicted, data) -> None:
     assert validate_submission(submission, tasks) == []
     score = json.loads((predicted / "score.json").read_text())
     assert score["n_tasks"] == len(tasks) == 4
-    assert 0.0 <= score["overall"] <= 1.0
+    assert score == json.loads(json.dumps(score_submission(submission, tasks).to_dict()))
+    # The submission's attempts are the saved ranking's top two (the first twice if alone).
+    predictions, _ = load_predictions(predicted / "predictions.json")
+    for task_id, per_test in predictions.items():
+        for entry, ranked in zip(submission[task_id], per_test, strict=True):
+            top = [c.grid.tolist() for c in ranked[:2]] or [[[0]]]
+            assert [entry["attempt_1"], entry["attempt_2"]] == (top * 2)[:2]
 
 
 def test_adaptation_takes_pretrainings_embedding_step_unless_given(predicted, run_dir, data,

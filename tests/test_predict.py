@@ -88,3 +88,27 @@ def test_grid_larger_than_canvas_scores_minus_infinity(setup):
     too_big = np.zeros((CANVAS + 1, 2), dtype=np.uint8)
     assert candidate_logprob(too_big, views[:1], logits.log_softmax(-1), CANVAS) == -math.inf
     assert all(math.isfinite(c.logprob) for c in candidates)
+
+
+def test_inference_runs_every_act_segment_and_reads_the_last(setup):
+    """Evaluation ignores Q: each row runs halt_max_steps segments (DESIGN §3), and the answer
+    is the last segment's, checked against a hand-written loop."""
+    model, task, views = setup
+    inputs = encode_batch([task.test[0].input], CANVAS)
+    ids = np.array([views[0].puzzle_id])
+    calls = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        logits, q = forward_all_segments(model, inputs, ids, CPU)
+    finally:
+        hook.remove()
+    assert len(calls) == model.config.halt_max_steps == 2
+    batch = {"inputs": torch.from_numpy(inputs).long(), "puzzle_ids": torch.from_numpy(ids),
+             "labels": torch.zeros(inputs.shape, dtype=torch.long)}  # fmt: skip
+    carry = model.initial_carry(batch)
+    with torch.no_grad():
+        carry, first = model(carry, batch)
+        _, second = model(carry, batch)
+    assert torch.equal(logits, second.logits)
+    assert not torch.equal(first.logits, second.logits)  # so the last one is told apart
+    assert q.tolist() == pytest.approx(torch.sigmoid(second.q_halt_logits).tolist())

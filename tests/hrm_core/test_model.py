@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -17,6 +19,7 @@ from hrm_arc.hrm_core import (
     make_config,
 )
 from hrm_arc.hrm_core.layers import SwiGLU
+from hrm_arc.hrm_core.trainer import TRAIN_PRESETS
 
 SEQ = 16
 VOCAB = 12
@@ -337,6 +340,23 @@ def test_presets_keep_data_dependent_fields_at_defaults() -> None:
     paper = PRESETS["paper"]
     assert (paper.hidden_size, paper.num_heads, paper.H_layers, paper.L_layers) == (512, 8, 4, 4)
     assert (paper.H_cycles, paper.L_cycles, paper.halt_max_steps) == (2, 2, 16)
+
+
+def test_the_paper_presets_are_the_papers_settings() -> None:
+    """DESIGN §3, field by field: a changed default would silently leave the paper."""
+    model = dataclasses.asdict(PRESETS["paper"])
+    assert {k: model[k] for k in ("puzzle_emb_ndim", "expansion", "pos_encodings", "rope_theta",
+                                  "halt_exploration_prob", "q_learning", "vocab_size")} == {
+        "puzzle_emb_ndim": 512, "expansion": 4.0, "pos_encodings": "rope", "rope_theta": 10000.0,
+        "halt_exploration_prob": 0.1, "q_learning": "full", "vocab_size": 12}  # fmt: skip
+    train = dataclasses.asdict(TRAIN_PRESETS["paper"])
+    assert {k: train[k] for k in ("batch_size", "lr", "warmup_steps", "lr_min_ratio", "beta1",
+                                  "beta2", "weight_decay", "puzzle_emb_lr",
+                                  "puzzle_emb_weight_decay", "loss", "sampling", "ema")} == {
+        "batch_size": 768, "lr": 1e-4, "warmup_steps": 2000, "lr_min_ratio": 1.0, "beta1": 0.9,
+        "beta2": 0.95, "weight_decay": 0.1, "puzzle_emb_lr": 1e-2,
+        "puzzle_emb_weight_decay": 0.1, "loss": "stablemax", "sampling": "tasks",
+        "ema": 0.0}  # fmt: skip
 
 
 @pytest.mark.parametrize(

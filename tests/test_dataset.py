@@ -1,0 +1,86 @@
+"""Views and their examples: identifiers, what is trained on, and where grids sit on the canvas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hrm_arc.augment import IDENTITY
+from hrm_arc.dataset import BLANK_ID, make_views, view_examples, views_by_task
+from hrm_arc.encoding import COLOUR_OFFSET
+from hrm_arc.pretrain import build_pretraining_data
+from hrm_arc.tasks import Pair, Task, TaskSet
+
+CANVAS = 10
+
+
+def task(task_id: str, n_train: int = 3, solved: bool = True) -> Task:
+    rng = np.random.default_rng(len(task_id) + n_train)
+
+    def pair(output: bool = True) -> Pair:
+        grid = rng.integers(0, 4, size=(2, 3), dtype=np.uint8)
+        return Pair(grid, grid.T.copy() if output else None)
+
+    return Task(task_id, tuple(pair() for _ in range(n_train)), (pair(solved),))
+
+
+def top_left(board: np.ndarray) -> tuple[int, int]:
+    """Where a grid starts on an encoded (canvas, canvas) board: its first colour cell."""
+    rows, cols = np.nonzero(board >= COLOUR_OFFSET)
+    return int(rows.min()), int(cols.min())
+
+
+def test_views_are_numbered_from_1_identity_first_and_continue_where_told():
+    tasks = [task("a"), task("bb")]
+    views = make_views(tasks, 5, seed=0)
+    assert [v.puzzle_id for v in views] == list(range(1, 11))  # 0 is the blank
+    assert BLANK_ID == 0
+    for group in views_by_task(views).values():
+        assert group[0].augmentation == IDENTITY and len(group) == 5
+    more = make_views([task("c")], 3, seed=0, first_id=11)
+    assert [v.puzzle_id for v in more] == [11, 12, 13]
+
+
+def test_examples_are_the_demonstrations_of_every_view_and_never_a_test_pair():
+    tasks = [task("a", n_train=2), task("bb", n_train=4)]
+    views = make_views(tasks, 3, seed=0)
+    by_id = {t.id: t for t in tasks}
+    examples = view_examples(views, by_id, "train", CANVAS)
+    assert len(examples.inputs) == 3 * 2 + 3 * 4
+    assert examples.puzzle_ids.tolist() == [v.puzzle_id for v in views
+                                            for _ in by_id[v.task_id].train]  # fmt: skip
+    tests = view_examples(views, by_id | {"bb": task("bb", 4, solved=False)}, "test", CANVAS)
+    assert len(tests.inputs) == 3  # a test pair without an output cannot be supervised
+
+
+def test_translation_shares_a_pairs_offset_and_keeps_one_pair_a_view_at_the_top_left():
+    tasks = [task(f"t{i}", n_train=4) for i in range(30)]
+    views = make_views(tasks, 2, seed=0)
+    by_id = {t.id: t for t in tasks}
+    still = view_examples(views, by_id, "train", CANVAS)
+    assert {top_left(b) for b in still.inputs.reshape(-1, CANVAS, CANVAS)} == {(0, 0)}
+
+    moved = view_examples(views, by_id, "train", CANVAS, np.random.default_rng(0))
+    inputs = moved.inputs.reshape(-1, CANVAS, CANVAS)
+    outputs = moved.labels.reshape(-1, CANVAS, CANVAS)
+    starts = [top_left(b) for b in inputs]
+    assert starts == [top_left(b) for b in outputs]  # input and output move together
+    per_view: dict[int, list] = {}
+    for view_id, start in zip(moved.puzzle_ids.tolist(), starts, strict=True):
+        per_view.setdefault(view_id, []).append(start)
+    assert all((0, 0) in s for s in per_view.values())  # where the test inputs sit
+    # The other three of a view's four pairs spread over the 8x8 places where a 2x3 input and
+    # its 3x2 output both fit (the top left among them, 1 in 64).
+    assert sum(s != (0, 0) for s in starts) > 0.7 * len(starts)
+
+
+def test_evaluation_demonstrations_get_identifiers_after_the_training_views():
+    train, demos = TaskSet([task("a"), task("bb")]), TaskSet([task("ccc")])
+    data = build_pretraining_data(train, 4, seed=0, eval_demo_tasks=demos)
+    grouped = views_by_task(data.views)
+    assert [v.puzzle_id for v in data.views] == list(range(1, len(data.views) + 1))
+    assert min(v.puzzle_id for v in grouped["ccc"]) > max(
+        v.puzzle_id for t in ("a", "bb") for v in grouped[t])  # fmt: skip
+    assert data.heldout.ids == ["a", "bb"]  # the evaluation tasks' test pairs stay unseen
+    with pytest.raises(ValueError, match="in both the training and the evaluation"):
+        build_pretraining_data(train, 4, seed=0, eval_demo_tasks=TaskSet([task("a")]))
