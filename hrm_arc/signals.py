@@ -24,3 +24,15 @@ def signal_handlers(handler: Callable, *signums: int) -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def held_signals(*signums: int) -> Iterator[None]:
+    """While inside, `signums` wait; after, each one that came is raised again for the handlers
+    outside to act on. A write that must not be cut short (a checkpoint: torch.save turns an
+    interrupt inside it into a RuntimeError) finishes first."""
+    held: list[int] = []
+    with signal_handlers(lambda signum, frame: held.append(signum), *signums):
+        yield
+    for signum in dict.fromkeys(held):  # each once, in order of arrival
+        signal.raise_signal(signum)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import torch
 
 from .. import __version__
 from ..atomic import write_atomic
+from ..signals import held_signals
 
 FORMAT = "hrm-arc-checkpoint"
 REQUIRED_KEYS = ("format", "version", "model_config", "train_config", "model", "step")
@@ -20,8 +22,11 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Write `state` to `path` through a temporary file, so a crash never leaves half a file."""
-    write_atomic(path, lambda f: torch.save({"format": FORMAT, "version": __version__, **state}, f))
+    """Write `state` to `path` through a temporary file, so a crash never leaves half a file;
+    Ctrl-C or SIGTERM during the write takes effect once it is done."""
+    state = {"format": FORMAT, "version": __version__, **state}
+    with held_signals(signal.SIGINT, signal.SIGTERM):
+        write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

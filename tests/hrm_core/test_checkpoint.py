@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -261,3 +264,23 @@ def test_resuming_with_an_average_needs_one_saved(tmp_path) -> None:
     path = tmp_path / "checkpoint.pt"
     with pytest.raises(CheckpointError, match="weight average"):
         trainer(steps=4, ema=0.9).load_state_dict(load_checkpoint(path), path)
+
+
+def test_ctrl_c_during_a_checkpoint_write_takes_effect_once_it_is_written(tmp_path,
+                                                                          monkeypatch) -> None:
+    # torch.save turns an interrupt inside it into a RuntimeError; the write must finish first.
+    import hrm_arc.hrm_core.checkpoint as checkpoint
+
+    real_save = torch.save
+
+    def interrupted_save(obj, f):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # where the default handler would raise mid-write
+        real_save(obj, f)
+
+    monkeypatch.setattr(checkpoint.torch, "save", interrupted_save)
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, trainer(steps=1).state_dict())
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 0  # whole, then the interrupt
