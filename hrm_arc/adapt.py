@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import math
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -146,6 +147,9 @@ def adapt_tasks(
     """
     by_id = {t.id: t for t in tasks}
     start = time.perf_counter()
+    # Exploration draws from torch's RNG: seeded from the group itself, a group adapts alike in
+    # any run, on any rank, after any other group.
+    torch.manual_seed(config.seed + zlib.crc32(" ".join(by_id).encode()))
     if config.strategy == "pretrained":
         views = pretrained_views(tasks, pretrained, config.augmentations)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import math
 import re
 import signal
@@ -666,6 +667,16 @@ def pretrain(
         if dist.is_main:
             say("stopped at once; --resume continues from the last checkpoint", err=True)
         interrupted_exit(signal.SIGINT)
+    step, start_step, stop_reason, stop_signal = (
+        trainer.step,
+        trainer.start_step,
+        trainer.stop_reason,
+        trainer.stop_signal,
+    )
+    # DDP's reducer must go before its process group: freed after it, at exit, gloo's worker
+    # thread and the main thread deadlocked on the GIL (1 run in 20-30 under torchrun).
+    del trainer
+    gc.collect()
     shutdown_distributed()
     if not dist.is_main:
         return
@@ -673,19 +684,17 @@ def pretrain(
         n for n in (CHECKPOINT, "config.json", "metrics.jsonl") if (Path(run_dir) / n).exists()
     ]
     console.print(f"run saved in [bold]{escape(str(run_dir))}[/] ({', '.join(saved)})")
-    if trainer.stop_reason is not None:
+    if stop_reason is not None:
         in_demo = click.get_current_context().find_root().invoked_subcommand == "demo"
-        why = (
-            signal.Signals(trainer.stop_signal).name if trainer.stop_signal else trainer.stop_reason
-        )
+        why = signal.Signals(stop_signal).name if stop_signal else stop_reason
         say(
-            f"stopped at step {trainer.step} of {train_config.steps} ({why}); "
+            f"stopped at step {step} of {train_config.steps} ({why}); "
             f"{'rerunning the demo' if in_demo else 'the same command with --resume'} continues it"
         )
-    elif trainer.start_step >= train_config.steps:
-        say(f"already at step {trainer.start_step} of {train_config.steps}: nothing to train")
-    if trainer.stop_signal:
-        interrupted_exit(trainer.stop_signal)
+    elif start_step >= train_config.steps:
+        say(f"already at step {start_step} of {train_config.steps}: nothing to train")
+    if stop_signal:
+        interrupted_exit(stop_signal)
 
 
 def print_score(report, title: str) -> None:

@@ -245,3 +245,19 @@ def test_a_set_no_task_of_which_fits_the_canvas_is_refused(tasks, tmp_path) -> N
     with pytest.raises(ValueError, match="fits the run's 2x2 canvas.*--canvas"):
         pipeline.adapt_and_predict(run, tasks[:2], tmp_path, adapt, PredictConfig(), CPU)
     assert not tmp_path.joinpath("tasks").exists()
+
+
+def test_adaptation_is_reproducible_whatever_ran_before(tasks) -> None:
+    """Exploration draws from torch's RNG; a group must adapt alike after any other work."""
+    tables = []
+    for noise in (1, 7):
+        model = tiny_model()
+        model.config = dataclasses.replace(model.config, halt_max_steps=4,
+                                           halt_exploration_prob=0.5)  # fmt: skip
+        with torch.no_grad():  # every row would halt at once, but for the exploration draws
+            model.q_head.bias.copy_(torch.tensor([5.0, -5.0]))
+        torch.manual_seed(noise)  # where other groups, or another run, left the RNG
+        config = AdaptConfig(augmentations=2, epochs=3, batch_size=8, seed=3)
+        adapt_tasks(model, tasks, CANVAS, config, CPU, loss="softmax")
+        tables.append(model.puzzle_emb.weights.clone())
+    assert torch.equal(*tables)
