@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from ..text import count
+
+# Ranks wait for each other over uneven work: rank 0 evaluating or writing a checkpoint, an
+# idle rank at the end of adaptation while another finishes a group of tasks (hours at paper
+# scale). torch's defaults (NCCL 10 min, gloo 30) would end such a run.
+COLLECTIVE_TIMEOUT = timedelta(hours=12)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,8 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
     return DistInfo(dist.get_rank(), dist.get_world_size(), device)
 
 

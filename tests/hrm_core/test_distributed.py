@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
 
 from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core.checkpoint import load_checkpoint
@@ -50,6 +52,20 @@ def test_resolve_device() -> None:
     for name in ("tpu", "mps", "meta", "cuda:abc"):
         with pytest.raises(ValueError, match="must be auto, cpu, cuda or cuda:N"):
             resolve_device(name)
+
+
+def test_ranks_wait_hours_for_each_other_not_torchs_default_minutes(monkeypatch) -> None:
+    # An idle rank at the end of adaptation waits for the slowest group (hours at paper scale).
+    joined = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: joined.update(kwargs))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    info = init_distributed("cpu")
+    assert (info.rank, info.world_size) == (1, 2)
+    assert joined["backend"] == "gloo" and joined["timeout"] >= timedelta(hours=6)
 
 
 def test_resolve_device_refuses_a_gpu_index_the_machine_lacks(monkeypatch) -> None:
