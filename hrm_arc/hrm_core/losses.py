@@ -138,6 +138,8 @@ def _segment_metrics(
 
 
 _SUMMED = ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps")
+MEAN_METRICS = ("lm_loss", "q_halt_loss", "q_continue_loss")
+"""act_loss's batch means; the rest of its metrics are sums over the batch's finished rows."""
 
 
 def summarize_metrics(metrics: list[dict[str, Tensor]]) -> dict[str, float]:
@@ -153,7 +155,7 @@ def summarize_metrics(metrics: list[dict[str, Tensor]]) -> dict[str, float]:
     for key in _SUMMED:
         total = sum(float(m[key]) for m in metrics)
         summary[key] = total / count if count else float("nan")
-    for key in ("lm_loss", "q_halt_loss", "q_continue_loss"):
+    for key in MEAN_METRICS:
         summary[key] = sum(float(m[key]) for m in metrics) / len(metrics)
     return summary
 

@@ -27,7 +27,7 @@ from ..signals import signal_handlers
 from ..text import count
 from .checkpoint import CheckpointError, load_model_state, save_checkpoint
 from .distributed import DistInfo, gather_to_main
-from .losses import LOSSES, act_loss, summarize_metrics
+from .losses import LOSSES, MEAN_METRICS, act_loss, summarize_metrics
 from .model import HRM, Carry
 from .optimizer import AdamATan2, SignSGD
 from .sampling import SAMPLERS, Examples
@@ -322,7 +322,8 @@ class Trainer:
             self.stop_reason = self._early_stop(start, should_stop)
             last = self.step == c.steps or self.stop_reason is not None
             evaluating = evaluate is not None and due(self.step, c.eval_every, last)
-            if due(self.step, c.log_every, last) or evaluating:
+            # The same steps on every rank: the summary is collective under torchrun.
+            if due(self.step, c.log_every, last) or due(self.step, c.eval_every, last):
                 record = self._summarise(window, start)
                 window = []
                 if self.stop_reason is not None:
@@ -361,6 +362,7 @@ class Trainer:
     def _summarise(self, window: list[dict], start: float) -> dict:
         elapsed = time.perf_counter() - start
         segments = (self.step - self.start_step) * self.config.batch_size
+        window = self._over_ranks(window)
         mean = summarize_metrics(window) if window else {}
         if window:
             mean["loss"] = float(torch.stack([w["loss"] for w in window]).mean())
@@ -371,6 +373,18 @@ class Trainer:
             "segments_per_s": segments / max(elapsed, 1e-9),
             "elapsed_s": elapsed,
         }
+
+    def _over_ranks(self, window: list[dict]) -> list[dict]:
+        """The window's metrics over the global batch, as the official trainer reduces them:
+        sums added over ranks, batch means averaged. Collective under torchrun."""
+        if not self.dist.enabled or not window:
+            return window
+        keys = list(window[0])
+        table = torch.stack([torch.stack([w[k].float() for k in keys]) for w in window])
+        torch.distributed.all_reduce(table)
+        means = torch.tensor([k == "loss" or k in MEAN_METRICS for k in keys], device=table.device)
+        table = torch.where(means, table / self.dist.world_size, table)
+        return [dict(zip(keys, row)) for row in table]
 
     def _write_metrics(self, record: dict) -> None:
         if self.run_dir is not None and self.dist.is_main:

@@ -205,6 +205,23 @@ HELPER = textwrap.dedent("""
         and torch.equal(resumed.model.puzzle_emb.weights, straight.model.puzzle_emb.weights))
     result["run_files"] = sorted(os.listdir(f"{out}/run"))
 
+    # Logged metrics cover the global batch, the same on every rank: finished rows counted
+    # over all ranks (each rank sees only its own), losses averaged.
+    logged = fresh(3)
+    logged.config = dataclasses.replace(logged.config, log_every=1)
+    local_counts, train_step = [], logged.train_step
+
+    def counting_step():
+        metrics = train_step()
+        local_counts.append(float(metrics["count"]))
+        return metrics
+
+    logged.train_step = counting_step
+    history = logged.fit()
+    result["logged_counts"] = [r["count"] for r in history]
+    result["local_counts"] = local_counts
+    result["logged_losses"] = [r["loss"] for r in history]
+
     # A checkpoint from one rank resumes on two with fresh carries, said once, by rank 0.
     state = load_checkpoint(f"{out}/run/checkpoint.pt")
     state["ranks"] = state["ranks"][:1]
@@ -220,7 +237,7 @@ HELPER = textwrap.dedent("""
     # Free the DDP wrappers before the process group goes: one still alive at shutdown
     # intermittently aborts the process at exit ("terminate called without an active
     # exception"). The CLI drops its trainer before shutting down.
-    del trainer, other, straight, resumed
+    del trainer, other, straight, resumed, logged
     gc.collect()
     shutdown_distributed()
 """)
@@ -255,6 +272,11 @@ def test_ranks_explore_apart_and_resume_exactly_from_one_checkpoint(rank_results
         assert res["rng_differs"]
         assert res["resumed_equals_straight"], "a rank resumed another rank's carry or RNG"
         assert res["run_files"] == ["checkpoint.pt"]  # the main rank writes it, once
+    assert rank_results[0]["logged_losses"] == rank_results[1]["logged_losses"]
+    assert rank_results[0]["logged_counts"] == rank_results[1]["logged_counts"]
+    assert rank_results[0]["logged_counts"] == [
+        a + b for a, b in zip(rank_results[0]["local_counts"], rank_results[1]["local_counts"])]
+    assert sum(rank_results[0]["logged_counts"]) > 0
     warned = [res["resume_warnings"] for res in rank_results]
     assert len(warned[0]) == 1 and "written by 1 rank, resumed on 2 ranks" in warned[0][0]
     assert warned[1] == []  # said once for the run, not once a rank
