@@ -72,7 +72,8 @@ def refuse_to_overwrite(out: str, source: str, option: str) -> None:
 
 def reports_bad_input(command):
     """Turn a ValueError raised on user data (DatasetError, CheckpointError, a bad config value)
-    or an OSError (an unwritable path) into a message and exit 2."""
+    or an OSError (an unwritable path) into a message and exit 2; an interrupt no command
+    handled itself exits as the shell reports one (130, 143)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -83,6 +84,9 @@ def reports_bad_input(command):
             message = escape(str(e))
         except OSError as e:  # an output path that cannot be written, a full disk
             message = escape(f"{e.filename or ''}: {e.strerror or e}")
+        except KeyboardInterrupt as stop:  # one no command handles: the shell's status, not
+            say("interrupted", err=True)  # click's "Aborted!" and 1
+            interrupted_exit(getattr(stop, "signum", signal.SIGINT))
         say(f"[bold red]error:[/] {message}", err=True)
         sys.exit(BAD_INPUT)
 

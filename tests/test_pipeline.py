@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -227,21 +229,22 @@ def test_a_warm_up_longer_than_the_run_is_warned_of(warmup, data, tmp_path) -> N
     assert "pretrain step 5/5 loss" in result.output
 
 
-def test_sigterm_stops_pretraining_at_a_step_with_a_checkpoint(data, tmp_path) -> None:
-    """What a scheduler sends before pre-empting a job: nothing since the last step is lost."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    run = tmp_path / "run"
-    args = ["pretrain", "-d", data["pretrain"], "--out", run, "--steps", 10**6,
-            "--checkpoint-every", 10**6, *TINY, "--set", "train.log_every=1"]  # fmt: skip
+def pretraining_under_way(run: Path, data: Path, *args) -> subprocess.Popen:
+    """A pretrain process for a million steps that has logged its first: one to signal."""
+    args = ["pretrain", "-d", data, "--out", run, "--steps", 10**6, *TINY,
+            "--set", "train.log_every=1", *args]  # fmt: skip
     command = [sys.executable, "-m", "hrm_arc.cli", *map(str, args)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
+    return proc
+
+
+def test_sigterm_stops_pretraining_at_a_step_with_a_checkpoint(data, tmp_path) -> None:
+    """What a scheduler sends before pre-empting a job: nothing since the last step is lost."""
+    run = tmp_path / "run"
+    proc = pretraining_under_way(run, data["pretrain"], "--checkpoint-every", 10**6)
     proc.send_signal(signal.SIGTERM)
     output = proc.communicate(timeout=120)[0]
     assert proc.returncode == 143, output  # 128 + SIGTERM, as the shell reports a job it ended
@@ -269,17 +272,8 @@ def test_a_time_limit_stops_pretraining_at_a_step_with_a_checkpoint_and_exit_0(d
 
 
 def test_a_second_ctrl_c_stops_pretraining_at_once_with_the_shells_status(data, tmp_path) -> None:
-    import subprocess
-    import sys
-
     run = tmp_path / "run"
-    args = ["pretrain", "-d", data["pretrain"], "--out", run, "--steps", 10**6, *TINY,
-            "--set", "train.log_every=1", "--set", "model.hidden_size=512"]  # fmt: skip
-    command = [sys.executable, "-m", "hrm_arc.cli", *map(str, args)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    proc = pretraining_under_way(run, data["pretrain"], "--set", "model.hidden_size=512")
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)  # two at once would reach Python as one; a step takes far longer
     proc.send_signal(signal.SIGINT)
