@@ -279,8 +279,13 @@ def test_ctrl_c_during_a_checkpoint_write_takes_effect_once_it_is_written(tmp_pa
         real_save(obj, f)
 
     monkeypatch.setattr(checkpoint.torch, "save", interrupted_save)
+    # Ctrl-C's own handler: a shell's background job (CI may be one) starts with SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     path = tmp_path / "checkpoint.pt"
-    with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(path, trainer(steps=1).state_dict())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(path, trainer(steps=1).state_dict())
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 0  # whole, then the interrupt
