@@ -174,7 +174,7 @@ def pretrain(
             },
         )
     trainer.trim_metrics()
-    with stop_on_signals() as stop_requested:
+    with stop_on_signals(announce=dist.is_main) as stop_requested:
         trainer.fit(on_log, evaluate if dist.is_main else None, stop_requested)
     if not train_config.checkpoint_every:  # else fit saved the last step already
         trainer.save()

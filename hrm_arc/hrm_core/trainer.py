@@ -150,18 +150,19 @@ def due(step: int, every: int, last: bool) -> bool:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[Callable[[], int]]:
+def stop_on_signals(announce: bool = True) -> Iterator[Callable[[], int]]:
     """While inside, SIGINT and SIGTERM (what schedulers send before pre-empting a job) ask the
     caller to stop at a safe point instead of killing the process; a second SIGINT interrupts
     at once. Yields the check: the number of the first signal that asked, 0 until one does.
-    Signals can only be caught on the main thread; elsewhere the check always gives 0."""
+    Signals can only be caught on the main thread; elsewhere the check always gives 0.
+    `announce`: say so when the first comes (under torchrun, one rank is enough)."""
     requested = 0
 
     def request(signum, frame) -> None:
         nonlocal requested
         if requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        if not requested:
+        if not requested and announce:
             log.warning(
                 "%s: stopping after this step, with a checkpoint (Ctrl-C again stops at once, "
                 "unsaved)",

@@ -214,20 +214,23 @@ def test_a_stop_request_ends_fit_at_that_step_with_a_checkpoint(tmp_path) -> Non
     assert trainer.step == 50 and trainer.stop_reason is None and trainer.start_step == 3
 
 
-def test_signals_request_a_stop_and_a_second_ctrl_c_interrupts() -> None:
+@pytest.mark.parametrize("announce", [True, False])
+def test_signals_request_a_stop_and_a_second_ctrl_c_interrupts(announce, caplog) -> None:
     import os
     import signal
 
     from hrm_arc.hrm_core.trainer import stop_on_signals
 
     before = signal.getsignal(signal.SIGTERM)
-    with stop_on_signals() as requested:
+    with stop_on_signals(announce) as requested:
         assert not requested()
         os.kill(os.getpid(), signal.SIGTERM)
         assert requested() == signal.SIGTERM
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGTERM) is before
+    said = "SIGTERM: stopping after this step, with a checkpoint" in caplog.text
+    assert said == announce  # under torchrun, rank 0 alone says it
 
 
 def test_metrics_are_strict_json_and_trimmed_to_the_resumed_step(tmp_path) -> None:
