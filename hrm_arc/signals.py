@@ -32,7 +32,9 @@ def held_signals(*signums: int) -> Iterator[None]:
     outside to act on. A write that must not be cut short (a checkpoint: torch.save turns an
     interrupt inside it into a RuntimeError) finishes first."""
     held: list[int] = []
-    with signal_handlers(lambda signum, frame: held.append(signum), *signums):
-        yield
-    for signum in dict.fromkeys(held):  # each once, in order of arrival
-        signal.raise_signal(signum)
+    try:
+        with signal_handlers(lambda signum, frame: held.append(signum), *signums):
+            yield
+    finally:  # a failed write must not swallow a stop request either
+        for signum in dict.fromkeys(held):  # each once, in order of arrival
+            signal.raise_signal(signum)

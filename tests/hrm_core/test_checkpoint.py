@@ -289,3 +289,19 @@ def test_ctrl_c_during_a_checkpoint_write_takes_effect_once_it_is_written(tmp_pa
         signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 0  # whole, then the interrupt
+
+
+def test_a_signal_held_through_a_failed_write_still_reaches_its_handler(tmp_path) -> None:
+    from hrm_arc.signals import held_signals
+
+    seen = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with pytest.raises(OSError, match="disk full"), held_signals(signal.SIGTERM):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            assert seen == []  # held while the write runs
+            raise OSError("disk full")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [signal.SIGTERM]  # a stop request is not lost with the write
