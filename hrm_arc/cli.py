@@ -445,6 +445,8 @@ def training_progress(total: int, description: str):
         )
         if "eval_arc_score" in record:
             stats += f" | held-out ARC {record['eval_arc_score']:.3f}"
+        if "eval_tasks_arc_score" in record:
+            stats += f" | evaluation tasks ARC {record['eval_tasks_arc_score']:.3f}"
         progress.update(bar, completed=step, stats=stats)
         line(
             f"{description} step {step}/{total} {stats}",
@@ -561,7 +563,14 @@ def training_progress(total: int, description: str):
     default=None,
     metavar="SPEC",
     help="Also train the demonstration pairs of these evaluation tasks, each variant "
-    "with its own identifier: the official 'combined' setup.",
+    "with its own identifier: the official 'combined' setup. --eval-every then scores their "
+    "test pairs too, the figure the official run reports.",
+)
+@click.option(
+    "--train-test-pairs",
+    is_flag=True,
+    help="Also train the training tasks' test pairs, as the official data builder does "
+    "(with --include-eval-demos, its exact split); none of them is held out for --eval-every.",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @reports_bad_input
@@ -583,6 +592,7 @@ def pretrain(
     device,
     use_compile,
     eval_demos,
+    train_test_pairs,
     resume,
 ):
     """Pretrain an HRM on augmented ARC tasks (CPU, one GPU, or several under torchrun).
@@ -609,7 +619,9 @@ def pretrain(
     demo_tasks = load_tasks(eval_demos) if eval_demos else None
     dist = init_distributed(device)
     augmentations = augmentations or PRESET_AUGMENTATIONS.get(preset, 8)
-    data = build_pretraining_data(tasks, augmentations, seed, canvas, demo_tasks)
+    data = build_pretraining_data(
+        tasks, augmentations, seed, canvas, demo_tasks, train_test_pairs=train_test_pairs
+    )
     if time_limit is not None:
         overrides = [*overrides, f"train.time_limit_s={time_limit}"]
     model_config, train_config = resolve_pretrain_configs(
@@ -648,12 +660,16 @@ def pretrain(
     evaluate = heldout_evaluator(data, dist.device)
     if evaluate is None and train_config.eval_every and dist.is_main:
         say(
-            "[yellow]warning:[/] no training task has a test output to hold out: "
+            "[yellow]warning:[/] no test pair with a known output is held out from training: "
             "--eval-every evaluates nothing",
             err=True,
         )
     progress, on_log = training_progress(train_config.steps, "pretrain")
-    specs = {"train": list(datasets), "eval_demos": eval_demos}
+    specs = {
+        "train": list(datasets),
+        "eval_demos": eval_demos,
+        "train_test_pairs": train_test_pairs,
+    }
     try:
         with progress if dist.is_main else contextlib.nullcontext():
             trainer = run_pretrain(

@@ -30,7 +30,7 @@ from .overrides import apply_overrides
 from .predict import vote_task
 from .score import score_submission
 from .submission import submission_from_predictions
-from .tasks import TaskSet
+from .tasks import Task, TaskSet
 from .text import count
 from .vote import rank_candidates
 
@@ -47,6 +47,9 @@ class PretrainData:
     canvas: int
     heldout: TaskSet
     """Training tasks whose test pairs (never trained on) measure progress."""
+    eval_tasks: TaskSet
+    """Evaluation tasks of the combined setup with known test outputs: their test pairs (only
+    the demonstrations are trained) give the score the official run reports."""
 
 
 def build_pretraining_data(
@@ -56,15 +59,22 @@ def build_pretraining_data(
     canvas: int | None = None,
     eval_demo_tasks: TaskSet | None = None,
     translate: bool = True,
+    train_test_pairs: bool = False,
 ) -> PretrainData:
     """Views of the training tasks (and, for the official combined setup, of evaluation tasks,
-    whose demonstration pairs alone are trained on); examples are demonstration pairs only."""
+    whose demonstration pairs alone are trained on); examples are demonstration pairs only.
+
+    `train_test_pairs` trains the training tasks' solved test pairs too, as the official data
+    builder does; none is then held out.
+    """
     both = sorted(set(train_tasks.ids) & set(eval_demo_tasks.ids if eval_demo_tasks else []))
     if both:
         raise ValueError(
             f"{count(both, 'task')} in both the training and the evaluation-demonstration set "
             f"({', '.join(both[:5])}): each would be trained twice under two sets of identifiers"
         )
+    if train_test_pairs:  # before sizing the canvas: the test outputs are trained too
+        train_tasks = TaskSet([test_pairs_as_demos(t) for t in train_tasks], train_tasks.name)
     every = [*train_tasks, *(eval_demo_tasks or [])]
     needed = canvas_for(every)
     if canvas is not None and canvas < needed:
@@ -80,8 +90,20 @@ def build_pretraining_data(
     by_id = {t.id: t for t in every}
     rng = np.random.default_rng(seed) if translate else None
     examples = view_examples(views, by_id, "train", canvas, rng)
-    heldout = TaskSet([t for t in train_tasks if t.has_solutions], name=train_tasks.name)
-    return PretrainData(views, examples, canvas, heldout)
+    return PretrainData(views, examples, canvas, scorable(train_tasks), scorable(eval_demo_tasks))
+
+
+def test_pairs_as_demos(task: Task) -> Task:
+    """The task with its solved test pairs moved to the demonstrations."""
+    solved = tuple(p for p in task.test if p.output is not None)
+    unsolved = tuple(p for p in task.test if p.output is None)
+    return dataclasses.replace(task, train=task.train + solved, test=unsolved)
+
+
+def scorable(tasks: TaskSet | None) -> TaskSet:
+    """The tasks whose test outputs are all known (none lacks one)."""
+    tasks = tasks or TaskSet([])
+    return TaskSet([t for t in tasks if t.test and t.has_solutions], name=tasks.name)
 
 
 def heldout_evaluator(
@@ -91,15 +113,21 @@ def heldout_evaluator(
     max_views: int = 8,
     batch_size: int = 256,
 ) -> Callable[[HRM], dict] | None:
-    """Score held-out test pairs of training tasks: per-view exact accuracy and the voted score.
-    None when no training task has a test output to score (a Kaggle file without solutions)."""
-    if not data.heldout:
-        return None
+    """Score the test pairs pretraining never trains on, through the tasks' own views: per-view
+    exact accuracy and the voted score, `eval_*` for the training tasks' held-out pairs and
+    `eval_tasks_*` for the combined setup's evaluation tasks. None when no test output is known
+    (a Kaggle file without solutions)."""
     # An even spread over the (id-sorted) tasks, so every family or source is represented.
-    tasks = data.heldout[:: max(1, len(data.heldout) // max_tasks)][:max_tasks]
+    scored = {
+        prefix: tasks[:: max(1, len(tasks) // max_tasks)][:max_tasks]
+        for prefix, tasks in (("eval", data.heldout), ("eval_tasks", data.eval_tasks))
+        if tasks
+    }
+    if not scored:
+        return None
     grouped = {k: v[:max_views] for k, v in views_by_task(data.views).items()}
 
-    def evaluate(model: HRM) -> dict:
+    def score(model: HRM, tasks: TaskSet) -> tuple[float, float]:
         predictions, right, total = {}, 0, 0
         for task in tasks:
             per_test = vote_task(model, task, grouped[task.id], data.canvas, batch_size, device)
@@ -108,8 +136,15 @@ def heldout_evaluator(
                 total += sum(c.votes for c in candidates)
             predictions[task.id] = [rank_candidates(c, "votes") for c in per_test]
         report = score_submission(submission_from_predictions(predictions), tasks)
+        return right / max(total, 1), report.overall
+
+    def evaluate(model: HRM) -> dict:
+        metrics = {}
+        for prefix, tasks in scored.items():
+            view_exact, arc_score = score(model, tasks)
+            metrics |= {f"{prefix}_view_exact": view_exact, f"{prefix}_arc_score": arc_score}
         model.train()
-        return {"eval_view_exact": right / max(total, 1), "eval_arc_score": report.overall}
+        return metrics
 
     return evaluate
 
@@ -120,6 +155,7 @@ def run_extra_state(data: PretrainData, specs: dict) -> dict:
         "canvas": data.canvas,
         "datasets": specs,
         "views": [(v.task_id, v.augmentation.name, v.puzzle_id) for v in data.views],
+        "examples": len(data.examples),
     }
 
 
@@ -147,10 +183,12 @@ def pretrain(
     checkpoint = run_dir / CHECKPOINT
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint)
-        if [tuple(v) for v in state.get("views", [])] != extra["views"]:
+        same_views = [tuple(v) for v in state.get("views", [])] == extra["views"]
+        if not same_views or state.get("examples", extra["examples"]) != extra["examples"]:
             raise CheckpointError(
-                f"{checkpoint}: it trained other task views (datasets {state.get('datasets')}); "
-                "resume with the same --dataset, --include-eval-demos, -a and --seed"
+                f"{checkpoint}: it trained other task views or pairs (datasets "
+                f"{state.get('datasets')}); resume with the same --dataset, "
+                "--include-eval-demos, --train-test-pairs, -a and --seed"
             )
         if state["model_config"] != dataclasses.asdict(model_config):
             raise CheckpointError(

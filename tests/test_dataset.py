@@ -84,3 +84,24 @@ def test_evaluation_demonstrations_get_identifiers_after_the_training_views():
     assert data.heldout.ids == ["a", "bb"]  # the evaluation tasks' test pairs stay unseen
     with pytest.raises(ValueError, match="in both the training and the evaluation"):
         build_pretraining_data(train, 4, seed=0, eval_demo_tasks=TaskSet([task("a")]))
+
+
+def test_training_the_test_pairs_holds_none_out_and_keeps_the_evaluation_tasks_unseen():
+    train = TaskSet([task("a", n_train=2), task("bb", n_train=3), task("u", solved=False)])
+    demos = TaskSet([task("ccc"), task("dddd", solved=False)])
+    plain = build_pretraining_data(train, 1, seed=0, eval_demo_tasks=demos, translate=False)
+    both = build_pretraining_data(
+        train, 1, seed=0, eval_demo_tasks=demos, translate=False, train_test_pairs=True
+    )
+    assert plain.heldout.ids == ["a", "bb"] and not both.heldout
+    assert plain.eval_tasks.ids == both.eval_tasks.ids == ["ccc"]  # known test outputs only
+    # The solved test pairs of the training tasks (2 of 3) join the examples, nothing else.
+    assert len(both.examples) == len(plain.examples) + 2
+    trained = {bytes(row) for row in both.examples.inputs}
+    for t in ("a", "bb"):
+        view = next(v for v in both.views if v.task_id == t)
+        (board,) = view_examples([view], {t: train[t]}, "test", both.canvas).inputs
+        assert bytes(board) in trained
+    view = next(v for v in both.views if v.task_id == "ccc")  # an evaluation task's stays out
+    (board,) = view_examples([view], {"ccc": demos["ccc"]}, "test", both.canvas).inputs
+    assert bytes(board) not in trained

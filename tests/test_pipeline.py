@@ -147,8 +147,8 @@ def test_pretraining_on_tasks_without_test_outputs_warns_and_skips_evaluation(da
                     "--eval-every", 1)  # fmt: skip
     ok(result)
     output = " ".join(result.output.split())
-    assert "no training task has a test output to hold out: --eval-every evaluates nothing" \
-        in output  # fmt: skip
+    assert "no test pair with a known output is held out from training: --eval-every evaluates " \
+        "nothing" in output  # fmt: skip
     assert f"run saved in {run} (checkpoint.pt, config.json, metrics.jsonl)" in output
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 2
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -216,6 +216,29 @@ def test_resume_on_other_tasks_is_refused(run_dir, data, tmp_path) -> None:
     result = invoke("pretrain", "-d", data["blind"], "--out", run, "--steps", 5, "--resume", *TINY)
     assert result.exit_code == 2, result.output
     assert "it trained other task views" in result.output and "Traceback" not in result.output
+
+
+def test_resume_with_the_test_pairs_trained_is_refused(run_dir, data, tmp_path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 5, "--resume",
+                    *TINY, "--train-test-pairs")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "other task views or pairs" in result.output and "--train-test-pairs" in result.output
+
+
+def test_combined_setup_scores_the_evaluation_tasks_as_it_trains(data, tmp_path) -> None:
+    run = tmp_path / "run"
+    result = invoke("pretrain", "-d", data["pretrain"], "--include-eval-demos", data["heldout"],
+                    "--train-test-pairs", "--out", run, "--steps", 2, "--eval-every", 1,
+                    *TINY)  # fmt: skip
+    ok(result)
+    assert "evaluation tasks ARC" in result.output and "held-out ARC" not in result.output
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if "eval_tasks_arc_score" in r]
+    assert scored and not any("eval_arc_score" in r for r in records)
+    assert 0 <= scored[-1]["eval_tasks_arc_score"] <= 1
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["datasets"]["train_test_pairs"] is True
 
 
 @pytest.mark.parametrize("warmup", [6, 5])
