@@ -10,6 +10,7 @@ import math
 import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -864,7 +865,7 @@ def adapt_and_predict_command(
     """
     from .adapt import AdaptConfig
     from .hrm_core.distributed import init_distributed, shutdown_distributed
-    from .out_dir import saved_task_files
+    from .out_dir import count_saved
     from .overrides import apply_overrides
     from .pipeline import PredictConfig, adapt_and_predict, finish
     from .pretrain import load_run
@@ -904,16 +905,19 @@ def adapt_and_predict_command(
             f"{listed(trained)}",
             err=True,
         )
-    progress = TaskProgress(len(tasks))
+    # Counted from the saved files, so that under torchrun it includes the other ranks' tasks.
+    progress = TaskProgress(len(tasks), finished=lambda: count_saved(out_dir, tasks))
     try:
         # SIGTERM, what a scheduler sends before pre-empting a job, interrupts as Ctrl-C does.
         sigterm = signal_handlers(interrupt, signal.SIGTERM)
         with sigterm, progress.bar if dist.is_main else contextlib.nullcontext():
             on_task = progress.on_task if dist.is_main else None
             adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task, restart)
+            if dist.is_main:
+                progress.catch_up()
     except KeyboardInterrupt as stop:
         if dist.is_main:  # under torchrun every rank is interrupted; one says so
-            saved = len(saved_task_files(out_dir))
+            saved = count_saved(out_dir, tasks)
             where = f"{saved} of {count(tasks, 'task')} saved in {escape(str(out_dir))}"
             say(f"interrupted: {where}" + ("" if restart else "; the same command continues"))
         interrupted_exit(getattr(stop, "signum", signal.SIGINT))
@@ -954,7 +958,7 @@ class TaskProgress:
     """A progress bar over tasks and the `on_task` callback that advances it; it keeps which
     tasks were skipped, and says when a time budget cut the epochs."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, finished: Callable[[], int] = lambda: 0) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -973,13 +977,15 @@ class TaskProgress:
             TimeRemainingColumn(),
             console=console,
         )
-        self.total, self.done, self.skipped = total, 0, []
+        self.total, self.done, self.skipped, self.finished = total, 0, [], finished
         self._bar_task = self.bar.add_task("tasks", total=total, last="")
         self._epochs: tuple[float, float] | None = None  # the last adapted task's
         self._lines = plain_lines(every_s=0)
 
     def on_task(self, task_id: str, info: dict) -> None:
         self.done += 1
+        if not info.get("resumed") and not info.get("skipped"):  # listed ones count one by one
+            self.done = max(self.done, self.finished())
         if info.get("skipped"):
             self.skipped.append(task_id)
         if info.get("resumed"):
@@ -989,8 +995,15 @@ class TaskProgress:
         else:
             last = f"demo exact {info['group_demo_exact']:.2f}"
             self._note_epochs(task_id, (info["adapt_epochs"], info["full_epochs"]))
-        self.bar.update(self._bar_task, advance=1, last=f"{escape(task_id)}: {last}")
+        self.bar.update(self._bar_task, completed=self.done, last=f"{escape(task_id)}: {last}")
         self._lines(f"adapt+predict {self.done}/{self.total} {escape(task_id)}: {last}")
+
+    def catch_up(self) -> None:
+        """Count the tasks other ranks saved after this rank's last one."""
+        if (done := self.finished()) > self.done:
+            self.done = done
+            self.bar.update(self._bar_task, completed=done, last="the other ranks' tasks")
+            self._lines(f"adapt+predict {done}/{self.total} the other ranks' tasks")
 
     def _note_epochs(self, task_id: str, epochs: tuple[float, float]) -> None:
         # Only --time-budget changes the (embedding, full-network) epochs between groups: say

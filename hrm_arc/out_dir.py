@@ -10,6 +10,7 @@ starts, so a folder never holds a submission older than its tasks.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
@@ -33,6 +34,11 @@ def task_file(out_dir: Path, task_id: str) -> Path:
 def saved_task_files(out_dir: str | Path) -> list[Path]:
     """The per-task prediction files `out_dir` holds so far."""
     return list((Path(out_dir) / TASKS).glob("*.json"))
+
+
+def count_saved(out_dir: str | Path, tasks: Iterable[Task]) -> int:
+    """How many of `tasks` are saved in `out_dir` (by any rank)."""
+    return sum(task_file(Path(out_dir), task.id).exists() for task in tasks)
 
 
 def model_digest(model: torch.nn.Module) -> str:

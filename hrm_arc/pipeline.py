@@ -162,6 +162,7 @@ def adapt_and_predict(
             remaining = predict.time_budget_s - (time.perf_counter() - started)
             config = budgeted(adapt, remaining, len(groups) - g, dist.world_size, pace)
         pace = run_group(run, group, out_dir, config, predict, dist, on_task)
+    dist.barrier()  # every rank's tasks are saved when this returns, for the main one to merge
 
 
 def budgeted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -115,6 +116,9 @@ def test_torchrun_pretrain_then_sharded_adapt_and_predict(tmp_path) -> None:
     assert all(saved[i]["tasks"][i][0] for i in heldout.ids)  # every task that fits predicted
     output = " ".join((result.stdout + result.stderr).split())
     assert "40 of 44 tasks not predicted (a grid larger" in output
+    # Rank 0's progress counts every rank's saved tasks, not its own share alone.
+    progress = re.findall(r"adapt\+predict (\d+)/44", result.stdout)
+    assert progress[-1] == "44" and progress == sorted(progress, key=int), progress
     submission = json.loads((out / "submission.json").read_text())
     assert validate_submission(submission, load_tasks(heldout_dir)) == []
     assert (out / "score.json").exists()
