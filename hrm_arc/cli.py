@@ -639,32 +639,17 @@ def pretrain(
         compile=use_compile,
         world_size=dist.world_size,
     )
+    evaluate = heldout_evaluator(data, dist.device)
     if dist.is_main:
-        console.print(
-            f"{count(tasks, 'task')}"
-            + (f" + the demos of {count(demo_tasks, 'evaluation task')}" if demo_tasks else "")
-            + f", {count(data.views, 'view')}, "
-            f"{count(data.examples, 'example')} on a {data.canvas}x{data.canvas} canvas; "
-            f"preset {preset}, "
-            f"{count(train_config.steps, 'step')} of batch {train_config.batch_size} on "
-            f"{dist.world_size} x {dist.device}"
-        )
-        if train_config.warmup_steps > train_config.steps:
-            say(
-                f"[yellow]warning:[/] the learning-rate warm-up ({train_config.warmup_steps} "
-                f"steps) is not over by the last step ({train_config.steps}): the rates never "
-                "reach their set values; give more --steps or --set train.warmup_steps=N",
-                err=True,
-            )
+        describe_pretraining(tasks, demo_tasks, data, preset, train_config, dist)
         if resume and not (Path(run_dir) / CHECKPOINT).exists():
             say(f"no checkpoint in {escape(str(run_dir))} yet: starting a new run")
-    evaluate = heldout_evaluator(data, dist.device)
-    if evaluate is None and train_config.eval_every and dist.is_main:
-        say(
-            "[yellow]warning:[/] no test pair with a known output is held out from training: "
-            "--eval-every evaluates nothing",
-            err=True,
-        )
+        if evaluate is None and train_config.eval_every:
+            say(
+                "[yellow]warning:[/] no test pair with a known output is held out from "
+                "training: --eval-every evaluates nothing",
+                err=True,
+            )
     progress, on_log = training_progress(train_config.steps, "pretrain")
     specs = {
         "train": list(datasets),
@@ -688,19 +673,42 @@ def pretrain(
         if dist.is_main:
             say("stopped at once; --resume continues from the last checkpoint", err=True)
         interrupted_exit(signal.SIGINT)
-    step, start_step, stop_reason, stop_signal = (
-        trainer.step,
-        trainer.start_step,
-        trainer.stop_reason,
-        trainer.stop_signal,
-    )
+    ended = (trainer.step, trainer.start_step, trainer.stop_reason, trainer.stop_signal)
     # DDP's reducer must go before its process group: freed after it, at exit, gloo's worker
     # thread and the main thread deadlocked on the GIL (1 run in 20-30 under torchrun).
     del trainer
     gc.collect()
     shutdown_distributed()
-    if not dist.is_main:
-        return
+    if dist.is_main:
+        report_pretraining_end(run_dir, train_config.steps, *ended)
+
+
+def describe_pretraining(tasks, demo_tasks, data, preset, train_config, dist) -> None:
+    """The run in one line, and a warning if its learning rates never warm up fully."""
+    console.print(
+        f"{count(tasks, 'task')}"
+        + (f" + the demos of {count(demo_tasks, 'evaluation task')}" if demo_tasks else "")
+        + f", {count(data.views, 'view')}, "
+        f"{count(data.examples, 'example')} on a {data.canvas}x{data.canvas} canvas; "
+        f"preset {preset}, "
+        f"{count(train_config.steps, 'step')} of batch {train_config.batch_size} on "
+        f"{dist.world_size} x {dist.device}"
+    )
+    if train_config.warmup_steps > train_config.steps:
+        say(
+            f"[yellow]warning:[/] the learning-rate warm-up ({train_config.warmup_steps} "
+            f"steps) is not over by the last step ({train_config.steps}): the rates never "
+            "reach their set values; give more --steps or --set train.warmup_steps=N",
+            err=True,
+        )
+
+
+def report_pretraining_end(
+    run_dir, steps: int, step: int, start_step: int, stop_reason, stop_signal
+) -> None:
+    """What the run left and, if it stopped early, how it continues (exits as the signal)."""
+    from .pretrain import CHECKPOINT
+
     saved = [
         n for n in (CHECKPOINT, "config.json", "metrics.jsonl") if (Path(run_dir) / n).exists()
     ]
@@ -709,11 +717,11 @@ def pretrain(
         in_demo = click.get_current_context().find_root().invoked_subcommand == "demo"
         why = signal.Signals(stop_signal).name if stop_signal else stop_reason
         say(
-            f"stopped at step {step} of {train_config.steps} ({why}); "
+            f"stopped at step {step} of {steps} ({why}); "
             f"{'rerunning the demo' if in_demo else 'the same command with --resume'} continues it"
         )
-    elif start_step >= train_config.steps:
-        say(f"already at step {start_step} of {train_config.steps}: nothing to train")
+    elif start_step >= steps:
+        say(f"already at step {start_step} of {steps}: nothing to train")
     if stop_signal:
         interrupted_exit(stop_signal)
 
@@ -886,25 +894,8 @@ def adapt_and_predict_command(
     adapt = AdaptConfig.following(run.train_config, seed=seed, **given)
     adapt = apply_overrides({"adapt": adapt}, list(overrides))["adapt"]
     predict = PredictConfig(rank=rank, group_size=group_size, time_budget_s=time_budget)
-    if dist.is_main:  # what the run will do, the settings it took from pretraining included
-        fits = ""
-        if adapt.strategy != "pretrained":
-            fits = f", {adapt.epochs:g} epochs at embedding lr {adapt.puzzle_emb_lr:g}"
-        if adapt.strategy == "embedding+full":
-            fits += f", then {adapt.full_epochs:g} of the network at lr {adapt.full_lr:g}"
-        say(
-            f"{count(tasks, 'task')}, up to {count(adapt.augmentations, 'view')} each; "
-            f"strategy {adapt.strategy}{fits}; ranked by {rank}; groups of {group_size} on "
-            f"{dist.world_size} x {dist.device}"
-        )
-    trained = sorted({view.task_id for view in run.views} & set(tasks.ids))
-    if trained and adapt.strategy != "pretrained" and dist.is_main:
-        say(
-            f"[yellow]warning:[/] {len(trained)} of {count(tasks, 'task')} were in pretraining "
-            f"(their demonstrations trained, as in the combined setup), so not unseen: "
-            f"{listed(trained)}",
-            err=True,
-        )
+    if dist.is_main:
+        describe_adaptation(run, tasks, adapt, predict, dist)
     # Counted from the saved files, so that under torchrun it includes the other ranks' tasks.
     progress = TaskProgress(len(tasks), finished=lambda: count_saved(out_dir, tasks))
     try:
@@ -934,24 +925,52 @@ def adapt_and_predict_command(
             },
             rank,
         )
-        written = "predictions.json, submission.json" + (" and score.json" if report else "")
-        console.print(f"wrote {escape(str(out_dir))}/: {written}")
-        if progress.skipped:
-            say(
-                f"[yellow]warning:[/] {len(progress.skipped)} of {count(tasks, 'task')} not "
-                f"predicted (a grid larger than the run's {run.canvas}x{run.canvas} canvas): "
-                f"{listed(progress.skipped)}",
-                err=True,
-            )
-        if report is not None:
-            print_score(report, f"{out_dir} on {tasks.name}")
-        else:
-            unsolved = [t.id for t in tasks if not t.has_solutions]
-            say(
-                f"not scored: {count(unsolved, 'task')} of the set "
-                f"{'lacks' if len(unsolved) == 1 else 'lack'} test outputs "
-                f"({listed(unsolved, 5)}); for a Kaggle file, give --solutions",
-            )
+        report_adaptation_end(out_dir, tasks, report, progress.skipped, run.canvas)
+
+
+def describe_adaptation(run, tasks, adapt, predict, dist) -> None:
+    """What the run will do, the settings it took from pretraining included, and a warning if
+    some tasks are not unseen."""
+    fits = ""
+    if adapt.strategy != "pretrained":
+        fits = f", {adapt.epochs:g} epochs at embedding lr {adapt.puzzle_emb_lr:g}"
+    if adapt.strategy == "embedding+full":
+        fits += f", then {adapt.full_epochs:g} of the network at lr {adapt.full_lr:g}"
+    say(
+        f"{count(tasks, 'task')}, up to {count(adapt.augmentations, 'view')} each; "
+        f"strategy {adapt.strategy}{fits}; ranked by {predict.rank}; groups of "
+        f"{predict.group_size} on {dist.world_size} x {dist.device}"
+    )
+    trained = sorted({view.task_id for view in run.views} & set(tasks.ids))
+    if trained and adapt.strategy != "pretrained":
+        say(
+            f"[yellow]warning:[/] {len(trained)} of {count(tasks, 'task')} were in pretraining "
+            f"(their demonstrations trained, as in the combined setup), so not unseen: "
+            f"{listed(trained)}",
+            err=True,
+        )
+
+
+def report_adaptation_end(out_dir, tasks, report, skipped: list[str], canvas: int) -> None:
+    """The files written, the tasks too large to predict, and the score (or why none)."""
+    written = "predictions.json, submission.json" + (" and score.json" if report else "")
+    console.print(f"wrote {escape(str(out_dir))}/: {written}")
+    if skipped:
+        say(
+            f"[yellow]warning:[/] {len(skipped)} of {count(tasks, 'task')} not "
+            f"predicted (a grid larger than the run's {canvas}x{canvas} canvas): "
+            f"{listed(skipped)}",
+            err=True,
+        )
+    if report is not None:
+        print_score(report, f"{out_dir} on {tasks.name}")
+    else:
+        unsolved = [t.id for t in tasks if not t.has_solutions]
+        say(
+            f"not scored: {count(unsolved, 'task')} of the set "
+            f"{'lacks' if len(unsolved) == 1 else 'lack'} test outputs "
+            f"({listed(unsolved, 5)}); for a Kaggle file, give --solutions",
+        )
 
 
 class TaskProgress:
