@@ -601,7 +601,7 @@ def pretrain(
     \b
     Examples:
       hrm-arc pretrain -d arc-agi-1/training --out runs/tiny --steps 2000
-      hrm-arc pretrain -d arc-agi-1/training --out runs/tiny --resume
+      hrm-arc pretrain -d arc-agi-1/training --out runs/tiny --steps 2000 --resume
       torchrun --nproc-per-node 8 -m hrm_arc.cli pretrain -d arc-agi-1/training \\
           --include-eval-demos arc-agi-1/evaluation --preset paper -a 1000 \\
           --epochs 100000 --eval-every 10000 --checkpoint-every 2000 --out runs/paper

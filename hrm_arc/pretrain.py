@@ -23,6 +23,7 @@ from .encoding import VOCAB_SIZE, canvas_for
 from .hrm_core import HRM, PRESETS, HRMConfig
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from .hrm_core.distributed import DistInfo
+from .hrm_core.losses import LOSSES
 from .hrm_core.sampling import Examples, epoch_size, steps_for_epochs
 from .hrm_core.trainer import TRAIN_PRESETS, TrainConfig, Trainer, stop_on_signals
 from .jsonio import write_json_atomic
@@ -155,8 +156,25 @@ def run_extra_state(data: PretrainData, specs: dict) -> dict:
         "canvas": data.canvas,
         "datasets": specs,
         "views": [(v.task_id, v.augmentation.name, v.puzzle_id) for v in data.views],
-        "examples": len(data.examples),
+        "examples_digest": data.examples.digest(),
     }
+
+
+def check_resumes(state: dict, path: Path, extra: dict, model_config: HRMConfig) -> None:
+    """Refuse a checkpoint that trained other data or another model than this run would."""
+    same_views = [tuple(v) for v in state.get("views", [])] == extra["views"]
+    digest = extra["examples_digest"]
+    if not same_views or state.get("examples_digest", digest) != digest:
+        raise CheckpointError(
+            f"{path}: it trained other task views or pairs (datasets {state.get('datasets')}); "
+            "resume with the same --dataset, --include-eval-demos, --train-test-pairs, -a "
+            "and --seed"
+        )
+    if state["model_config"] != dataclasses.asdict(model_config):
+        raise CheckpointError(
+            f"{path}: model config differs from this run's; "
+            "resume with the same preset, --canvas and overrides"
+        )
 
 
 def pretrain(
@@ -183,19 +201,17 @@ def pretrain(
     checkpoint = run_dir / CHECKPOINT
     if resume and checkpoint.exists():
         state = load_checkpoint(checkpoint)
-        same_views = [tuple(v) for v in state.get("views", [])] == extra["views"]
-        if not same_views or state.get("examples", extra["examples"]) != extra["examples"]:
-            raise CheckpointError(
-                f"{checkpoint}: it trained other task views or pairs (datasets "
-                f"{state.get('datasets')}); resume with the same --dataset, "
-                "--include-eval-demos, --train-test-pairs, -a and --seed"
-            )
-        if state["model_config"] != dataclasses.asdict(model_config):
-            raise CheckpointError(
-                f"{checkpoint}: model config differs from this run's; "
-                "resume with the same preset, --canvas and overrides"
-            )
+        check_resumes(state, checkpoint, extra, model_config)
         trainer.load_state_dict(state, checkpoint)
+        before = state["train_config"]
+        changed = [
+            f"{k} {before.get(k)!r} -> {v!r}"
+            for k, v in dataclasses.asdict(train_config).items()
+            if before.get(k) != v and k != "time_limit_s"
+        ]
+        if changed and dist.is_main:  # meant (a longer run, a lower rate) or not: say so
+            log.warning("%s: resumed with other training settings: %s", checkpoint,
+                        "; ".join(f"train.{c}" for c in changed))  # fmt: skip
     elif checkpoint.exists():  # on every rank, so a refusal ends them all alike
         raise CheckpointError(
             f"{checkpoint} exists: pass --resume to continue it, or choose another --out"
@@ -244,11 +260,16 @@ def load_run(run_dir: str | Path, device: torch.device) -> PretrainedRun:
         config = HRMConfig(**state["model_config"])
         views = [View(t, Augmentation.from_name(a), i) for t, a, i in state["views"]]
         canvas = int(state["canvas"])
+        LOSSES[state["train_config"]["loss"]]  # adaptation trains with pretraining's loss
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: checkpoint metadata is damaged ({e})") from None
+        raise CheckpointError(f"{path}: checkpoint metadata is damaged ({e!r})") from None
     model = HRM(config)
     # The weight average, when pretraining kept one, is what evaluation measured.
-    load_model_state(model, {**state["model"], **(state.get("model_averaged") or {})}, path)
+    averaged = state.get("model_averaged") or {}
+    dense = {name for name, p in model.named_parameters() if p.requires_grad}
+    if averaged and set(averaged) != dense:
+        raise CheckpointError(f"{path}: its weight average does not cover the network's weights")
+    load_model_state(model, {**state["model"], **averaged}, path)
     return PretrainedRun(model.to(device), canvas, views, state)
 
 

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from hrm_arc import pipeline
 from hrm_arc.cli import main
 from hrm_arc.families import family_puzzles
-from hrm_arc.hrm_core.checkpoint import load_checkpoint
+from hrm_arc.hrm_core.checkpoint import load_checkpoint, save_checkpoint
 from hrm_arc.predictions import load_predictions
 from hrm_arc.pretrain import load_run
 from hrm_arc.score import score_submission
@@ -224,6 +224,47 @@ def test_resume_with_the_test_pairs_trained_is_refused(run_dir, data, tmp_path) 
                     *TINY, "--train-test-pairs")  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "other task views or pairs" in result.output and "--train-test-pairs" in result.output
+
+
+def test_resume_on_edited_tasks_is_refused(run_dir, data, tmp_path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    edited = Path(shutil.copytree(data["pretrain"], tmp_path / "edited"))
+    path = sorted(edited.rglob("*.json"))[0]
+    task = json.loads(path.read_text())
+    task["train"][0]["output"][0][0] = (task["train"][0]["output"][0][0] + 1) % 10
+    path.write_text(json.dumps(task))  # the same ids, views and pair counts: one cell differs
+    result = invoke("pretrain", "-d", edited, "--out", run, "--steps", 5, "--resume", *TINY)
+    assert result.exit_code == 2, result.output
+    assert "other task views or pairs" in result.output
+
+
+def test_resume_says_which_training_settings_changed(run_dir, data, tmp_path, caplog) -> None:
+    run = copy_run(run_dir, tmp_path)
+    with caplog.at_level("WARNING"):
+        ok(invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 4, "--resume",
+                  *TINY, "--lr", "1e-5"))  # fmt: skip
+    before = load_checkpoint(run_dir / "checkpoint.pt")["train_config"]["lr"]
+    assert "checkpoint.pt: resumed with other training settings: train.steps 3 -> 4; " \
+        f"train.lr {before!r} -> 1e-05" in caplog.text  # fmt: skip
+    assert load_checkpoint(run / "checkpoint.pt")["train_config"]["lr"] == 1e-5
+
+
+@pytest.mark.parametrize("damage", [
+    lambda s: s.update(train_config=None),
+    lambda s: s["train_config"].pop("loss"),
+    lambda s: s.update(model_averaged={"lm_head.weight": s["model"]["lm_head.weight"]}),
+])  # fmt: skip
+def test_adapting_from_a_damaged_run_exits_2_naming_its_checkpoint(run_dir, data, tmp_path,
+                                                                   damage) -> None:
+    run = copy_run(run_dir, tmp_path)
+    state = load_checkpoint(run / "checkpoint.pt")
+    damage(state)
+    save_checkpoint(run / "checkpoint.pt", state)
+    result = invoke("adapt-and-predict", run, "-d", data["heldout"], "--out", tmp_path / "o",
+                    *ADAPT)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert str(run / "checkpoint.pt") in " ".join(result.output.split())
+    assert "Traceback" not in result.output
 
 
 def test_combined_setup_scores_the_evaluation_tasks_as_it_trains(data, tmp_path) -> None:

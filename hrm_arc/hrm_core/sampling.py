@@ -8,6 +8,7 @@ same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -31,6 +32,14 @@ class Examples:
 
     def task_of_each(self) -> np.ndarray:
         return self.puzzle_ids if self.tasks is None else self.tasks
+
+    def digest(self) -> str:
+        """A digest of every array: whether a resumed run trains on the same examples."""
+        digest = hashlib.blake2b(digest_size=16)
+        for array in (self.inputs, self.labels, self.puzzle_ids, self.task_of_each()):
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).data)
+        return digest.hexdigest()
 
 
 class _Sampler:

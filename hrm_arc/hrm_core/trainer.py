@@ -23,7 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import write_atomic
-from ..signals import signal_handlers
+from ..signals import held_signals, signal_handlers
 from ..text import count
 from .checkpoint import CheckpointError, load_model_state, save_checkpoint
 from .distributed import DistInfo, gather_to_main
@@ -266,7 +266,7 @@ class Trainer:
         self.carry, output = self.forward(self.carry, batch)
         loss, metrics = act_loss(output, self.carry.batch["labels"], self.config.loss)
         loss.backward()
-        self._set_lrs()
+        self._set_hyperparameters()
         if self.optimizer is not None:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -297,12 +297,23 @@ class Trainer:
         for average, param in zip(self.ema or [], self.dense):
             param.data, average.data = average.data, param.data
 
-    def _set_lrs(self) -> None:
+    def _set_hyperparameters(self) -> None:
+        """The config's values, set every step: the scheduled rates, and the decays and betas,
+        which a resumed optimizer's saved groups would otherwise keep from the earlier run."""
         c = self.config
-        for opt, base in ((self.optimizer, c.lr), (self.embedding_optimizer, c.puzzle_emb_lr)):
-            if opt is not None:
-                for group in opt.param_groups:
-                    group["lr"] = scheduled_lr(base, self.step, c)
+        if self.optimizer is not None:
+            for group in self.optimizer.param_groups:
+                group.update(
+                    lr=scheduled_lr(c.lr, self.step, c),
+                    betas=(c.beta1, c.beta2),
+                    weight_decay=c.weight_decay,
+                )
+        if self.embedding_optimizer is not None:
+            for group in self.embedding_optimizer.param_groups:
+                group.update(
+                    lr=scheduled_lr(c.puzzle_emb_lr, self.step, c),
+                    weight_decay=c.puzzle_emb_weight_decay,
+                )
 
     def fit(
         self,
@@ -440,37 +451,58 @@ class Trainer:
             return {k: v.clone() for k, v in model.state_dict().items()}
 
     def load_state_dict(self, state: dict, path: str | Path = "checkpoint") -> None:
+        """Resume from `state`; a damaged or mismatched one raises CheckpointError naming
+        `path` (before anything trains on it)."""
         # Checkpoints from before train.sampling existed drew examples uniformly.
-        drew = state.get("train_config", {}).get("sampling", "examples")
+        drew = (state.get("train_config") or {}).get("sampling", "examples")
         if drew != self.config.sampling:
             raise CheckpointError(
                 f"{path}: it drew batches by {drew}, this run by {self.config.sampling}: resume "
                 f"with --set train.sampling={drew}"
             )
+        if self.optimizer is not None and state.get("optimizer") is None:
+            raise CheckpointError(
+                f"{path}: it holds no optimizer state for the network (trained with "
+                "train.freeze_network?): resume with the same settings"
+            )
         load_model_state(self.model, state["model"], path)
-        if self.optimizer is not None and state.get("optimizer") is not None:
+        try:
+            self._load_states(state, path)
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+            raise CheckpointError(f"{path}: damaged checkpoint ({type(e).__name__}: {e})") from None
+
+    def _load_states(self, state: dict, path: str | Path) -> None:
+        if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
+            check_state_shapes(self.optimizer)
         if self.embedding_optimizer is not None:
             self.embedding_optimizer.load_state_dict(state["embedding_optimizer"])
         self.sampler.load_state_dict(state["sampler"])
-        ranks = state.get("ranks") or []  # older checkpoints hold no per-rank states
-        if len(ranks) == self.dist.world_size:
-            self._load_rank_state(ranks[self.dist.rank])
-        elif self.dist.is_main:  # the batches still follow on exactly; said once, not per rank
-            written = f"written by {count(len(ranks), 'rank')}" if ranks else "an older hrm-arc's"
-            log.warning(
-                "%s: %s, resumed on %s: the rows start on fresh examples, with fresh random draws",
-                path,
-                written,
-                count(self.dist.world_size, "rank"),
-            )
-        self.step = self.start_step = state["step"]
+        self.step = self.start_step = int(state["step"])
         if self.ema is not None:
             saved = state.get("model_averaged")
             if saved is None:
                 raise CheckpointError(f"{path}: no weight average to resume with train.ema")
             for name, average in zip(self.dense_names, self.ema, strict=True):
                 average.copy_(saved[name])
+        ranks = state.get("ranks") or []  # older checkpoints hold no per-rank states
+        rows = self.config.batch_size // self.dist.world_size
+        if len(ranks) == self.dist.world_size and carry_rows(ranks[self.dist.rank]) in (0, rows):
+            self._load_rank_state(ranks[self.dist.rank])
+        elif self.dist.is_main:  # the batches still follow on exactly; said once, not per rank
+            then = f"written by {count(len(ranks), 'rank')}" if ranks else "an older hrm-arc's"
+            now = f"resumed on {count(self.dist.world_size, 'rank')}"
+            batch = (state.get("train_config") or {}).get("batch_size")
+            if batch != self.config.batch_size:
+                then, now = f"{then} at batch {batch}", f"{now} at batch {self.config.batch_size}"
+            log.warning(
+                "%s: %s, %s: the rows start on fresh examples, with fresh random draws",
+                path,
+                then,
+                now,
+            )
 
     def _rank_state(self) -> dict:
         """What differs between ranks: the rolling carry and the RNG (exploration draws)."""
@@ -495,12 +527,33 @@ class Trainer:
 
     def save(self) -> None:
         """Write the checkpoint. Collective under torchrun: every rank calls it at the same step,
-        and the main rank writes every rank's carry and RNG state."""
+        and the main rank writes every rank's carry and RNG state. Ctrl-C and SIGTERM wait
+        until it is written (the last save runs after training has stopped listening)."""
         if self.run_dir is None:
             return
-        ranks = gather_to_main(self._rank_state(), self.dist)
-        if self.dist.is_main:
-            save_checkpoint(self.run_dir / "checkpoint.pt", self.state_dict(ranks))
+        with held_signals(signal.SIGINT, signal.SIGTERM):
+            ranks = gather_to_main(self._rank_state(), self.dist)
+            if self.dist.is_main:
+                save_checkpoint(self.run_dir / "checkpoint.pt", self.state_dict(ranks))
+
+
+def carry_rows(rank_state: dict) -> int:
+    """The rows of a rank's saved carry (0 when it saved none, before its first step)."""
+    carry = rank_state["carry"]
+    return 0 if carry is None else len(carry["halted"])
+
+
+def check_state_shapes(optimizer: torch.optim.Optimizer) -> None:
+    """Every per-parameter state tensor has its parameter's shape (a checkpoint of another
+    model would fail only at the first step, after the run directory was rewritten)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.dim() and value.shape != param.shape:
+                    raise ValueError(
+                        f"optimizer state {name} has shape {tuple(value.shape)} for a "
+                        f"parameter of shape {tuple(param.shape)}"
+                    )
 
 
 def to_device(tree: object, device: str | torch.device) -> object:

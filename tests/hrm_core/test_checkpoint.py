@@ -305,3 +305,76 @@ def test_a_signal_held_through_a_failed_write_still_reaches_its_handler(tmp_path
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert seen == [signal.SIGTERM]  # a stop request is not lost with the write
+
+
+def test_a_signal_while_the_last_checkpoint_is_gathered_waits_for_it(tmp_path,
+                                                                    monkeypatch) -> None:
+    # The last save runs after training stopped listening for signals: one arriving while the
+    # state is gathered must not end the process before the checkpoint is written.
+    t = trainer(steps=2, run_dir=tmp_path)
+    t.fit()
+    real = Trainer.state_dict
+
+    def interrupted(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "state_dict", interrupted)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            t.save()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 2
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda s: s.pop("embedding_optimizer"), "KeyError"),
+    (lambda s: s.pop("sampler"), "KeyError"),
+    (lambda s: s["sampler"].pop("rng"), "KeyError"),
+    (lambda s: s.update(step="three"), "ValueError"),
+    (lambda s: s["ranks"][0].update(carry={"x": 1}), "KeyError"),
+    (lambda s: s["optimizer"]["state"][0].update(exp_avg=torch.zeros(2, 2)), "shape"),
+])  # fmt: skip
+def test_a_damaged_checkpoint_is_refused_naming_it_before_training(tmp_path, damage,
+                                                                   expected) -> None:
+    trainer(steps=2, run_dir=tmp_path, checkpoint_every=2).fit()
+    path = tmp_path / "checkpoint.pt"
+    state = load_checkpoint(path)
+    damage(state)
+    with pytest.raises(CheckpointError, match=f"{path}: damaged checkpoint .*{expected}"):
+        trainer(steps=4).load_state_dict(state, path)
+
+
+def test_a_checkpoint_without_the_network_s_optimizer_state_is_refused(tmp_path) -> None:
+    trainer(steps=2, run_dir=tmp_path, checkpoint_every=2, freeze_network=True).fit()
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(CheckpointError, match="no optimizer state for the network"):
+        trainer(steps=4).load_state_dict(load_checkpoint(path), path)
+
+
+def test_resuming_at_another_batch_size_starts_fresh_rows(tmp_path, caplog) -> None:
+    trainer(steps=2, run_dir=tmp_path, checkpoint_every=2).fit()
+    path = tmp_path / "checkpoint.pt"
+    config = dataclasses.replace(trainer(steps=4).config, batch_size=8)
+    resumed = Trainer(tiny_model(), config, examples(), SINGLE)
+    with caplog.at_level("WARNING"):
+        resumed.load_state_dict(load_checkpoint(path), path)
+    assert "written by 1 rank at batch 4, resumed on 1 rank at batch 8: the rows start on " \
+        "fresh examples" in caplog.text  # fmt: skip
+    assert resumed.carry is None
+    resumed.fit()  # 8 rows, where the saved carry held 4
+    assert resumed.step == 4
+
+
+def test_resumed_optimizers_take_this_run_s_decay_and_betas(tmp_path) -> None:
+    trainer(steps=2, run_dir=tmp_path, checkpoint_every=2).fit()
+    path = tmp_path / "checkpoint.pt"
+    resumed = trainer(steps=3, weight_decay=0.5, beta1=0.8, puzzle_emb_weight_decay=0.7)
+    resumed.load_state_dict(load_checkpoint(path), path)
+    resumed.fit()
+    (group,) = resumed.optimizer.param_groups
+    assert group["weight_decay"] == 0.5 and group["betas"] == (0.8, 0.95)
+    assert resumed.embedding_optimizer.param_groups[0]["weight_decay"] == 0.7
