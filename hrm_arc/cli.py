@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import logging
 import math
 import re
 import signal
@@ -127,6 +128,16 @@ def main():
       hrm-arc adapt-and-predict runs/a --dataset arc-agi-1/evaluation --out preds/a
       hrm-arc score preds/a/submission.json --dataset arc-agi-1/evaluation
     """
+    library = logging.getLogger("hrm_arc")
+    if not any(isinstance(h, SaidWarnings) for h in library.handlers):
+        library.addHandler(SaidWarnings())
+
+
+class SaidWarnings(logging.Handler):
+    """The library's logged warnings, printed as the CLI's own (to the current stderr)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        say(f"[yellow]warning:[/] {escape(record.getMessage())}", err=True)
 
 
 ARC_COLOURS = (
