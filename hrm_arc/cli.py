@@ -72,15 +72,34 @@ def refuse_to_overwrite(out: str, source: str, option: str) -> None:
         )
 
 
+# What to change when a command runs out of (GPU) memory.
+OUT_OF_MEMORY_HINTS = {
+    "pretrain": "lower --batch-size, the global batch over all ranks (the paper preset's 768 "
+    "is the official 8 GPUs x 96); --resume continues from the last checkpoint",
+    "adapt_and_predict_command": "lower --group-size or --set adapt.batch_size=N; the same "
+    "command continues after the tasks already saved",
+}
+
+
 def reports_bad_input(command):
     """Turn a ValueError raised on user data (DatasetError, CheckpointError, a bad config value)
-    or an OSError (an unwritable path) into a message and exit 2; an interrupt no command
-    handled itself exits as the shell reports one (130, 143)."""
+    or an OSError (an unwritable path) into a message and exit 2; running out of memory into
+    what to lower and exit 1; an interrupt no command handled itself exits as the shell reports
+    one (130, 143)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except RuntimeError as e:
+            import torch  # here, so that --help need not load it
+
+            if not isinstance(e, torch.OutOfMemoryError):
+                raise
+            what = escape(str(e).splitlines()[0] if str(e) else "out of memory")
+            hint = OUT_OF_MEMORY_HINTS.get(command.__name__, "use smaller batches")
+            say(f"[bold red]error:[/] {what}: {hint}", err=True)
+            sys.exit(1)
         except ValueError as e:  # DatasetError, CheckpointError, bad config values
             # escape: user data quoted in a message (e.g. "[/x]") must not be read as markup
             message = escape(str(e))

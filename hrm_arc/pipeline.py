@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import torch
 
 from .adapt import AdaptConfig, adapt_tasks
 from .dataset import views_by_task
@@ -85,16 +86,18 @@ def fits_canvas(task: Task, canvas: int) -> bool:
     return canvas_for([task]) <= canvas
 
 
-def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, predict: PredictConfig) -> dict:
-    """What a rerun must share to continue the saved tasks: the model, the canvas, the
-    adaptation settings and the method's version. Left out by choice: the time budget and the
-    group size, which pace the run and size its memory (the group's tasks share adaptation
-    batches, so the group size changes candidates slightly, but lowering it is how a run that
-    ran out of memory goes on; each task's file records its own), and the ranking, which
-    `finish` applies to every task afresh."""
+def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, device: torch.device) -> dict:
+    """What a rerun must share to continue the saved tasks: the model, the canvas, the dtype
+    it computes in on this device (a CPU and a GPU differ under "auto"), the adaptation
+    settings and the method's version. Left out by choice: the time budget and the group size,
+    which pace the run and size its memory (the group's tasks share adaptation batches, so the
+    group size changes candidates slightly, but lowering it is how a run that ran out of memory
+    goes on; each task's file records its own), and the ranking, which `finish` applies to
+    every task afresh."""
     settings = {
         "model": model_digest(run.model),
         "canvas": run.canvas,
+        "compute_dtype": run.model.compute_dtype(device),
         "adapt": dataclasses.asdict(adapt),
         "method_version": METHOD_VERSION,
     }
@@ -129,7 +132,7 @@ def adapt_and_predict(
             f"no task of {tasks.name} fits the run's {run.canvas}x{run.canvas} canvas (the "
             f"smallest needs side {needed}): pretrain with a larger --canvas"
         )
-    settings = prediction_settings(run, adapt, predict)
+    settings = prediction_settings(run, adapt, dist.device)
     if not restart:
         check_out_dir(out_dir, settings)  # on every rank, so a refusal ends them all alike
     dist.barrier()  # every rank has checked before the main one discards or records

@@ -162,6 +162,25 @@ def test_durations_add_up_their_units() -> None:
     assert Duration().convert("90", None, None) == Duration().convert("1.5m", None, None) == 90.0
 
 
+@pytest.mark.parametrize("module, command, hint", [
+    ("hrm_arc.pretrain.pretrain", "pretrain", "lower --batch-size, the global batch"),
+    ("hrm_arc.pipeline.adapt_and_predict", "adapt-and-predict", "lower --group-size"),
+])  # fmt: skip
+def test_running_out_of_memory_says_what_to_lower(run_dir, data, tmp_path, monkeypatch, module,
+                                                  command, hint) -> None:
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB.\nmore")
+
+    monkeypatch.setattr(module, out_of_memory)
+    args = (["-d", data["pretrain"], "--out", tmp_path / "run", *TINY] if command == "pretrain"
+            else [run_dir, "-d", data["heldout"], "--out", tmp_path / "o", *ADAPT])  # fmt: skip
+    result = invoke(command, *args)
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert f"error: CUDA out of memory. Tried to allocate 2.00 GiB.: {hint}" in output
+    assert "Traceback" not in output
+
+
 def test_pretrain_refuses_an_existing_run_without_resume(run_dir, data, tmp_path) -> None:
     run = copy_run(run_dir, tmp_path)
     before = (run / "checkpoint.pt").read_bytes()
@@ -409,6 +428,19 @@ def test_adaptation_takes_pretrainings_embedding_step_unless_given(predicted, ru
             "ranked by combined; groups of 2 on 1 x cpu") in " ".join(result.output.split())
     adapt = json.loads((out / "settings.json").read_text())["adapt"]
     assert (adapt["puzzle_emb_lr"], adapt["puzzle_emb_weight_decay"]) == (0.07, 0.2)
+
+
+def test_a_rerun_computing_in_another_dtype_is_refused(predicted, run_dir, data,
+                                                       tmp_path) -> None:
+    """Under forward_dtype "auto" one checkpoint predicts in float32 on a CPU and bf16 on a
+    GPU: a run begun on one and continued on the other would mix the two."""
+    out = Path(shutil.copytree(predicted, tmp_path / "out"))
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["compute_dtype"] == "float32"
+    (out / "settings.json").write_text(json.dumps(settings | {"compute_dtype": "bfloat16"}))
+    result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT)
+    assert result.exit_code == 2, result.output
+    assert "compute_dtype: 'bfloat16' -> 'float32'" in " ".join(result.output.split())
 
 
 def test_oversized_task_gets_a_valid_placeholder(predicted, data) -> None:

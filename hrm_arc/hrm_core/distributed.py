@@ -69,15 +69,19 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
     """Join the torchrun process group when launched by torchrun, else run as one process."""
     device = resolve_device(device_name)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and device.type == "cuda":  # one GPU a process
+        device = resolve_device(f"cuda:{os.environ['LOCAL_RANK']}")
+    if device.type == "cuda":  # what runs on "the current device" (contexts, kernels) runs here
+        torch.cuda.set_device(device)
     if world_size == 1:
         return DistInfo(0, 1, device)
-    local_rank = int(os.environ["LOCAL_RANK"])
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
+        cuda = device.type == "cuda"
+        dist.init_process_group(
+            backend="nccl" if cuda else "gloo",
+            timeout=COLLECTIVE_TIMEOUT,
+            device_id=device if cuda else None,  # binds NCCL's barriers to this rank's GPU
+        )
     return DistInfo(dist.get_rank(), dist.get_world_size(), device)
 
 

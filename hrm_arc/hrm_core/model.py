@@ -368,10 +368,15 @@ class HRM(nn.Module):
         stay float32, where the official casts them to bf16 as well: cast so, the tiny preset
         learned shortest paths slower per step (held-out exact 0.63 against 0.79 at step 4,250;
         best within 10 minutes 0.915 against 0.980)."""
-        dtype = self.config.forward_dtype
-        enabled = dtype == "bfloat16" or (dtype == "auto" and device.type == "cuda")
+        enabled = self.compute_dtype(device) == "bfloat16"
         device_type = "cuda" if device.type == "cuda" else "cpu"
         return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
+
+    def compute_dtype(self, device: torch.device) -> str:
+        """The matrix products' dtype on `device`: forward_dtype, "auto" being bf16 on CUDA."""
+        dtype = self.config.forward_dtype
+        bf16 = dtype == "bfloat16" or (dtype, device.type) == ("auto", "cuda")
+        return "bfloat16" if bf16 else "float32"
 
     def forward(self, carry: Carry, batch: dict[str, Tensor]) -> tuple[Carry, HRMOutput]:
         """Run one ACT segment. Returns the new (detached) carry and this segment's outputs."""

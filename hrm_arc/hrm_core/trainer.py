@@ -507,9 +507,11 @@ class Trainer:
     def _rank_state(self) -> dict:
         """What differs between ranks: the rolling carry and the RNG (exploration draws)."""
         device = self.dist.device
-        carry = None if self.carry is None else dataclasses.asdict(self.carry)
+        # A copy on the CPU, where it is gathered and saved (asdict would first deep-copy every
+        # carry tensor on the GPU).
+        carry = None if self.carry is None else to_device(vars(self.carry), "cpu", copy=True)
         return {
-            "carry": to_device(carry, "cpu"),  # gathered and saved through the CPU
+            "carry": carry,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -556,10 +558,11 @@ def check_state_shapes(optimizer: torch.optim.Optimizer) -> None:
                     )
 
 
-def to_device(tree: object, device: str | torch.device) -> object:
-    """``tree`` with every tensor in it (through nested dicts) moved to ``device``."""
+def to_device(tree: object, device: str | torch.device, copy: bool = False) -> object:
+    """``tree`` with every tensor in it (through nested dicts) moved to ``device`` (copied even
+    where it is already there, if ``copy``)."""
     if isinstance(tree, torch.Tensor):
-        return tree.to(device)
+        return tree.to(device, copy=copy)
     if isinstance(tree, dict):
-        return {key: to_device(value, device) for key, value in tree.items()}
+        return {key: to_device(value, device, copy) for key, value in tree.items()}
     return tree

@@ -69,6 +69,31 @@ def test_ranks_wait_hours_for_each_other_not_torchs_default_minutes(monkeypatch)
     assert joined["backend"] == "gloo" and joined["timeout"] >= timedelta(hours=6)
 
 
+@pytest.mark.parametrize("world, local_rank", [(1, None), (2, "1"), (3, "2")])
+def test_each_process_binds_its_own_gpu(monkeypatch, world, local_rank) -> None:
+    bound, joined = [], {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", bound.append)
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    if local_rank is not None:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: joined.update(kwargs))
+    monkeypatch.setattr(dist, "get_rank", lambda: int(local_rank or 0))
+    monkeypatch.setattr(dist, "get_world_size", lambda: world)
+    if local_rank == "2":  # a third process on a machine with two GPUs
+        with pytest.raises(ValueError, match="device 'cuda:2': this machine has 2 GPUs"):
+            init_distributed("cuda")
+        return
+    info = init_distributed("cuda:1")
+    assert info.device == torch.device("cuda", 1) and bound == [info.device]
+    if world > 1:
+        assert joined["backend"] == "nccl" and joined["device_id"] == info.device
+    else:
+        assert joined == {}
+
+
 def test_resolve_device_refuses_a_gpu_index_the_machine_lacks(monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
