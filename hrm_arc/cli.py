@@ -472,7 +472,8 @@ def training_progress(total: int, description: str):
     def on_log(step: int, record: dict) -> None:
         stats = (
             f"loss {number(record.get('loss'))} acc {number(record.get('accuracy'))} "
-            f"exact {number(record.get('exact_accuracy'))} {record['segments_per_s']:.0f} seg/s"
+            f"exact {number(record.get('exact_accuracy'))} {record['examples_per_s']:.0f} ex/s "
+            f"{record['segments_per_s']:.0f} seg/s"
         )
         if "eval_arc_score" in record:
             stats += f" | held-out ARC {record['eval_arc_score']:.3f}"

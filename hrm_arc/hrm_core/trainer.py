@@ -328,7 +328,7 @@ class Trainer:
         """
         c, history, window = self.config, [], []
         start, self.start_step, self.stop_reason = time.perf_counter(), self.step, None
-        self.stop_signal = 0
+        self.stop_signal, self._finished = 0, 0.0
         while self.step < c.steps:
             window.append(self.train_step())
             self.stop_reason = self._early_stop(start, should_stop)
@@ -378,10 +378,12 @@ class Trainer:
         mean = summarize_metrics(window) if window else {}
         if window:
             mean["loss"] = float(torch.stack([w["loss"] for w in window]).mean())
+        self._finished += mean.get("count", 0.0)  # examples whose rows halted, all ranks
         return {
             "step": self.step,
             "epoch": self.sampler.epoch,
             **mean,
+            "examples_per_s": self._finished / max(elapsed, 1e-9),
             "segments_per_s": segments / max(elapsed, 1e-9),
             "elapsed_s": elapsed,
         }

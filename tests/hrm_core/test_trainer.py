@@ -181,10 +181,13 @@ def test_fit_logs_evaluates_and_checkpoints_at_their_intervals(tmp_path) -> None
     assert records == json.loads(json.dumps(history))
     assert [r["step"] for r in records] == [3, 4, 6]
     assert [r.get("eval_score") for r in records] == [3.0, None, 6.0]
-    for r in records:
-        assert {"loss", "lm_loss", "accuracy", "exact_accuracy", "epoch", "segments_per_s",
-                "elapsed_s"} <= set(r)
+    finished = np.cumsum([r["count"] for r in records])  # examples whose rows halted
+    for r, done in zip(records, finished):
+        assert {"loss", "lm_loss", "accuracy", "exact_accuracy", "epoch", "examples_per_s",
+                "segments_per_s", "elapsed_s"} <= set(r)
         assert np.isfinite(r["loss"]) and 0 <= r["accuracy"] <= 1
+        assert r["examples_per_s"] * r["elapsed_s"] == pytest.approx(done)
+        assert r["segments_per_s"] * r["elapsed_s"] == pytest.approx(r["step"] * 4)
     assert trainer.fit() == []  # already at config.steps: nothing more to do
 
 
