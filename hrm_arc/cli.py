@@ -497,7 +497,7 @@ def training_progress(total: int, description: str):
     required=True,
     metavar="SPEC",
     help="Training tasks; repeat to train on several sets. Their test pairs are held "
-    "out to measure progress.",
+    "out to measure progress (unless --train-test-pairs).",
 )
 @click.option(
     "--out",
@@ -634,8 +634,8 @@ def pretrain(
       hrm-arc pretrain -d arc-agi-1/training --out runs/tiny --steps 2000
       hrm-arc pretrain -d arc-agi-1/training --out runs/tiny --steps 2000 --resume
       torchrun --nproc-per-node 8 -m hrm_arc.cli pretrain -d arc-agi-1/training \\
-          --include-eval-demos arc-agi-1/evaluation --preset paper -a 1000 \\
-          --epochs 100000 --eval-every 10000 --checkpoint-every 2000 --out runs/paper
+          --include-eval-demos arc-agi-1/evaluation --train-test-pairs --preset paper \\
+          -a 1000 --epochs 100000 --eval-every 10000 --checkpoint-every 2000 --out runs/paper
     """
     from .hrm_core.distributed import init_distributed, shutdown_distributed
     from .pretrain import (
