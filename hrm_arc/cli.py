@@ -94,7 +94,7 @@ def reports_bad_input(command):
         except RuntimeError as e:
             import torch  # here, so that --help need not load it
 
-            if not isinstance(e, torch.OutOfMemoryError):
+            if not isinstance(e, torch.cuda.OutOfMemoryError):
                 raise
             what = escape(str(e).splitlines()[0] if str(e) else "out of memory")
             hint = OUT_OF_MEMORY_HINTS.get(command.__name__, "use smaller batches")
@@ -596,13 +596,13 @@ def training_progress(total: int, description: str):
     metavar="SPEC",
     help="Also train the demonstration pairs of these evaluation tasks, each variant "
     "with its own identifier: the official 'combined' setup. --eval-every then scores their "
-    "test pairs too, the figure the official run reports.",
+    "test pairs too (up to 32 tasks, 8 views each), as the official run does.",
 )
 @click.option(
     "--train-test-pairs",
     is_flag=True,
     help="Also train the training tasks' test pairs, as the official data builder does "
-    "(with --include-eval-demos, its exact split); none of them is held out for --eval-every.",
+    "(with --include-eval-demos, its split, less ConceptARC); none is held out for --eval-every.",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @reports_bad_input
@@ -712,6 +712,8 @@ def pretrain(
     shutdown_distributed()
     if dist.is_main:
         report_pretraining_end(run_dir, train_config.steps, *ended)
+    elif ended[-1]:  # every rank exits as the signal that stopped them all
+        interrupted_exit(ended[-1])
 
 
 def describe_pretraining(tasks, demo_tasks, data, preset, train_config, dist) -> None:

@@ -89,7 +89,9 @@ def _changes(before: object, now: dict) -> list[str]:
     changes = []
     for key, value in now.items():
         old = before.get(key)
-        if key == "model" and old != value:
+        if key not in before:
+            changes.append(f"{key}: not recorded (an older hrm-arc) -> {value!r}")
+        elif key == "model" and old != value:
             changes.append("the model's weights differ (pretraining went on, or another run)")
         elif isinstance(value, dict) and isinstance(old, dict):
             changes += [

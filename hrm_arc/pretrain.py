@@ -162,6 +162,8 @@ def run_extra_state(data: PretrainData, specs: dict) -> dict:
 
 def check_resumes(state: dict, path: Path, extra: dict, model_config: HRMConfig) -> None:
     """Refuse a checkpoint that trained other data or another model than this run would."""
+    if not isinstance(state.get("train_config"), dict):
+        raise CheckpointError(f"{path}: checkpoint metadata is damaged (train_config)")
     same_views = [tuple(v) for v in state.get("views", [])] == extra["views"]
     digest = extra["examples_digest"]
     if not same_views or state.get("examples_digest", digest) != digest:
@@ -203,7 +205,7 @@ def pretrain(
         state = load_checkpoint(checkpoint)
         check_resumes(state, checkpoint, extra, model_config)
         trainer.load_state_dict(state, checkpoint)
-        before = state["train_config"]
+        before = state["train_config"]  # a dict: check_resumes saw to it
         changed = [
             f"{k} {before.get(k)!r} -> {v!r}"
             for k, v in dataclasses.asdict(train_config).items()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from hrm_arc import pipeline
 from hrm_arc.cli import main
 from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core.checkpoint import load_checkpoint, save_checkpoint
+from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.predictions import load_predictions
 from hrm_arc.pretrain import load_run
 from hrm_arc.score import score_submission
@@ -257,6 +259,33 @@ def test_resume_on_edited_tasks_is_refused(run_dir, data, tmp_path) -> None:
     assert "other task views or pairs" in result.output
 
 
+def test_resume_from_a_checkpoint_without_its_train_config_exits_2(run_dir, data,
+                                                                    tmp_path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    state = load_checkpoint(run / "checkpoint.pt")
+    save_checkpoint(run / "checkpoint.pt", state | {"train_config": None})
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 5, "--resume",
+                    *TINY)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "checkpoint metadata is damaged (train_config)" in result.output
+
+
+def test_every_rank_exits_as_the_signal_that_stopped_training(data, tmp_path,
+                                                              monkeypatch) -> None:
+    """Under torchrun a SIGTERM stops every rank at one step; the other ranks exit 143 too."""
+    import hrm_arc.hrm_core.distributed as distributed
+
+    stopped = SimpleNamespace(step=2, start_step=0, stop_reason="stop requested",
+                              stop_signal=signal.SIGTERM)  # fmt: skip
+    monkeypatch.setattr(distributed, "init_distributed",
+                        lambda device: DistInfo(1, 2, torch.device("cpu")))  # fmt: skip
+    monkeypatch.setattr(distributed, "shutdown_distributed", lambda: None)
+    monkeypatch.setattr("hrm_arc.pretrain.pretrain", lambda *args, **kwargs: stopped)
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", tmp_path / "run", *TINY)
+    assert result.exit_code == 143, result.output
+    assert "stopped at step" not in result.output  # rank 0 says so, for all
+
+
 def test_resume_says_which_training_settings_changed(run_dir, data, tmp_path) -> None:
     run = copy_run(run_dir, tmp_path)
     result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 4, "--resume",
@@ -430,17 +459,23 @@ def test_adaptation_takes_pretrainings_embedding_step_unless_given(predicted, ru
     assert (adapt["puzzle_emb_lr"], adapt["puzzle_emb_weight_decay"]) == (0.07, 0.2)
 
 
-def test_a_rerun_computing_in_another_dtype_is_refused(predicted, run_dir, data,
-                                                       tmp_path) -> None:
+@pytest.mark.parametrize("recorded, change", [
+    ("bfloat16", "compute_dtype: 'bfloat16' -> 'float32'"),
+    (None, "compute_dtype: not recorded (an older hrm-arc) -> 'float32'"),
+])  # fmt: skip
+def test_a_rerun_computing_in_another_dtype_is_refused(predicted, run_dir, data, tmp_path,
+                                                       recorded, change) -> None:
     """Under forward_dtype "auto" one checkpoint predicts in float32 on a CPU and bf16 on a
     GPU: a run begun on one and continued on the other would mix the two."""
     out = Path(shutil.copytree(predicted, tmp_path / "out"))
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["compute_dtype"] == "float32"
-    (out / "settings.json").write_text(json.dumps(settings | {"compute_dtype": "bfloat16"}))
+    assert settings.pop("compute_dtype") == "float32"
+    if recorded is not None:
+        settings["compute_dtype"] = recorded
+    (out / "settings.json").write_text(json.dumps(settings))
     result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT)
     assert result.exit_code == 2, result.output
-    assert "compute_dtype: 'bfloat16' -> 'float32'" in " ".join(result.output.split())
+    assert change in " ".join(result.output.split())
 
 
 def test_oversized_task_gets_a_valid_placeholder(predicted, data) -> None:

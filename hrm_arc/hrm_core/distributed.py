@@ -49,7 +49,7 @@ def gather_to_main(obj: object, info: DistInfo) -> list | None:
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -62,6 +62,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ValueError(
             f"device {name!r}: this machine has {count(torch.cuda.device_count(), 'GPU')}"
         )
+    if device.type == "cuda" and device.index is None:  # which one, as set_device needs
+        device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 

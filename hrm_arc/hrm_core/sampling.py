@@ -80,8 +80,16 @@ class _Sampler:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        order, position = np.asarray(state["order"]), int(state["position"])
+        units = np.arange(len(self.order))
+        if not np.array_equal(np.sort(order), units) or not 0 <= position <= len(order):
+            # Some units would never be drawn, or none ever again.
+            raise ValueError(
+                f"sampler state drawn over other data: {len(order)} units, walked to "
+                f"{position}, where this run has {len(self.order)}"
+            )
         self.rng.bit_generator.state = state["rng"]
-        self.order, self.position, self.epoch = state["order"], state["position"], state["epoch"]
+        self.order, self.position, self.epoch = order, position, state["epoch"]
 
 
 class ExampleSampler(_Sampler):

@@ -74,6 +74,7 @@ def test_each_process_binds_its_own_gpu(monkeypatch, world, local_rank) -> None:
     bound, joined = [], {}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "set_device", bound.append)
     monkeypatch.setenv("WORLD_SIZE", str(world))
     if local_rank is not None:
@@ -92,6 +93,23 @@ def test_each_process_binds_its_own_gpu(monkeypatch, world, local_rank) -> None:
         assert joined["backend"] == "nccl" and joined["device_id"] == info.device
     else:
         assert joined == {}
+
+
+def test_a_gpu_named_without_an_index_is_the_current_one(monkeypatch) -> None:
+    def set_device(device: torch.device) -> None:
+        if device.index is None:  # as torch.cuda.set_device refuses it
+            raise ValueError("Expected a torch.device with a specified index")
+        bound.append(device)
+
+    bound = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    for name in ("auto", "cuda"):
+        assert init_distributed(name).device == torch.device("cuda", 1)
+    assert bound == [torch.device("cuda", 1)] * 2
 
 
 def test_resolve_device_refuses_a_gpu_index_the_machine_lacks(monkeypatch) -> None:

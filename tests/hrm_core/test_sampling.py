@@ -118,6 +118,19 @@ def test_sampler_state_dict_continues_the_same_sequence(sampler) -> None:
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
+def test_a_sampler_state_drawn_over_other_data_is_refused(sampler) -> None:
+    first = sampler(two_tasks(), 4, 1, SINGLE)
+    draw(first, 3)
+    state = first.state_dict()
+    bigger = examples([1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6], [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    with pytest.raises(ValueError, match="drawn over other data"):
+        sampler(bigger, 4, 1, SINGLE).load_state_dict(state)  # units never drawn
+    state["position"] = len(state["order"]) + 1  # past the end: none ever drawn again
+    with pytest.raises(ValueError, match="drawn over other data"):
+        sampler(two_tasks(), 4, 1, SINGLE).load_state_dict(state)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
 @pytest.mark.parametrize("n", [12, 10])  # 10: global batches straddle epoch boundaries
 def test_rank_slices_partition_the_global_batch(sampler, n: int) -> None:
     world, data = 3, examples(range(n))
