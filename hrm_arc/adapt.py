@@ -121,7 +121,7 @@ class Adapted:
 def fresh_table(pretrained: torch.Tensor, n_rows: int, init: str) -> torch.Tensor:
     """Rows for the new views: zeros, or the mean of the pretrained (non-blank) rows."""
     if init == "zero" or pretrained.shape[0] < 2:
-        return torch.zeros(n_rows, pretrained.shape[1])
+        return pretrained.new_zeros(n_rows, pretrained.shape[1])
     mean = pretrained[1:].mean(0, keepdim=True)
     table = mean.expand(n_rows, -1).clone()
     table[0] = 0  # the blank row stays blank
@@ -172,7 +172,7 @@ def fit_fresh_embeddings(
     loss: str = "stablemax",
 ) -> None:
     """Replace the table by fresh rows for `views` and fit them (and maybe the network)."""
-    pretrained = model.puzzle_emb.weights.detach().cpu()
+    pretrained = model.puzzle_emb.weights.detach()  # where it is: a GPU's table can be GBs
     model.reset_puzzle_embeddings(
         len(views) + 1, fresh_table(pretrained, len(views) + 1, config.init)
     )
