@@ -20,7 +20,7 @@ from .errors import DatasetError
 from .jsonio import read_json, write_json_atomic
 from .predictions import Candidate, load_predictions, save_predictions
 from .tasks import Task
-from .text import count
+from .text import changed_fields, count
 
 SETTINGS = "settings.json"
 TASKS = "tasks"  # the folder of per-task prediction files
@@ -94,9 +94,7 @@ def _changes(before: object, now: dict) -> list[str]:
         elif key == "model" and old != value:
             changes.append("the model's weights differ (pretraining went on, or another run)")
         elif isinstance(value, dict) and isinstance(old, dict):
-            changes += [
-                f"{key}.{k}: {old.get(k)!r} -> {v!r}" for k, v in value.items() if old.get(k) != v
-            ]
+            changes += changed_fields(old, value, f"{key}.")
         elif old != value:
             changes.append(f"{key}: {old!r} -> {value!r}")
     return changes

@@ -32,7 +32,7 @@ from .predict import vote_task
 from .score import score_submission
 from .submission import submission_from_predictions
 from .tasks import Task, TaskSet
-from .text import count
+from .text import changed_fields, count
 from .vote import rank_candidates
 
 log = logging.getLogger(__name__)
@@ -205,15 +205,13 @@ def pretrain(
         state = load_checkpoint(checkpoint)
         check_resumes(state, checkpoint, extra, model_config)
         trainer.load_state_dict(state, checkpoint)
-        before = state["train_config"]  # a dict: check_resumes saw to it
-        changed = [
-            f"{k} {before.get(k)!r} -> {v!r}"
-            for k, v in dataclasses.asdict(train_config).items()
-            if before.get(k) != v and k != "time_limit_s"
-        ]
+        now = dataclasses.asdict(train_config) | {"time_limit_s": None}  # a limit is per run
+        before = state["train_config"] | {"time_limit_s": None}  # a dict: check_resumes saw to it
+        changed = changed_fields(before, now, "train.")
         if changed and dist.is_main:  # meant (a longer run, a lower rate) or not: say so
-            log.warning("%s: resumed with other training settings: %s", checkpoint,
-                        "; ".join(f"train.{c}" for c in changed))  # fmt: skip
+            log.warning(
+                "%s: resumed with other training settings: %s", checkpoint, "; ".join(changed)
+            )
     elif checkpoint.exists():  # on every rank, so a refusal ends them all alike
         raise CheckpointError(
             f"{checkpoint} exists: pass --resume to continue it, or choose another --out"

@@ -20,3 +20,10 @@ def brief(value: object) -> str:
     """A value as a message quotes it: repr, cut to about 40 characters."""
     text = _SHORT.repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def changed_fields(before: dict, now: dict, prefix: str = "") -> list[str]:
+    """`prefix.field: old -> new` for each field of `now` that differs from `before`."""
+    return [
+        f"{prefix}{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if before.get(k) != v
+    ]

@@ -293,7 +293,7 @@ def test_resume_says_which_training_settings_changed(run_dir, data, tmp_path) ->
     ok(result)
     before = load_checkpoint(run_dir / "checkpoint.pt")["train_config"]["lr"]
     assert f"warning: {run / 'checkpoint.pt'}: resumed with other training settings: " \
-        f"train.steps 3 -> 4; train.lr {before!r} -> 1e-05" in " ".join(result.output.split())
+        f"train.steps: 3 -> 4; train.lr: {before!r} -> 1e-05" in " ".join(result.output.split())
     assert load_checkpoint(run / "checkpoint.pt")["train_config"]["lr"] == 1e-5
 
 
