@@ -186,6 +186,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also time ours with q_learning=halt_only (no q_continue target forward)",
     )
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="after timing, profile STEPS steps of each side and print its costliest operators",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--out", default=None, help="JSON path (default results/bench_train_step_<device>.json)"
@@ -374,6 +381,19 @@ def time_steps(runner, steps: int, device: torch.device) -> tuple[float, int | N
     seconds = time.perf_counter() - start
     peak = None if base is None else torch.cuda.max_memory_allocated(device) - base
     return seconds, peak
+
+
+def profile_steps(runner, steps: int, device: torch.device, rows: int = 25) -> str:
+    """The operators that took the most time over ``steps`` steps (device time on CUDA)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            runner.step()
+        sync(device)
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=60)
 
 
 def step_dims(cfg: HRMConfig) -> tuple[int, int]:
@@ -580,6 +600,11 @@ def main(argv: list[str] | None = None) -> dict | None:
         )
     )
 
+    profiles = {}
+    for runner in runners if args.profile else []:
+        profiles[runner.name] = profile_steps(runner, args.profile, device)
+        print(f"profile of {runner.name}, {args.profile} steps:\n{profiles[runner.name]}")
+
     report = {
         "benchmark": "bench_train_step",
         "device": str(device),
@@ -598,6 +623,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         "peak_flops": args.peak_flops if device.type == "cuda" else None,
         "results": results,
         "gemm_floor": floor,
+        "profiles": profiles,
         "ratio_ours_over_official": ratios.get("ours"),
         "ratios_over_official": ratios,
         "target_ratio": TARGET_RATIO,

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Everything that needs a GPU, in one command, each part under its own time limit:
+#   tests     the CUDA tests (tests/test_cuda.py and the model's CUDA cases)
+#   parity    ours against the official model code, step by step, float32 (parity_official.py)
+#   step      training-step throughput, MFU and peak memory, paper preset, eager (bench_train_step.py)
+#   compile   the same, both sides under torch.compile
+#   adapt     adapt-and-predict pace at the paper preset on ARC-AGI-1 evaluation (bench_adapt_speed.py)
+#
+#   benchmarks/gpu_suite.sh OFFICIAL_DIR [PART ...]     (default: every part, in the order above)
+#
+# OFFICIAL_DIR holds the official sapientinc/HRM models/ package (see bench_train_step.py).
+# JSON results land in benchmarks/results/, each part's log in benchmarks/results/gpu_logs/.
+set -u
+official=${1:?usage: benchmarks/gpu_suite.sh OFFICIAL_DIR [tests parity step compile adapt]}
+shift
+parts=${*:-tests parity step compile adapt}
+cd "$(dirname "$0")/.."
+logs=benchmarks/results/gpu_logs
+mkdir -p "$logs"
+export PYTHONUNBUFFERED=1
+
+run() {  # run PART SECONDS COMMAND...: a part's output goes to the terminal and to its log
+    local part=$1 seconds=$2
+    shift 2
+    echo "=== $part ($(date -u +%T), limit ${seconds}s): $*"
+    local start=$SECONDS
+    timeout "$seconds" "$@" 2>&1 | tee "$logs/$part.log"
+    echo "=== $part: exit ${PIPESTATUS[0]} after $((SECONDS - start))s"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+for part in $parts; do
+    case $part in
+        tests) run tests 300 python3 -m pytest -q -m gpu tests/test_cuda.py tests/hrm_core ;;
+        parity) run parity 120 python3 benchmarks/parity_official.py --device cuda \
+            --official "$official" --json benchmarks/results/parity_official_cuda.json ;;
+        step) run step 300 python3 benchmarks/bench_train_step.py --device cuda --preset paper \
+            --official "$official" ;;
+        compile) run compile 480 python3 benchmarks/bench_train_step.py --device cuda \
+            --preset paper --official "$official" --compile ;;
+        adapt) run adapt 300 python3 benchmarks/bench_adapt_speed.py --device cuda ;;
+        *) echo "unknown part $part (tests parity step compile adapt)" >&2 ;;
+    esac
+done
