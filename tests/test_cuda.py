@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from hrm_arc.cli import main
+from hrm_arc.dataset import make_views, view_examples
 from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.checkpoint import load_checkpoint
@@ -29,7 +29,7 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-SEQ = 16
+CANVAS = 5
 TINY = ["--preset", "tiny", "-a", "2", "--batch-size", "8",
         "--set", "model.hidden_size=32", "--set", "model.puzzle_emb_ndim=32",
         "--set", "model.expansion=2", "--set", "model.halt_max_steps=2"]  # fmt: skip
@@ -39,9 +39,17 @@ def cuda() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device())
 
 
+def recolour_demos() -> Examples:
+    """The demonstrations of four generated recolouring puzzles, one view each (ids 1-4)."""
+    tasks = family_puzzles("pretrain", families=["recolour"], puzzles_per_family=4,
+                           max_side=CANVAS)
+    views = make_views(tasks, 1, seed=0)
+    return view_examples(views, {t.id: t for t in tasks}, "train", CANVAS)
+
+
 def tiny_model(**overrides: object) -> HRM:
     torch.manual_seed(0)
-    fields = dict(seq_len=SEQ, num_puzzle_ids=9, hidden_size=32, puzzle_emb_ndim=32,
+    fields = dict(seq_len=CANVAS**2, num_puzzle_ids=6, hidden_size=32, puzzle_emb_ndim=32,
                   expansion=2.0, halt_max_steps=3, q_learning="full")  # fmt: skip
     model = HRM(make_config("tiny", **{**fields, **overrides}))
     with torch.no_grad():  # Q halts at once, so exploration alone decides how long rows run
@@ -49,20 +57,11 @@ def tiny_model(**overrides: object) -> HRM:
     return model
 
 
-def copy_task(n: int = 16) -> Examples:
-    """Labels are the inputs shifted by one; the last three tokens are PAD (ignored)."""
-    rng = np.random.default_rng(0)
-    inputs = rng.integers(2, 12, (n, SEQ)).astype(np.uint8)
-    labels = np.roll(inputs, 1, axis=1)
-    labels[:, -3:] = 0
-    return Examples(inputs, labels, (1 + np.arange(n) % 4).astype(np.int64))
-
-
 def trainer(device: torch.device, steps: int, run_dir=None, **model: object) -> Trainer:
     config = TrainConfig(steps=steps, batch_size=8, lr=3e-3, warmup_steps=2, puzzle_emb_lr=1e-2,
                          log_every=0, checkpoint_every=steps, seed=3)  # fmt: skip
-    return Trainer(tiny_model(**model).to(device), config, copy_task(), DistInfo(0, 1, device),
-                   run_dir)  # fmt: skip
+    return Trainer(tiny_model(**model).to(device), config, recolour_demos(),
+                   DistInfo(0, 1, device), run_dir)  # fmt: skip
 
 
 def parameters(t: Trainer) -> dict[str, torch.Tensor]:
@@ -103,7 +102,7 @@ def test_bfloat16_training_on_the_gpu_learns_and_touches_only_its_rows() -> None
     assert last < 0.5 * first
     trained = t.model.puzzle_emb.weights.detach()
     changed = (trained != table).any(dim=1).nonzero().flatten().tolist()
-    assert changed == [1, 2, 3, 4]  # the four puzzles' rows; the blank and unused rows stay
+    assert changed == [1, 2, 3, 4]  # the four puzzles' rows; the blank and spare rows stay
 
 
 def test_resume_on_the_gpu_continues_exactly(tmp_path) -> None:
