@@ -161,7 +161,9 @@ def labels_from_tokens(tokens: np.ndarray) -> np.ndarray:
     return labels
 
 
-def decode_batch(tokens: np.ndarray, canvas: int = DEFAULT_CANVAS) -> list[np.ndarray]:
+def decode_batch(
+    tokens: np.ndarray, canvas: int = DEFAULT_CANVAS, blank_failures: bool = True
+) -> list[np.ndarray | None]:
     """Decode (n, canvas*canvas) token rows of any int dtype; never raises on bad values.
 
     The grid is the largest-area top-left rectangle of colour tokens, found as the official
@@ -169,7 +171,8 @@ def decode_batch(tokens: np.ndarray, canvas: int = DEFAULT_CANVAS) -> list[np.nd
     of the row, shrunk to the narrowest run so far; the row count with the largest
     rows x width wins (the first on ties). A prediction with no colour token at the top-left
     (all PAD, all EOS, garbage) decodes to a 1x1 grid of colour 0, so callers always get a valid
-    ARC grid (which simply scores as wrong).
+    ARC grid (which simply scores as wrong); to None with `blank_failures=False`, for callers
+    that must tell a failure from a real 1x1 grid of colour 0.
     """
     tok = np.asarray(tokens)
     if tok.ndim != 2 or tok.shape[1] != canvas * canvas:
@@ -186,7 +189,7 @@ def decode_batch(tokens: np.ndarray, canvas: int = DEFAULT_CANVAS) -> list[np.nd
     grids = []
     for b, h, w in zip(board, height.tolist(), width.tolist(), strict=True):
         if w == 0:
-            grids.append(np.zeros((1, 1), dtype=np.uint8))
+            grids.append(np.zeros((1, 1), dtype=np.uint8) if blank_failures else None)
         else:
             grids.append((b[:h, :w] - COLOUR_OFFSET).astype(np.uint8))
     return grids

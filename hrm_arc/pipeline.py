@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 
 # Bumped when a change of hrm-arc changes what the same settings predict, so that a rerun does
 # not mix old and new: 2 = candidates scored under the training loss's own distribution, and
-# one demonstration per view left untranslated.
-METHOD_VERSION = 2
+# one demonstration per view left untranslated; 3 = a view whose output holds no grid casts no
+# vote.
+METHOD_VERSION = 3
 
 
 @dataclass

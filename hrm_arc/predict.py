@@ -85,12 +85,17 @@ def vote_task(
     device: torch.device,
 ) -> list[list[Candidate]]:
     """Candidates (unranked, unscored: logprob 0.0) for each test input of `task`: every view's
-    argmax grid, mapped back to the task's frame, is one vote carrying sigmoid(q_halt)."""
+    argmax grid, mapped back to the task's frame, is one vote carrying sigmoid(q_halt).
+
+    A view whose output holds no grid (no colour at the top left) casts no vote: the official
+    evaluator counts it as an empty grid, which can take a place in the top 2 and never be right.
+    """
     tallies = [VoteTally() for _ in task.test]
     for chunk, logits, q_halt in view_batches(model, task, views, canvas, batch_size, device):
-        grids = decode_batch(logits.argmax(-1).cpu().numpy(), canvas)
+        grids = decode_batch(logits.argmax(-1).cpu().numpy(), canvas, blank_failures=False)
         for (t, view), grid, q in zip(chunk, grids, q_halt.tolist()):
-            tallies[t].add(view.augmentation.invert(grid), q)
+            if grid is not None:
+                tallies[t].add(view.augmentation.invert(grid), q)
     return [tally.candidates() for tally in tallies]
 
 

@@ -51,6 +51,9 @@ class PretrainData:
     eval_tasks: TaskSet
     """Evaluation tasks of the combined setup with known test outputs: their test pairs (only
     the demonstrations are trained) give the score the official run reports."""
+    test_pairs_trained: list[str]
+    """Training tasks whose solved test pairs were trained (`train_test_pairs`): a task of the
+    same id adapted to later is scored on answers pretraining saw."""
 
 
 def build_pretraining_data(
@@ -74,8 +77,13 @@ def build_pretraining_data(
             f"{count(both, 'task')} in both the training and the evaluation-demonstration set "
             f"({', '.join(both[:5])}): each would be trained twice under two sets of identifiers"
         )
+    test_pairs_trained = []
     if train_test_pairs:  # before sizing the canvas: the test outputs are trained too
-        train_tasks = TaskSet([test_pairs_as_demos(t) for t in train_tasks], train_tasks.name)
+        moved = TaskSet([test_pairs_as_demos(t) for t in train_tasks], train_tasks.name)
+        test_pairs_trained = [
+            t.id for t, m in zip(train_tasks, moved) if len(m.train) > len(t.train)
+        ]
+        train_tasks = moved
     every = [*train_tasks, *(eval_demo_tasks or [])]
     needed = canvas_for(every)
     if canvas is not None and canvas < needed:
@@ -91,7 +99,8 @@ def build_pretraining_data(
     by_id = {t.id: t for t in every}
     rng = np.random.default_rng(seed) if translate else None
     examples = view_examples(views, by_id, "train", canvas, rng)
-    return PretrainData(views, examples, canvas, scorable(train_tasks), scorable(eval_demo_tasks))
+    heldout, eval_tasks = scorable(train_tasks), scorable(eval_demo_tasks)
+    return PretrainData(views, examples, canvas, heldout, eval_tasks, test_pairs_trained)
 
 
 def test_pairs_as_demos(task: Task) -> Task:
@@ -134,7 +143,7 @@ def heldout_evaluator(
             per_test = vote_task(model, task, grouped[task.id], data.canvas, batch_size, device)
             for pair, candidates in zip(task.test, per_test):
                 right += sum(c.votes for c in candidates if np.array_equal(c.grid, pair.output))
-                total += sum(c.votes for c in candidates)
+                total += len(grouped[task.id])  # a view with no grid voted for none
             predictions[task.id] = [rank_candidates(c, "votes") for c in per_test]
         report = score_submission(submission_from_predictions(predictions), tasks)
         return right / max(total, 1), report.overall
@@ -157,6 +166,7 @@ def run_extra_state(data: PretrainData, specs: dict) -> dict:
         "datasets": specs,
         "views": [(v.task_id, v.augmentation.name, v.puzzle_id) for v in data.views],
         "examples_digest": data.examples.digest(),
+        "test_pairs_trained": data.test_pairs_trained,
     }
 
 

@@ -11,6 +11,11 @@ Three rankings, each a sort key over one candidate (smaller sorts first):
 
 Every ranking ends with the grid's shape and bytes, so equal evidence still yields one fixed
 order whatever order the views came in.
+
+A candidate's log-probability covers its own cells and the end-of-grid frame around them (the
+canvas beyond is never trained), so it is a sum over more tokens for a larger grid: where the
+model is unsure of every cell, smaller grids score higher. ``logprob`` leans that way between
+candidates of different shapes, and ``combined`` among equal vote counts.
 """
 
 from __future__ import annotations

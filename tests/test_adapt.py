@@ -15,7 +15,7 @@ from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.out_dir import SETTINGS, task_file
-from hrm_arc.pipeline import GroupPace, PredictConfig, budgeted
+from hrm_arc.pipeline import METHOD_VERSION, GroupPace, PredictConfig, budgeted
 
 CANVAS = 5
 CPU = DistInfo(0, 1, torch.device("cpu"))
@@ -191,7 +191,7 @@ def test_rerun_continues_only_with_the_same_model_settings_and_tasks(tasks, tmp_
     # Predictions an older hrm-arc made (scored or adapted otherwise) are not mixed in.
     settings = json.loads((tmp_path / "settings.json").read_text())
     (tmp_path / "settings.json").write_text(json.dumps({**settings, "method_version": 1}))
-    with pytest.raises(ValueError, match=r"method_version: 1 -> 2"):
+    with pytest.raises(ValueError, match=rf"method_version: 1 -> {METHOD_VERSION}"):
         pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU)
     (tmp_path / "settings.json").write_text(json.dumps(settings))
 

@@ -212,6 +212,7 @@ def test_decode_garbage_never_raises():
         single = decode_grid(batch[0])
         assert single.ndim == 2 and single.dtype == np.uint8
     assert decode_grid(np.zeros(n, dtype=np.int64)).tolist() == [[0]]  # empty -> 1x1 of colour 0
+    assert decode_batch(np.zeros((1, n), dtype=np.int64), blank_failures=False) == [None]
     assert decode_grid(np.full(n, 11, dtype=np.uint64)).shape == (30, 30)
 
 

@@ -643,6 +643,21 @@ def test_adapting_to_tasks_pretraining_trained_on_warns_they_are_not_unseen(run_
     ok(result)
     output = " ".join(result.output.split())
     assert "warning: 4 of 4 tasks were in pretraining" in output and "so not unseen" in output
+    assert "test pairs pretraining trained" not in output
+
+
+def test_adapting_to_tasks_whose_test_pairs_were_trained_warns_their_scores_are_not_held_out(
+        data, tmp_path):
+    run = tmp_path / "run"
+    ok(invoke("pretrain", "-d", data["pretrain"], "--train-test-pairs", "--out", run,
+              "--steps", 1, *TINY))  # fmt: skip
+    result = invoke("adapt-and-predict", run, "-d", data["pretrain"], "--out", tmp_path / "out",
+                    *ADAPT, "--epochs", 0, "--strategy", "pretrained")  # fmt: skip
+    ok(result)
+    output = " ".join(result.output.split())
+    assert ("warning: 4 of 4 tasks share their id with training tasks whose test pairs "
+            "pretraining trained (--train-test-pairs), so their scores are not held out") in output
+    assert "were in pretraining" not in output  # each task is warned of once
 
 
 def test_the_same_tasks_as_training_and_eval_demos_are_refused(data, tmp_path):

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from hrm_arc import predict
 from hrm_arc.dataset import make_views
-from hrm_arc.encoding import decode_batch, encode_batch, labels_from_tokens
+from hrm_arc.encoding import PAD, decode_batch, encode_batch, labels_from_tokens
 from hrm_arc.hrm_core import HRM, LOSSES, make_config
-from hrm_arc.predict import forward_all_segments, predict_task
+from hrm_arc.predict import forward_all_segments, predict_task, vote_task
 from hrm_arc.tasks import Pair, Task
 
 CANVAS = 6
@@ -44,10 +45,12 @@ def brute_force(model, task, views, loss):
     for pair in task.test:
         inputs = encode_batch([v.augmentation.apply(pair.input) for v in views], CANVAS)
         logits, q = forward_all_segments(model, inputs, [v.puzzle_id for v in views], CPU)
-        grids = decode_batch(logits.argmax(-1).numpy(), CANVAS)
-        restored = [v.augmentation.invert(g) for v, g in zip(views, grids)]
+        grids = decode_batch(logits.argmax(-1).numpy(), CANVAS, blank_failures=False)
         per_grid = {}
-        for grid, q_halt in zip(restored, q.tolist()):
+        for view, grid, q_halt in zip(views, grids, q.tolist()):
+            if grid is None:  # no grid: no vote
+                continue
+            grid = view.augmentation.invert(grid)
             per_grid.setdefault(grid.tobytes() + bytes(grid.shape), (grid, []))[1].append(q_halt)
         result = {}
         for key, (grid, qs) in per_grid.items():
@@ -74,7 +77,27 @@ def test_batched_prediction_equals_brute_force(setup, batch_size, loss):
             assert got[key].votes == votes
             assert got[key].q_halt == pytest.approx(q_halt, abs=1e-6)
             assert got[key].logprob == pytest.approx(logprob, rel=1e-5)
-        assert sum(c.votes for c in candidates) == len(views)
+        assert sum(c.votes for c in candidates) == sum(n for n, _, _ in want.values())
+
+
+def test_a_view_whose_output_holds_no_grid_casts_no_vote(setup, monkeypatch):
+    """Half the views predict a 2x2 grid, the other half all PAD: those vote for nothing (not for
+    a 1x1 stand-in that could take a place in the top 2)."""
+    model, task, views = setup
+    grid = torch.from_numpy(encode_batch([np.ones((2, 2), dtype=np.uint8)], CANVAS)[0]).long()
+    real = predict.view_batches
+
+    def half_blank(*args):
+        for chunk, logits, q_halt in real(*args):
+            logits = torch.zeros_like(logits)
+            logits[0::2, :, PAD] = 1
+            logits[1::2] = torch.nn.functional.one_hot(grid, logits.shape[-1]).float()
+            yield chunk, logits, q_halt
+
+    monkeypatch.setattr(predict, "view_batches", half_blank)
+    per_test = vote_task(model, task, views, CANVAS, 256, CPU)
+    assert [sum(c.votes for c in cs) for cs in per_test] == [len(views) // 2] * 2
+    assert all(c.grid.shape == (2, 2) for cs in per_test for c in cs)
 
 
 def test_grid_larger_than_canvas_scores_minus_infinity(setup):
