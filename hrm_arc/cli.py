@@ -25,7 +25,7 @@ from . import __version__
 from .errors import DatasetError
 from .signals import signal_handlers
 from .summary import summarize
-from .tasks import MAX_SIDE, TaskSet, load_tasks, merge_task_sets
+from .tasks import MAX_SIDE, TaskSet, dataset_paths, load_tasks, merge_task_sets
 from .text import count
 from .vote import RANKINGS
 
@@ -64,12 +64,33 @@ def listed(ids: list[str], most: int = 10) -> str:
     return escape(", ".join(ids[:most])) + (" ..." if len(ids) > most else "")
 
 
-def refuse_to_overwrite(out: str, source: str, option: str) -> None:
-    """An output path that is the command's input would replace or mix into what it reads."""
-    if Path(out).resolve() == Path(source).resolve():
-        raise click.BadParameter(
-            f"{out} is the input this reads; write elsewhere", param_hint=option
-        )
+def refuse_to_overwrite(
+    out: str, option: str, inputs: list = (), datasets: list = (), emptied: str | None = None
+) -> None:
+    """Refuse an output path where writing would replace, mix into or delete what the command
+    reads: one of its `inputs` or `datasets`, a path inside a dataset folder (read back as a
+    task next time), or an output folder whose `emptied` subfolder (which --restart clears)
+    holds a dataset."""
+    target = Path(out).resolve()
+    for source in [*inputs, *datasets]:
+        if target == Path(source).resolve():
+            raise click.BadParameter(
+                f"{out} is the input this reads; write elsewhere", param_hint=option
+            )
+    for source in datasets:
+        path = Path(source).resolve()
+        if path in target.parents:
+            raise click.BadParameter(
+                f"{out} is inside {source}, a dataset this reads: what is written there would "
+                "be read as tasks; write elsewhere",
+                param_hint=option,
+            )
+        if emptied is not None and (target / emptied) in (path, *path.parents):
+            raise click.BadParameter(
+                f"the dataset {source} lies in {out}/{emptied}/, where this writes (and "
+                "--restart deletes) its task files; write elsewhere",
+                param_hint=option,
+            )
 
 
 # What to change when a command runs out of (GPU) memory.
@@ -309,7 +330,8 @@ def export(predictions_path, out, dataset, rank):
     from .submission import missing_tasks, submission_from_predictions
     from .vote import rank_predictions
 
-    refuse_to_overwrite(out, predictions_path, "--out")
+    datasets = dataset_paths(dataset) if dataset is not None else []
+    refuse_to_overwrite(out, "--out", [predictions_path], datasets)
     predictions, _meta = load_predictions(predictions_path)
     if rank is not None:
         predictions = rank_predictions(predictions, rank)
@@ -402,7 +424,8 @@ def score(submission_path, dataset, solutions, json_out, only_submitted):
     from .submission import load_submission
 
     if json_out is not None:
-        refuse_to_overwrite(json_out, submission_path, "--json")
+        datasets = dataset_paths(dataset, solutions)
+        refuse_to_overwrite(json_out, "--json", [submission_path], datasets)
     tasks = load_tasks(dataset, solutions)
     submission = load_submission(submission_path)  # its errors name the file
     title = f"{submission_path} on {tasks.name}"
@@ -647,6 +670,8 @@ def pretrain(
     )
     from .pretrain import pretrain as run_pretrain
 
+    specs = [*datasets, *([eval_demos] if eval_demos else [])]
+    refuse_to_overwrite(run_dir, "--out", datasets=[p for s in specs for p in dataset_paths(s)])
     tasks = merge_task_sets([load_tasks(spec) for spec in datasets])
     demo_tasks = load_tasks(eval_demos) if eval_demos else None
     dist = init_distributed(device)
@@ -897,7 +922,8 @@ def adapt_and_predict_command(
     demonstration pairs (network frozen, unless --strategy embedding+full). Stage 2 runs the
     test inputs through every view, undoes each augmentation and votes. Finished tasks are
     saved as they go: rerun the same command after a crash and it continues. Tasks with a
-    grid larger than the run's canvas get 1x1 zero attempts, and are named at the end.
+    grid larger than the run's canvas get 1x1 zero attempts, and are named at the end (if no
+    task fits, it stops).
 
     \b
     Examples:
@@ -906,12 +932,13 @@ def adapt_and_predict_command(
     """
     from .adapt import AdaptConfig
     from .hrm_core.distributed import init_distributed, shutdown_distributed
-    from .out_dir import count_saved
+    from .out_dir import TASKS, count_saved
     from .overrides import apply_overrides
     from .pipeline import PredictConfig, adapt_and_predict, finish
     from .pretrain import load_run
 
-    refuse_to_overwrite(out_dir, run_dir, "--out")
+    datasets = dataset_paths(dataset, solutions)
+    refuse_to_overwrite(out_dir, "--out", [run_dir], datasets, emptied=TASKS)
     tasks = load_tasks(dataset, solutions)
     dist = init_distributed(device)
     explicit = {

@@ -25,6 +25,8 @@ def write_json_atomic(path: str | os.PathLike, obj: object, indent: bool = False
 
 # Editors on Windows may save one; JSON parsers are allowed to ignore it.
 UTF8_BOM = b"\xef\xbb\xbf"
+# What Windows PowerShell 5's `>` writes, for one.
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def read_json(path: str | os.PathLike, what: str) -> object:
@@ -34,8 +36,13 @@ def read_json(path: str | os.PathLike, what: str) -> object:
         DatasetError: the file is missing or unreadable, or is not valid JSON.
     """
     try:
-        return orjson.loads(Path(path).read_bytes().removeprefix(UTF8_BOM))
+        data = Path(path).read_bytes()
+        if data.startswith(UTF16_BOMS):
+            raise DatasetError(f"{path}: {what} is UTF-16 text; save it as UTF-8")
+        return orjson.loads(data.removeprefix(UTF8_BOM))
     except orjson.JSONDecodeError as e:
+        if "not valid UTF-8" in str(e):
+            raise DatasetError(f"{path}: {what} is not UTF-8 text; save it as UTF-8") from None
         raise DatasetError(f"{path}: {what} is not valid JSON ({e})") from None
     except OSError as e:
         raise DatasetError(f"{path}: cannot read {what} ({e.strerror})") from None

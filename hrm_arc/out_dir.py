@@ -18,7 +18,7 @@ import torch
 
 from .errors import DatasetError
 from .jsonio import read_json, write_json_atomic
-from .predictions import Candidate, load_predictions, save_predictions
+from .predictions import Candidate, is_predictions_file, load_predictions, save_predictions
 from .tasks import Task
 from .text import changed_fields, count
 
@@ -32,8 +32,9 @@ def task_file(out_dir: Path, task_id: str) -> Path:
 
 
 def saved_task_files(out_dir: str | Path) -> list[Path]:
-    """The per-task prediction files `out_dir` holds so far."""
-    return list((Path(out_dir) / TASKS).glob("*.json"))
+    """The per-task prediction files `out_dir` holds so far (other files there, which a restart
+    must not delete, are not among them)."""
+    return [p for p in (Path(out_dir) / TASKS).glob("*.json") if is_predictions_file(p)]
 
 
 def count_saved(out_dir: str | Path, tasks: Iterable[Task]) -> int:

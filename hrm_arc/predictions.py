@@ -79,6 +79,17 @@ def save_predictions(path: str | os.PathLike, predictions: Predictions, meta: di
     write_json_atomic(path, {"format": FORMAT, "version": VERSION, "meta": meta, "tasks": tasks})
 
 
+def is_predictions_file(path: str | os.PathLike) -> bool:
+    """Whether `path` begins as `save_predictions` writes, read from its first bytes only (a
+    run's folder of them may hold gigabytes)."""
+    try:
+        with open(path, "rb") as f:
+            head = b"".join(f.read(64).split())
+    except OSError:
+        return False
+    return head.startswith(b'{"format":"' + FORMAT.encode() + b'"')
+
+
 def _is_submission(data: object) -> bool:
     """Whether `data` looks like {task_id: [{"attempt_1": ..., ...}, ...]}."""
     lists = [v for v in data.values() if isinstance(v, list)] if isinstance(data, dict) else []

@@ -12,6 +12,7 @@ message naming the file, the task id, the pair and what is wrong.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import orjson
 from .errors import DatasetError
 from .jsonio import read_json
 from .text import brief, count
+
+logger = logging.getLogger(__name__)
 
 MAX_SIDE = 30
 NUM_COLOURS = 10
@@ -165,6 +168,9 @@ def parse_task(task_id: str, data: object, where: str, require_test_outputs: boo
         raise DatasetError(
             f"{where}: a task must be an object with 'train' and 'test', got {brief(data)}"
         )
+    if "train" not in data and "test" not in data:  # a Kaggle file, a submission, a run's file
+        keys = ", ".join(map(repr, list(data)[:4])) + (", ..." if len(data) > 4 else "")
+        raise DatasetError(f"{where}: not an ARC task (no 'train' or 'test'; keys {keys})")
     for key in ("train", "test"):
         if not isinstance(data.get(key), list) or not data[key]:
             raise DatasetError(f"{where}: '{key}' must be a non-empty list of pairs")
@@ -187,13 +193,35 @@ MAX_ID_LENGTH = 200  # a file name holds 255 bytes; a run adds a suffix to an id
 
 
 def _check_task_id(task_id: str, where: str) -> None:
-    # Ids name the per-task files a run writes, so they must stay plain, short file names.
-    plain = task_id and not task_id.startswith(".") and not any(c in task_id for c in "/\\\0")
-    if not plain or len(task_id.encode()) > MAX_ID_LENGTH:
+    # Ids name the per-task files a run writes and are printed, so they must stay plain, short
+    # file names: no separators, no control characters (a terminal would obey them).
+    try:
+        size = len(task_id.encode())
+    except UnicodeEncodeError:  # a file name that is not valid UTF-8
+        raise DatasetError(f"{where!r}: the name is not valid UTF-8; rename it") from None
+    plain = task_id and not task_id.startswith(".") and not any(c in task_id for c in "/\\")
+    if not plain or size > MAX_ID_LENGTH or any(c < " " or c == "\x7f" for c in task_id):
         raise DatasetError(
-            f"{where}: task id {task_id!r} must be a plain name (no '/', '\\' or leading '.') "
-            f"of at most {MAX_ID_LENGTH} bytes"
+            f"{where}: task id {task_id!r} must be a plain name (no '/', '\\', leading '.' or "
+            f"control character) of at most {MAX_ID_LENGTH} bytes"
         )
+
+
+def dataset_paths(
+    spec: str | os.PathLike, solutions: str | os.PathLike | None = None
+) -> list[Path]:
+    """The local files or folder that loading `spec` reads (none for a bundled set)."""
+    if str(spec) in BUNDLED_SETS:
+        return []
+    path = Path(spec)
+    if solutions is None and path.name.endswith("_challenges.json"):
+        solutions = solutions_beside(path)
+    return [path] + ([Path(solutions)] if solutions is not None else [])
+
+
+def solutions_beside(challenges: Path) -> Path:
+    """Where a Kaggle challenges file's solutions are looked for."""
+    return challenges.with_name(challenges.name.replace("_challenges.json", "_solutions.json"))
 
 
 def load_tasks(spec: str | os.PathLike, solutions: str | os.PathLike | None = None) -> TaskSet:
@@ -317,7 +345,7 @@ def _load_kaggle(path: Path, data: object, solutions: str | os.PathLike | None) 
             f"{path}: a solutions file; give the *_challenges.json beside it as the dataset"
         )
     if solutions is None and path.name.endswith("_challenges.json"):
-        beside = path.with_name(path.name.replace("_challenges.json", "_solutions.json"))
+        beside = solutions_beside(path)
         solutions = beside if beside.exists() else None
     answers = read_json(solutions, "solutions file") if solutions is not None else {}
     if not isinstance(answers, dict):
@@ -331,6 +359,12 @@ def _load_kaggle(path: Path, data: object, solutions: str | os.PathLike | None) 
     unknown = sorted(set(answers) - set(data))
     if unknown:
         raise DatasetError(f"{solutions}: solutions for tasks not in {path.name}: {unknown[:5]}")
+    unsolved = sorted(set(data) - set(answers))
+    if solutions is not None and unsolved:
+        logger.warning(
+            "%s: no solutions for %s of %s (%s%s)", solutions, count(unsolved, "task"),
+            path.name, ", ".join(unsolved[:5]), ", ..." if len(unsolved) > 5 else "",
+        )  # fmt: skip
     return TaskSet(tasks, name=str(path))
 
 

@@ -160,6 +160,27 @@ def test_an_output_path_that_is_the_input_is_refused(tmp_path, dataset, predicti
     assert source.read_bytes() == before
 
 
+def test_outputs_over_the_ground_truth_or_inside_a_dataset_are_refused(tmp_path, dataset,
+                                                                       predictions):
+    challenges = tmp_path / "k_challenges.json"
+    challenges.write_bytes(orjson.dumps({"t1": {"train": [{"input": [[1]], "output": [[2]]}],
+                                                "test": [{"input": [[0]]}]}}))  # fmt: skip
+    solutions = tmp_path / "k_solutions.json"
+    solutions.write_bytes(orjson.dumps({"t1": [[[1]]]}))
+    submission = tmp_path / "submission.json"
+    submission.write_bytes(orjson.dumps({"t1": [{"attempt_1": [[1]], "attempt_2": [[1]]}]}))
+    for args in (["score", submission, "-d", challenges, "--json", solutions],
+                 ["export", predictions, "-d", challenges, "-o", challenges]):  # fmt: skip
+        before = solutions.read_bytes(), challenges.read_bytes()
+        result = run(*args)
+        assert result.exit_code == 2 and "is the input this reads" in result.output, args
+        assert (solutions.read_bytes(), challenges.read_bytes()) == before
+    inside = Path(dataset) / "submission.json"
+    result = run("export", predictions, "-d", dataset, "-o", inside)
+    assert result.exit_code == 2 and "a dataset this reads" in " ".join(result.output.split())
+    assert not inside.exists()
+
+
 def test_export_refuses_predictions_for_another_dataset(tmp_path, dataset, predictions):
     out = tmp_path / "s.json"
     result = run("export", predictions, "-o", out, "--dataset", "arc-agi-1/evaluation")

@@ -509,6 +509,7 @@ def test_an_interrupted_restart_leaves_no_older_submission(predicted, run_dir, d
                                                           monkeypatch) -> None:
     out = Path(shutil.copytree(predicted, tmp_path / "out"))
     assert (out / "submission.json").exists()
+    (out / "tasks" / "notes.json").write_text("{}")  # not a prediction: a restart keeps it
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -517,7 +518,8 @@ def test_an_interrupted_restart_leaves_no_older_submission(predicted, run_dir, d
     result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT,
                     "--restart")  # fmt: skip
     assert result.exit_code == 130, result.output
-    assert [p.name for p in (out / "tasks").iterdir()] == [f"{BIG}.json"]  # saved before any
+    saved = sorted(p.name for p in (out / "tasks").iterdir())
+    assert saved == ["notes.json", f"{BIG}.json"]  # the placeholder is saved before any task
     for merged in ("predictions.json", "submission.json", "score.json"):
         assert not (out / merged).exists(), f"{merged} is older than the tasks beside it"
 
@@ -626,6 +628,24 @@ def test_combined_setup_predicts_with_pretrained_views(data, tmp_path):
     assert validate_submission(submission, blind) == []
     meta = json.loads((out / "tasks" / f"{blind.ids[0]}.json").read_text())["meta"]
     assert meta["strategy"] == "pretrained" and meta["adapt_epochs"] == 0 and meta["views"] == 2
+
+
+@pytest.mark.parametrize("layout", ["out inside the dataset", "dataset in out/tasks"])
+def test_outputs_that_would_be_read_as_tasks_or_delete_them_are_refused(run_dir, data, tmp_path,
+                                                                        layout) -> None:
+    dataset = Path(shutil.copytree(data["heldout"], tmp_path / "proj" / "tasks"))
+    out = dataset / "preds" if layout == "out inside the dataset" else dataset.parent
+    before = sorted(p.name for p in dataset.iterdir())
+    result = invoke("adapt-and-predict", run_dir, "-d", dataset, "--out", out, *ADAPT,
+                    "--restart")  # fmt: skip
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, output
+    assert ("a dataset this reads" if layout == "out inside the dataset" else
+            f"lies in {out}/tasks/, where this writes (and --restart deletes)") in output
+    assert sorted(p.name for p in dataset.iterdir()) == before
+    result = invoke("pretrain", "-d", dataset, "--out", dataset / "run", "--steps", 1, *TINY)
+    assert result.exit_code == 2 and "a dataset this reads" in " ".join(result.output.split())
+    assert sorted(p.name for p in dataset.iterdir()) == before
 
 
 def test_the_run_directory_as_output_is_refused(run_dir, data) -> None:

@@ -125,12 +125,41 @@ def test_a_solutions_file_as_the_dataset_points_to_the_challenges(tmp_path):
         load_tasks(path)
 
 
+def test_files_that_are_not_tasks_or_not_utf8_say_so(tmp_path):
+    write(tmp_path / "set" / "all.json", {"t1": GOOD_TASK})  # a Kaggle object in a folder
+    with pytest.raises(DatasetError, match=r"all.json, task all: not an ARC task \(no 'train'"):
+        load_tasks(tmp_path / "set")
+    utf16 = tmp_path / "utf16.json"
+    utf16.write_bytes(b"\xff\xfe" + json.dumps(GOOD_TASK).encode("utf-16-le"))
+    with pytest.raises(DatasetError, match="utf16.json: task or challenges file is UTF-16 text"):
+        load_tasks(utf16)
+    latin1 = write(tmp_path / "latin1.json", "")
+    latin1.write_bytes(b'{"train": "caf\xe9"}')
+    with pytest.raises(DatasetError, match="latin1.json: task or challenges file is not UTF-8"):
+        load_tasks(latin1)
+    folder = tmp_path / "names"
+    folder.mkdir()
+    (folder / os.fsdecode(b"\xff.json")).write_text(json.dumps(GOOD_TASK))
+    with pytest.raises(DatasetError, match="the name is not valid UTF-8") as err:
+        load_tasks(folder)
+    str(err.value).encode()  # printable: the bad bytes are escaped
+
+
+def test_a_solutions_file_lacking_tasks_is_warned_of(tmp_path, caplog):
+    blind = {"train": GOOD_TASK["train"], "test": [{"input": [[0, 1]]}]}
+    path = write(tmp_path / "k_challenges.json", {"t1": blind, "t2": blind})
+    write(tmp_path / "k_solutions.json", {"t1": [[[0, 2]]]})
+    assert not load_tasks(path)["t2"].has_solutions
+    assert "k_solutions.json: no solutions for 1 task of k_challenges.json (t2)" in caplog.text
+
+
 def test_empty_directory(tmp_path):
     with pytest.raises(DatasetError, match="no .json task files"):
         load_tasks(tmp_path)
 
 
-@pytest.mark.parametrize("task_id", ["../../escape", "a/b", "a\\b", "", ".hidden", "x" * 201])
+@pytest.mark.parametrize("task_id", ["../../escape", "a/b", "a\\b", "", ".hidden", "x" * 201,
+                                     "a\nb", "c\x1b[31md"])  # fmt: skip
 def test_task_ids_that_are_not_plain_file_names_are_refused(tmp_path, task_id):
     # Runs write one file per task id; an id must not reach outside the run's folder.
     path = write(tmp_path / "k_challenges.json", {task_id: GOOD_TASK})

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import signal
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import __version__
@@ -29,13 +32,35 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
         write_atomic(path, lambda f: torch.save(state, f))
 
 
+# What a checkpoint holds besides tensors and plain data: numpy arrays (the batch order's state).
+NUMPY_GLOBALS = [
+    np.empty(0).__reduce__()[0],  # numpy's array reconstructor, wherever this numpy keeps it
+    np.ndarray,
+    np.dtype,
+    *{type(np.dtype(code)) for code in "?" + np.typecodes["AllInteger"] + np.typecodes["AllFloat"]},
+]
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint from `save_checkpoint`; raise CheckpointError naming what is wrong."""
+    """Read a checkpoint from `save_checkpoint`; raise CheckpointError naming what is wrong.
+
+    Only tensors, numpy arrays and plain data are unpickled: a checkpoint from elsewhere cannot
+    run code as it loads."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint file here")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(NUMPY_GLOBALS):
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" not in str(e):
+            raise CheckpointError(f"{path}: cannot read checkpoint ({e})") from None
+        found = re.search(r"(Unsupported global: [^\n]+|but got [^\n]+)", str(e))
+        raise CheckpointError(
+            f"{path}: holds objects other than tensors, numpy arrays and plain data"
+            + (f" ({found.group(1).strip()})" if found else "")
+            + ", which hrm-arc does not unpickle: loading them could run code"
+        ) from None
     except Exception as e:  # torch raises many types for a truncated or foreign file
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

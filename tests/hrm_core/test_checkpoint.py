@@ -6,6 +6,7 @@ import dataclasses
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,6 +138,25 @@ def test_foreign_torch_file_raises_with_the_path(tmp_path, content) -> None:
     with pytest.raises(CheckpointError, match="not an hrm-arc checkpoint") as info:
         load_checkpoint(path)
     assert str(path) in str(info.value)
+
+
+class Planted:
+    """Unpickling this runs code: it writes a file."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.target), "ran"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path) -> None:
+    path, target = tmp_path / "checkpoint.pt", tmp_path / "planted"
+    save_checkpoint(path, {"model": {}, "model_config": {}, "train_config": {}, "step": 0,
+                           "extra": Planted(str(target))})  # fmt: skip
+    with pytest.raises(CheckpointError, match="which hrm-arc does not unpickle") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value) and not target.exists()
 
 
 def test_checkpoint_without_required_keys_raises(tmp_path) -> None:
