@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -15,10 +16,23 @@ def _umask() -> int:
     return mask
 
 
+def make_folder(folder: str | os.PathLike) -> None:
+    """Create `folder` and its parents; one of them that is a file is named as such (mkdir says
+    only "File exists")."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        blocker = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+        if blocker is None:
+            raise
+        raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder", str(blocker)) from e
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Call `write(file)` on a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     try:
         # Same directory as the target, so os.replace is a rename within one filesystem.
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -67,11 +67,14 @@ def listed(ids: list[str], most: int = 10) -> str:
 def refuse_to_overwrite(
     out: str, option: str, inputs: list = (), datasets: list = (), emptied: str | None = None
 ) -> None:
-    """Refuse an output path where writing would replace, mix into or delete what the command
-    reads: one of its `inputs` or `datasets`, a path inside a dataset folder (read back as a
-    task next time), or an output folder whose `emptied` subfolder (which --restart clears)
-    holds a dataset."""
+    """Refuse an output path that cannot be written (under a file), or where writing would
+    replace, mix into or delete what the command reads: one of its `inputs` or `datasets`, a
+    path inside a dataset folder (read back as a task next time), or an output folder whose
+    `emptied` subfolder (which --restart clears) holds a dataset."""
     target = Path(out).resolve()
+    blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # found now, not after the model is loaded or data built
+        raise click.BadParameter(f"{blocker} is a file, not a folder", param_hint=option)
     for source in [*inputs, *datasets]:
         if target == Path(source).resolve():
             raise click.BadParameter(

@@ -181,6 +181,15 @@ def test_outputs_over_the_ground_truth_or_inside_a_dataset_are_refused(tmp_path,
     assert not inside.exists()
 
 
+def test_an_output_under_a_file_is_refused_naming_the_file(tmp_path, dataset, predictions):
+    blocker = tmp_path / "good.json"
+    blocker.write_text("{}")
+    result = run("export", predictions, "-o", blocker / "x.json")
+    assert result.exit_code == 2 and f"{blocker} is a file, not a folder" in result.output
+    result = run("pretrain", "-d", dataset, "--out", blocker / "run", "--steps", 1)
+    assert result.exit_code == 2 and f"{blocker} is a file, not a folder" in result.output
+
+
 def test_export_refuses_predictions_for_another_dataset(tmp_path, dataset, predictions):
     out = tmp_path / "s.json"
     result = run("export", predictions, "-o", out, "--dataset", "arc-agi-1/evaluation")
@@ -259,7 +268,7 @@ def test_score_errors_name_the_file_once_and_unwritable_outputs_exit_2(tmp_path,
     blocked.write_text("")
     result = run("score", good, "--dataset", dataset, "--json", blocked / "score.json")
     output = " ".join(result.output.split())
-    assert result.exit_code == 2 and "a-file: File exists" in output, output  # the parent
+    assert result.exit_code == 2 and f"{blocked} is a file, not a folder" in output, output
     # Where the temporary file beside the target cannot be made, the target is named.
     result = run("score", good, "--dataset", dataset, "--json", "/proc/score.json")
     output = " ".join(result.output.split())

@@ -56,6 +56,9 @@ def test_write_json_atomic_creates_dirs_and_leaves_no_temp(tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(NotADirectoryError, match="a file, not a folder") as err:
+        write_json_atomic(path / "c" / "out.json", {})  # under a file
+    assert err.value.filename == str(path)
 
 
 def test_read_json_errors_name_file_and_reason(tmp_path):

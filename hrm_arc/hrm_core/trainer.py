@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..atomic import write_atomic
+from ..atomic import make_folder, write_atomic
 from ..signals import held_signals, signal_handlers
 from ..text import count
 from .checkpoint import CheckpointError, load_model_state, save_checkpoint
@@ -402,7 +402,7 @@ class Trainer:
 
     def _write_metrics(self, record: dict) -> None:
         if self.run_dir is not None and self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            make_folder(self.run_dir)
             # null, not NaN (not JSON), for averages over no finished example
             record = {k: None if v != v else v for k, v in record.items()}
             with open(self.run_dir / "metrics.jsonl", "a") as f:
