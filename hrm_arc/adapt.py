@@ -116,6 +116,10 @@ class Adapted:
     """Share of (view, demonstration pair) predicted exactly after adaptation."""
     fit_s: float = 0.0
     """Seconds spent fitting (what more or fewer epochs would change)."""
+    fit_rows: int = 0
+    """Demonstration rows drawn while fitting (steps x batch), what `fit_s` bought."""
+    time_limited: bool = False
+    """Fitting stopped at its time limit, short of the configured epochs."""
 
 
 def fresh_table(pretrained: torch.Tensor, n_rows: int, init: str) -> torch.Tensor:
@@ -137,28 +141,33 @@ def adapt_tasks(
     on_log: Callable[[int, dict], None] | None = None,
     pretrained: Sequence[View] = (),
     loss: str = "stablemax",
+    time_limit_s: float | None = None,
 ) -> Adapted:
     """Fit fresh embeddings (and with `embedding+full`, the network) to the tasks' demonstrations.
 
     The model's embedding table is replaced by rows for these tasks' views. With the
     `pretrained` strategy nothing is fitted: the tasks' views from `pretrained` (the run's
     identifier map) are used as pretraining left them. `loss` should be pretraining's: the
-    paper adapts "using the same training procedure".
+    paper adapts "using the same training procedure". Fitting stops after `time_limit_s`.
     """
     by_id = {t.id: t for t in tasks}
     start = time.perf_counter()
     # Exploration draws from torch's RNG: seeded from the group itself, a group adapts alike in
     # any run, on any rank, after any other group.
     torch.manual_seed(config.seed + zlib.crc32(" ".join(by_id).encode()))
+    rows, limited = 0, False
     if config.strategy == "pretrained":
         views = pretrained_views(tasks, pretrained, config.augmentations)
     else:
         views = make_views(tasks, config.augmentations, config.seed)
-        fit_fresh_embeddings(model, views, by_id, canvas, config, dist, on_log, loss)
+        rows, limited = fit_fresh_embeddings(
+            model, views, by_id, canvas, config, dist, on_log, loss, time_limit_s
+        )
     fit_s = time.perf_counter() - start
     model.requires_grad_(False)
     demo = view_examples(views, by_id, "train", canvas)
-    return Adapted(views, demo_exact(model, demo, config.batch_size * 4, dist.device), fit_s)
+    exact = demo_exact(model, demo, config.batch_size * 4, dist.device)
+    return Adapted(views, exact, fit_s, rows, limited)
 
 
 def fit_fresh_embeddings(
@@ -170,18 +179,24 @@ def fit_fresh_embeddings(
     dist: DistInfo,
     on_log,
     loss: str = "stablemax",
-) -> None:
-    """Replace the table by fresh rows for `views` and fit them (and maybe the network)."""
+    time_limit_s: float | None = None,
+) -> tuple[int, bool]:
+    """Replace the table by fresh rows for `views` and fit them (and maybe the network), for at
+    most `time_limit_s`; return the rows drawn and whether the time limit stopped the fitting."""
     pretrained = model.puzzle_emb.weights.detach()  # where it is: a GPU's table can be GBs
     model.reset_puzzle_embeddings(
         len(views) + 1, fresh_table(pretrained, len(views) + 1, config.init)
     )
     rng = np.random.default_rng(config.seed) if config.translate else None
     examples = view_examples(views, by_id, "train", canvas, rng)
-    steps = steps_for_epochs(len(examples), config.batch_size, config.epochs)
+    # A batch larger than the group would repeat its rows, which adds nothing to a row's signed
+    # update: each view then got fewer updates than its epochs, the fewer the smaller the group.
+    batch = min(config.batch_size, len(examples))
+    steps = steps_for_epochs(len(examples), batch, config.epochs)
+    start = time.perf_counter()
     base = TrainConfig(
         steps=steps,
-        batch_size=config.batch_size,
+        batch_size=batch,
         lr=0.0,
         warmup_steps=config.warmup_steps,
         puzzle_emb_lr=config.puzzle_emb_lr,
@@ -194,19 +209,29 @@ def fit_fresh_embeddings(
         sampling="examples",
         log_every=max(steps // 10, 1),
         seed=config.seed,
+        time_limit_s=time_limit_s or 0.0,  # 0: none
     )
+    trainers = []
     if config.epochs:
-        Trainer(model, base, examples, dist).fit(on_log=on_log)
-    if config.strategy == "embedding+full" and config.full_epochs:
+        trainers.append(Trainer(model, base, examples, dist))
+        trainers[-1].fit(on_log=on_log)
+    left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - start)
+    no_time_left = left is not None and left <= 0
+    if config.strategy == "embedding+full" and config.full_epochs and not no_time_left:
         model.requires_grad_(True)
         full = dataclasses.replace(
             base,
-            steps=steps_for_epochs(len(examples), config.batch_size, config.full_epochs),
+            steps=steps_for_epochs(len(examples), batch, config.full_epochs),
             lr=config.full_lr,
             freeze_network=False,
             warmup_steps=0,
+            time_limit_s=left or 0.0,
         )
-        Trainer(model, full, examples, dist).fit(on_log=on_log)
+        trainers.append(Trainer(model, full, examples, dist))
+        trainers[-1].fit(on_log=on_log)
+    full_skipped = config.strategy == "embedding+full" and bool(config.full_epochs) and no_time_left
+    limited = full_skipped or any(t.step < t.config.steps for t in trainers)
+    return sum(t.step for t in trainers) * batch, limited
 
 
 def pretrained_views(tasks: Sequence[Task], views: Sequence[View], n: int) -> list[View]:

@@ -875,8 +875,10 @@ def print_score(report, title: str) -> None:
     "--time-budget",
     default=None,
     type=Duration(),
-    help="Wall-clock budget for this call, e.g. 11h or 90m: after the first group of tasks, "
-    "adaptation epochs shrink to the measured pace so the rest fits (never below one).",
+    help="Wall-clock budget for this call, e.g. 11h or 90m. Each group of tasks gets an equal "
+    "share of the time left: its fitting stops at its share less the measured cost of "
+    "predicting, and its epochs shrink to what that buys at the measured pace. Tasks no time "
+    "is left to predict get 1x1 zero attempts, are named at the end, and a rerun tries them.",
 )
 @click.option(
     "--set",
@@ -1023,15 +1025,17 @@ def describe_adaptation(run, tasks, adapt, predict, dist) -> None:
         )
 
 
-def report_adaptation_end(out_dir, tasks, report, skipped: list[str], canvas: int) -> None:
+def report_adaptation_end(out_dir, tasks, report, skipped: dict, canvas: int) -> None:
     """The files written, the tasks too large to predict, and the score (or why none)."""
     written = "predictions.json, submission.json" + (" and score.json" if report else "")
     console.print(f"wrote {escape(str(out_dir))}/: {written}")
-    if skipped:
+    from .pipeline import TOO_LARGE
+
+    for reason, ids in skipped.items():
+        because = {TOO_LARGE: f"a grid larger than the run's {canvas}x{canvas} canvas"}
         say(
-            f"[yellow]warning:[/] {len(skipped)} of {count(tasks, 'task')} not "
-            f"predicted (a grid larger than the run's {canvas}x{canvas} canvas): "
-            f"{listed(skipped)}",
+            f"[yellow]warning:[/] {len(ids)} of {count(tasks, 'task')} not predicted "
+            f"({because.get(reason, reason)}): {listed(ids)}",
             err=True,
         )
     if report is not None:
@@ -1068,7 +1072,8 @@ class TaskProgress:
             TimeRemainingColumn(),
             console=console,
         )
-        self.total, self.done, self.skipped, self.finished = total, 0, [], finished
+        self.total, self.done, self.finished = total, 0, finished
+        self.skipped: dict[str, list[str]] = {}  # task ids by why they were not predicted
         self._bar_task = self.bar.add_task("tasks", total=total, last="")
         self._epochs: tuple[float, float] | None = None  # the last adapted task's
         self._lines = plain_lines(every_s=0)
@@ -1078,11 +1083,14 @@ class TaskProgress:
         if not info.get("resumed") and not info.get("skipped"):  # listed ones count one by one
             self.done = max(self.done, self.finished())
         if info.get("skipped"):
-            self.skipped.append(task_id)
+            from .pipeline import TOO_LARGE
+
+            reason = TOO_LARGE if info["skipped"].startswith(TOO_LARGE) else info["skipped"]
+            self.skipped.setdefault(reason, []).append(task_id)
         if info.get("resumed"):
             last = "done earlier"
         elif info.get("skipped"):
-            last = "skipped (too large for the canvas)"
+            last = f"skipped ({info['skipped']})"
         else:
             last = f"demo exact {info['group_demo_exact']:.2f}"
             self._note_epochs(task_id, (info["adapt_epochs"], info["full_epochs"]))

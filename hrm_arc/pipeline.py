@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import orjson
 import torch
 
 from .adapt import AdaptConfig, adapt_tasks
+from .augment import count_unique_variants
 from .dataset import views_by_task
 from .encoding import canvas_for
 from .hrm_core.distributed import DistInfo
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 # Bumped when a change of hrm-arc changes what the same settings predict, so that a rerun does
 # not mix old and new: 2 = candidates scored under the training loss's own distribution, and
 # one demonstration per view left untranslated; 3 = a view whose output holds no grid casts no
-# vote.
+# vote, and a group smaller than an adaptation batch is not drawn twice into one.
 METHOD_VERSION = 3
 
 
@@ -62,8 +63,9 @@ class PredictConfig:
     batch_size: int = 256
     """Inference batch of stage 2."""
     time_budget_s: float | None = None
-    """Wall-clock budget for the whole set, counted from the start of this call; after the
-    first group, adaptation epochs are sized from the measured pace to fit it."""
+    """Wall-clock budget for the whole set, counted from the start of this call: each group's
+    fitting stops at its share, epochs are sized from the measured pace, and groups no time is
+    left to predict get 1x1 zero attempts (see `plan_group`)."""
 
     def __post_init__(self) -> None:
         for name in ("group_size", "batch_size"):
@@ -75,12 +77,21 @@ class PredictConfig:
 
 @dataclass
 class GroupPace:
-    """What one group of tasks cost, split by what the adaptation epochs change."""
+    """What one group of tasks cost per row of work, so that a group of other tasks (more
+    demonstrations, fewer unique views) can be priced."""
 
-    fit_s_per_epoch: float
-    """Fitting seconds per epoch (embedding and full-network epochs counted alike)."""
-    fixed_s: float
-    """Seconds the epochs do not change: the demonstration check and prediction."""
+    fit_s_per_row: float
+    """Fitting seconds per demonstration row drawn into a batch (either kind of epoch)."""
+    fixed_s_per_row: float
+    """Checking and predicting seconds per row run (see `group_rows`)."""
+
+
+def group_rows(tasks: Sequence[Task], augmentations: int) -> tuple[int, int]:
+    """A group's demonstration rows (every view's pairs: one epoch of fitting) and the rows its
+    check and prediction run (every view's demonstrations once, its test inputs twice)."""
+    views = [min(augmentations, count_unique_variants(t)) for t in tasks]
+    demos = sum(v * len(t.train) for v, t in zip(views, tasks))
+    return demos, demos + sum(2 * v * len(t.test) for v, t in zip(views, tasks))
 
 
 def fits_canvas(task: Task, canvas: int) -> bool:
@@ -103,6 +114,11 @@ def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, device: torch.de
         "method_version": METHOD_VERSION,
     }
     return orjson.loads(orjson.dumps(settings))  # as it reads back from settings.json
+
+
+# Why a task was not predicted, as its note says.
+TOO_LARGE = "grid larger than canvas"
+TIME_SPENT = "the time budget was spent"
 
 
 def placeholder(task: Task) -> list[list[Candidate]]:
@@ -140,15 +156,17 @@ def adapt_and_predict(
     if dist.is_main:
         claim_out_dir(out_dir, settings, restart)
     dist.barrier()  # no rank looks for finished tasks while the main one may discard them
-    todo, oversized = [], []
+    fitting, saved, oversized = [], set(), []
     for task in tasks:
+        if fits_canvas(task, run.canvas):
+            fitting.append(task)  # saved or not: see the groups below
         if (info := saved_info(out_dir, task)) is not None:  # finished by an earlier run
+            saved.add(task.id)
             note = {"resumed": True} | ({"skipped": info["skipped"]} if "skipped" in info else {})
         elif not fits_canvas(task, run.canvas):
-            note = {"skipped": f"grid larger than canvas {run.canvas}"}
+            note = {"skipped": f"{TOO_LARGE} {run.canvas}"}
             oversized.append((task, note))
         else:
-            todo.append(task)
             continue
         if on_task:
             on_task(task.id, note)
@@ -156,33 +174,61 @@ def adapt_and_predict(
     if dist.is_main:
         for task, note in oversized:  # still a valid submission entry: no candidates
             save_task(out_dir, task, placeholder(task), note)
-    groups = [todo[i : i + predict.group_size] for i in range(0, len(todo), predict.group_size)]
+    # Groups are cut from every task that fits, saved or not, so that a run stopped part-way
+    # through a group adapts each group again with the same tasks (and so the same seed,
+    # translations and batches) as an uninterrupted run did; only a whole saved group is passed.
+    size = predict.group_size
+    groups = [fitting[i : i + size] for i in range(0, len(fitting), size)]
+    mine = [
+        group
+        for g, group in enumerate(groups)
+        if g % dist.world_size == dist.rank and any(t.id not in saved for t in group)
+    ]
     started, pace = time.perf_counter(), None
-    for g, group in enumerate(groups):
-        if g % dist.world_size != dist.rank:
-            continue
-        config = adapt
-        if predict.time_budget_s is not None and pace is not None:
+    for i, group in enumerate(mine):
+        config, fit_limit_s = adapt, None
+        if predict.time_budget_s is not None:
             remaining = predict.time_budget_s - (time.perf_counter() - started)
-            config = budgeted(adapt, remaining, len(groups) - g, dist.world_size, pace)
-        pace = run_group(run, group, out_dir, config, predict, dist, on_task)
+            config, fit_limit_s = plan_group(adapt, group, remaining, len(mine) - i, pace)
+        if config is None:  # no time left: unsaved, so the merge gives it 1x1 zero attempts and
+            for task in (t for t in group if t.id not in saved):  # a rerun tries it again
+                if on_task:
+                    on_task(task.id, {"skipped": TIME_SPENT})
+            continue
+        pace = run_group(run, group, out_dir, config, predict, dist, on_task, saved, fit_limit_s)
     dist.barrier()  # every rank's tasks are saved when this returns, for the main one to merge
 
 
-def budgeted(
-    adapt: AdaptConfig, remaining_s: float, groups_left: int, world_size: int, pace: GroupPace
-) -> AdaptConfig:
-    """Fewer adaptation epochs when the measured pace would overrun the remaining budget.
+def plan_group(
+    adapt: AdaptConfig,
+    group: Sequence[Task],
+    remaining_s: float,
+    groups_left: int,
+    pace: GroupPace | None,
+) -> tuple[AdaptConfig | None, float]:
+    """The adaptation a group can afford and the seconds its fitting may take: an equal share
+    of the time left for each group this rank has left, less the estimated cost of checking
+    and predicting (until a group has measured it, half the share is kept for it). None when
+    the time left cannot pay for the group's prediction: it is left unpredicted."""
+    share = remaining_s / groups_left
+    if pace is None:
+        return (adapt, share / 2) if remaining_s > 0 else (None, 0.0)
+    demos, rows = group_rows(group, adapt.augmentations)
+    fixed_s = pace.fixed_s_per_row * rows
+    if remaining_s <= fixed_s:
+        return None, 0.0
+    fit_s = max(0.0, share - fixed_s)
+    return budgeted(adapt, fit_s / max(pace.fit_s_per_row * demos, 1e-9)), fit_s
 
-    Each group left gets an equal share of the remaining time; its fixed cost comes off first
-    and the rest buys epochs. Embedding and full-network epochs shrink by the same factor,
-    never above the configured ones and never below one epoch of each.
+
+def budgeted(adapt: AdaptConfig, affordable_epochs: float) -> AdaptConfig:
+    """Fewer adaptation epochs when only `affordable_epochs` fit the time. Embedding and
+    full-network epochs shrink by the same factor, never above the configured ones and never
+    below one epoch of each (the fitting's time limit stops it short of that one if need be).
     """
     if not adapt.fitting_epochs:
         return adapt  # nothing to shorten
-    per_group = remaining_s * world_size / max(groups_left, 1)
-    affordable = max(0.0, per_group - pace.fixed_s) / max(pace.fit_s_per_epoch, 1e-9)
-    scale = min(1.0, affordable / adapt.fitting_epochs)
+    scale = min(1.0, affordable_epochs / adapt.fitting_epochs)
     return dataclasses.replace(
         adapt,
         epochs=max(min(1.0, adapt.epochs), adapt.epochs * scale),
@@ -198,16 +244,29 @@ def run_group(
     predict: PredictConfig,
     dist: DistInfo,
     on_task,
+    saved: set[str] = frozenset(),
+    fit_limit_s: float | None = None,
 ) -> GroupPace:
-    """Adapt and predict one group, saving each task; return what it cost."""
+    """Adapt one group and predict its tasks not in `saved`, saving each; return what it cost.
+    Fitting stops after `fit_limit_s`."""
     model = copy.deepcopy(run.model)  # adaptation rewrites the table (and maybe weights)
     local = DistInfo(0, 1, dist.device)  # groups are independent: no gradient sharing
     start = time.perf_counter()
+    limit = None if fit_limit_s is None else max(fit_limit_s, 1e-6)  # 0 would mean none
     adapted = adapt_tasks(
-        model, group, run.canvas, config, local, pretrained=run.views, loss=run.loss
+        model,
+        group,
+        run.canvas,
+        config,
+        local,
+        pretrained=run.views,
+        loss=run.loss,
+        time_limit_s=limit,
     )
     grouped = views_by_task(adapted.views)
-    for task in group:
+    rows = sum(len(grouped[t.id]) * len(t.train) for t in group)  # the demonstration check
+    for task in (t for t in group if t.id not in saved):
+        rows += 2 * len(grouped[task.id]) * len(task.test)
         t0 = time.perf_counter()
         per_test = predict_task(
             model, task, grouped[task.id], run.canvas, predict.batch_size, dist.device, run.loss
@@ -221,12 +280,13 @@ def run_group(
             "strategy": config.strategy,
             "adapt_epochs": 0 if config.strategy == "pretrained" else config.epochs,
             "full_epochs": config.full_epochs if config.strategy == "embedding+full" else 0,
+            "fit_time_limited": adapted.time_limited,
         }
         save_task(out_dir, task, ranked, info)
         if on_task:
             on_task(task.id, info)
-    total_s = time.perf_counter() - start
-    return GroupPace(adapted.fit_s / max(config.fitting_epochs, 1e-9), total_s - adapted.fit_s)
+    fixed_s = time.perf_counter() - start - adapted.fit_s
+    return GroupPace(adapted.fit_s / max(adapted.fit_rows, 1), fixed_s / max(rows, 1))
 
 
 def collect_predictions(out_dir: str | Path, tasks: TaskSet) -> tuple[Predictions, dict]:

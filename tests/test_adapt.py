@@ -10,12 +10,20 @@ import pytest
 import torch
 
 from hrm_arc.adapt import AdaptConfig, adapt_tasks, fresh_table
+from hrm_arc.augment import count_unique_variants
 from hrm_arc.dataset import make_views
 from hrm_arc.families import family_puzzles
 from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.out_dir import SETTINGS, task_file
-from hrm_arc.pipeline import METHOD_VERSION, GroupPace, PredictConfig, budgeted
+from hrm_arc.pipeline import (
+    METHOD_VERSION,
+    GroupPace,
+    PredictConfig,
+    budgeted,
+    group_rows,
+    plan_group,
+)
 
 CANVAS = 5
 CPU = DistInfo(0, 1, torch.device("cpu"))
@@ -93,31 +101,49 @@ def test_a_task_gets_the_same_views_in_any_group(tasks) -> None:
 
 # ----------------------------------------------------------------------------- time budget
 
-PACE = GroupPace(fit_s_per_epoch=2.0, fixed_s=10.0)
+def test_a_group_smaller_than_a_batch_still_gives_every_view_its_epochs(tasks) -> None:
+    """A batch is never larger than the group: repeated rows add nothing to a row's signed
+    update, so a batch of 64 over 6 rows gave each view a tenth of its epochs' updates."""
+    task = tasks[0]
+    config = AdaptConfig(augmentations=2, epochs=5, batch_size=64)
+    adapted = adapt_tasks(tiny_model(), [task], CANVAS, config, CPU, loss="softmax")
+    rows = len(adapted.views) * len(task.train)
+    assert rows < 64 and adapted.fit_rows == rows * 5  # 5 steps of the whole group
+    assert not adapted.time_limited
 
 
 def test_budget_keeps_the_configured_epochs_when_they_fit() -> None:
     adapt = AdaptConfig(epochs=100)
-    assert budgeted(adapt, remaining_s=10_000, groups_left=2, world_size=1, pace=PACE) == adapt
-
-
-def test_budget_takes_the_fixed_cost_off_before_buying_epochs() -> None:
-    # 4 groups share 440 s on one rank: 110 s each, 10 s fixed, 100 s at 2 s an epoch.
-    adapt = budgeted(AdaptConfig(epochs=100), 440, groups_left=4, world_size=1, pace=PACE)
-    assert adapt.epochs == pytest.approx(50)
-    # Two ranks each take every second group: twice the time per group.
-    adapt = budgeted(AdaptConfig(epochs=100), 440, groups_left=4, world_size=2, pace=PACE)
-    assert adapt.epochs == 100
+    assert budgeted(adapt, affordable_epochs=150) == adapt
 
 
 def test_budget_shrinks_both_kinds_of_epochs_and_keeps_at_least_one() -> None:
     config = AdaptConfig(epochs=60, strategy="embedding+full", full_epochs=40)
-    half = budgeted(config, remaining_s=110, groups_left=1, world_size=1, pace=PACE)
+    half = budgeted(config, affordable_epochs=50)
     assert (half.epochs, half.full_epochs) == (pytest.approx(30), pytest.approx(20))
-    spent = budgeted(config, remaining_s=-5, groups_left=1, world_size=1, pace=PACE)
+    spent = budgeted(config, affordable_epochs=0)
     assert (spent.epochs, spent.full_epochs) == (1.0, 1.0)
     baseline = AdaptConfig(epochs=0)  # no adaptation stays no adaptation
-    assert budgeted(baseline, remaining_s=1, groups_left=9, world_size=1, pace=PACE) == baseline
+    assert budgeted(baseline, affordable_epochs=0) == baseline
+
+
+def test_a_group_is_planned_from_its_own_rows_and_left_out_when_unaffordable(tasks) -> None:
+    adapt = AdaptConfig(augmentations=2, epochs=100)
+    group = list(tasks[:2])
+    demos, rows = group_rows(group, 2)
+    views = [min(2, count_unique_variants(t)) for t in group]
+    assert demos == sum(v * len(t.train) for v, t in zip(views, group))
+    assert rows == demos + sum(2 * v * len(t.test) for v, t in zip(views, group))
+    # No group measured yet: half of the share is the fitting's, the rest kept for predicting.
+    assert plan_group(adapt, group, remaining_s=40.0, groups_left=4, pace=None) == (adapt, 5.0)
+    assert plan_group(adapt, group, remaining_s=0.0, groups_left=4, pace=None)[0] is None
+    # Measured: the group's fixed cost comes off its share, the rest buys epochs at its rows.
+    pace = GroupPace(fit_s_per_row=0.01, fixed_s_per_row=0.1)
+    share = 200.0
+    config, fit_s = plan_group(adapt, group, remaining_s=share * 2, groups_left=2, pace=pace)
+    assert fit_s == pytest.approx(share - 0.1 * rows)
+    assert config.epochs == pytest.approx(min(100, fit_s / (0.01 * demos)))
+    assert plan_group(adapt, group, remaining_s=0.1 * rows, groups_left=1, pace=pace)[0] is None
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -130,26 +156,85 @@ def test_predict_config_refuses_nonsense(field, value, message) -> None:
         PredictConfig(**{field: value})
 
 
-def test_budgeted_run_shortens_later_groups(tasks, tmp_path, monkeypatch) -> None:
-    """Through the pipeline: after the first group, a tight budget cuts the epochs."""
+def test_a_budget_stops_the_first_group_s_fitting_and_leaves_what_it_cannot_pay_for(
+        tasks, tmp_path) -> None:
+    """A budget far too small: the first group's fitting stops at its limit, long before its
+    epochs; the groups no time is left for are reported and not saved (a rerun tries them)."""
+    from hrm_arc import pipeline
+    from hrm_arc.pretrain import PretrainedRun
+
+    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    adapt = AdaptConfig(augmentations=2, epochs=10_000, batch_size=8)
+    predict = PredictConfig(group_size=1, time_budget_s=0.01)
+    notes = {}
+    pipeline.adapt_and_predict(run, tasks, tmp_path, adapt, predict, CPU, notes.__setitem__)
+    predicted = [i for i, note in notes.items() if "skipped" not in note]
+    skipped = [i for i, note in notes.items() if note.get("skipped") == pipeline.TIME_SPENT]
+    assert sorted(predicted + skipped) == sorted(tasks.ids) and skipped
+    assert notes[predicted[0]]["fit_time_limited"]  # of its 10,000 epochs
+    assert all(notes[i]["adapt_epochs"] < 10_000 for i in predicted[1:])
+    assert all(task_file(tmp_path, i).exists() for i in predicted)
+    assert not any(task_file(tmp_path, i).exists() for i in skipped)
+
+
+def test_budgeted_groups_take_the_epochs_their_rows_afford(tasks, tmp_path, monkeypatch) -> None:
+    """Through the pipeline, at a fixed measured pace: the first group keeps its epochs (its
+    fitting only has a time limit), later ones get what their share buys at their own rows."""
     from hrm_arc import pipeline
     from hrm_arc.pretrain import PretrainedRun
 
     run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
     seen = []
-    real = pipeline.run_group
+    pace = GroupPace(fit_s_per_row=1e-3, fixed_s_per_row=0.0)
 
-    def recording(run, group, out_dir, config, predict, dist, on_task):
-        seen.append(config.epochs)
-        return dataclasses.replace(real(run, group, out_dir, config, predict, dist, on_task),
-                                   fit_s_per_epoch=1.0)  # fmt: skip
+    def recording(run, group, out_dir, config, predict, dist, on_task, saved, fit_limit_s):
+        seen.append((config.epochs, fit_limit_s))
+        return pace
 
     monkeypatch.setattr(pipeline, "run_group", recording)
     adapt = AdaptConfig(augmentations=1, epochs=50, batch_size=8)
-    predict = PredictConfig(group_size=1, time_budget_s=1.0)
-    pipeline.adapt_and_predict(run, tasks[:3], tmp_path, adapt, predict, CPU)
-    assert seen[0] == 50 and all(e < 50 for e in seen[1:]) and len(seen) == 3
-    assert np.all(np.array(seen[1:]) >= 1.0)
+    predict = PredictConfig(group_size=1, time_budget_s=100.0)
+    pipeline.adapt_and_predict(run, tasks, tmp_path, adapt, predict, CPU)
+    assert len(seen) == len(tasks)
+    assert seen[0] == (50, pytest.approx(100.0 / len(tasks) / 2, rel=0.01))
+    for (epochs, limit), task in zip(seen[1:], tasks[1:]):
+        demos, _ = group_rows([task], 1)
+        assert epochs == pytest.approx(min(50, limit / (1e-3 * demos)), rel=1e-6)
+
+
+def test_a_run_stopped_inside_a_group_resumes_to_the_same_predictions(tasks, tmp_path,
+                                                                      monkeypatch) -> None:
+    """Groups are cut from every task, saved or not: resuming after the first task of a group
+    was saved adapts that group as before, so every later task is predicted as before."""
+    from hrm_arc import out_dir, pipeline
+    from hrm_arc.pretrain import PretrainedRun
+
+    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    adapt = AdaptConfig(augmentations=2, epochs=3, batch_size=8)
+    predict = PredictConfig(group_size=2)
+    pipeline.adapt_and_predict(run, tasks, tmp_path / "straight", adapt, predict, CPU)
+
+    real, saves = pipeline.save_task, []
+
+    def stop_after_the_first(*args, **kwargs):
+        if saves:
+            raise KeyboardInterrupt
+        saves.append(real(*args, **kwargs))
+
+    monkeypatch.setattr(pipeline, "save_task", stop_after_the_first)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.adapt_and_predict(run, tasks, tmp_path / "resumed", adapt, predict, CPU)
+    monkeypatch.setattr(pipeline, "save_task", real)
+    notes = {}
+    pipeline.adapt_and_predict(run, tasks, tmp_path / "resumed", adapt, predict, CPU,
+                               notes.__setitem__)  # fmt: skip
+    assert sum(note == {"resumed": True} for note in notes.values()) == 1
+    for task in tasks:
+        straight = out_dir.load_predictions(task_file(tmp_path / "straight", task.id))[0]
+        resumed = out_dir.load_predictions(task_file(tmp_path / "resumed", task.id))[0]
+        for a, b in zip(straight[task.id], resumed[task.id]):
+            assert [(c.grid.tolist(), c.votes) for c in a] == [(c.grid.tolist(), c.votes)
+                                                               for c in b], task.id
 
 
 def test_cli_refuses_a_negative_group_size_before_writing_anything(tasks, tmp_path) -> None:

@@ -587,6 +587,7 @@ def test_rerun_after_a_lost_task_redoes_only_that_task(predicted, run_dir, data,
     out = Path(shutil.copytree(predicted, tmp_path / "out"))
     lost = sorted((out / "tasks").glob("recolour*.json"))[0]
     lost.unlink()
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "tasks").iterdir()}
     adapted = []
     real = pipeline.adapt_tasks
 
@@ -596,10 +597,13 @@ def test_rerun_after_a_lost_task_redoes_only_that_task(predicted, run_dir, data,
 
     monkeypatch.setattr(pipeline, "adapt_tasks", counting)
     ok(invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT))
-    # Adaptation is "the same training procedure": pretraining's loss.
+    # Its group is adapted again as it was (with the same tasks: the same seed and batches),
+    # by "the same training procedure": pretraining's loss. Only the lost task is predicted.
     pretrained_loss = load_checkpoint(run_dir / "checkpoint.pt")["train_config"]["loss"]
-    assert adapted == [([lost.stem], pretrained_loss)]
+    assert len(adapted) == 1 and adapted[0][1] == pretrained_loss
+    assert lost.stem in adapted[0][0] and len(adapted[0][0]) == 2  # --group-size 2
     assert lost.exists()
+    assert {name: (out / "tasks" / name).stat().st_mtime_ns for name in kept} == kept
 
 
 def test_task_set_without_test_outputs_gives_a_submission_and_no_score(run_dir, data,
