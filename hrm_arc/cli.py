@@ -438,7 +438,12 @@ def score(submission_path, dataset, solutions, json_out, only_submitted):
             raise DatasetError(f"{submission_path}: holds none of {tasks.name}'s tasks")
         title += f" (the {len(held)} of its {count(tasks, 'task')} submitted)"
         tasks = TaskSet(held, name=tasks.name)
-    report = score_submission(submission, tasks, where=str(submission_path))
+    try:
+        report = score_submission(submission, tasks, where=str(submission_path))
+    except DatasetError as e:
+        lacking = isinstance(submission, dict) and any(t.id not in submission for t in tasks)
+        hint = "\n(--only-submitted scores the tasks it holds)" if lacking else ""
+        raise DatasetError(f"{e}{hint}") from None
     print_score(report, title)  # shared with adapt-and-predict
     if json_out is not None:
         write_json_atomic(json_out, report.to_dict(), indent=True)

@@ -238,7 +238,8 @@ def test_help_shows_examples():
 def test_score_only_submitted_scores_part_of_a_set(tmp_path, dataset):
     part = tmp_path / "part.json"
     part.write_bytes(orjson.dumps({"t2": [{"attempt_1": [[9]], "attempt_2": [[4], [4]]}]}))
-    assert run("score", part, "--dataset", dataset).exit_code == 2  # t1 is missing
+    result = run("score", part, "--dataset", dataset)  # t1 is missing
+    assert result.exit_code == 2 and "--only-submitted scores the tasks it holds" in result.output
     result = run("score", part, "--dataset", dataset, "--only-submitted", "--json",
                  tmp_path / "s.json")  # fmt: skip
     assert result.exit_code == 0, result.output
