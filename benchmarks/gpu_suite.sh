@@ -8,8 +8,9 @@
 #
 #   benchmarks/gpu_suite.sh OFFICIAL_DIR [PART ...]     (default: every part, in the order above)
 #
-# OFFICIAL_DIR holds the official sapientinc/HRM models/ package (see bench_train_step.py).
-# JSON results land in benchmarks/results/, each part's log in benchmarks/results/gpu_logs/.
+# OFFICIAL_DIR holds the official sapientinc/HRM models/ package (see bench_train_step.py); only
+# parity, step and compile read it. JSON results land in benchmarks/results/, each part's log in
+# benchmarks/results/gpu_logs/. Exits 1 if any part failed.
 set -u
 official=${1:?usage: benchmarks/gpu_suite.sh OFFICIAL_DIR [tests parity step compile adapt]}
 shift
@@ -18,6 +19,7 @@ cd "$(dirname "$0")/.."
 logs=benchmarks/results/gpu_logs
 mkdir -p "$logs"
 export PYTHONUNBUFFERED=1
+failed=0
 
 run() {  # run PART SECONDS COMMAND...: a part's output goes to the terminal and to its log
     local part=$1 seconds=$2
@@ -25,7 +27,9 @@ run() {  # run PART SECONDS COMMAND...: a part's output goes to the terminal and
     echo "=== $part ($(date -u +%T), limit ${seconds}s): $*"
     local start=$SECONDS
     timeout "$seconds" "$@" 2>&1 | tee "$logs/$part.log"
-    echo "=== $part: exit ${PIPESTATUS[0]} after $((SECONDS - start))s"
+    local status=${PIPESTATUS[0]}
+    echo "=== $part: exit $status after $((SECONDS - start))s"
+    [ "$status" -eq 0 ] || failed=1
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -40,6 +44,7 @@ for part in $parts; do
         compile) run compile 480 python3 benchmarks/bench_train_step.py --device cuda \
             --preset paper --official "$official" --compile ;;
         adapt) run adapt 300 python3 benchmarks/bench_adapt_speed.py --device cuda ;;
-        *) echo "unknown part $part (tests parity step compile adapt)" >&2 ;;
+        *) echo "unknown part $part (tests parity step compile adapt)" >&2; failed=1 ;;
     esac
 done
+exit "$failed"

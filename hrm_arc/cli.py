@@ -11,7 +11,7 @@ import math
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -65,7 +65,11 @@ def listed(ids: list[str], most: int = 10) -> str:
 
 
 def refuse_to_overwrite(
-    out: str, option: str, inputs: list = (), datasets: list = (), emptied: str | None = None
+    out: str,
+    option: str,
+    inputs: Sequence[str | Path] = (),
+    datasets: Sequence[str | Path] = (),
+    emptied: str | None = None,
 ) -> None:
     """Refuse an output path that cannot be written (under a file), or where writing would
     replace, mix into or delete what the command reads: one of its `inputs` or `datasets`, a
@@ -88,7 +92,7 @@ def refuse_to_overwrite(
                 "be read as tasks; write elsewhere",
                 param_hint=option,
             )
-        if emptied is not None and (target / emptied) in (path, *path.parents):
+        if emptied is not None and (target / emptied).resolve() in (path, *path.parents):
             raise click.BadParameter(
                 f"the dataset {source} lies in {out}/{emptied}/, where this writes (and "
                 "--restart deletes) its task files; write elsewhere",
@@ -944,7 +948,7 @@ def adapt_and_predict_command(
     from .hrm_core.distributed import init_distributed, shutdown_distributed
     from .out_dir import TASKS, count_saved
     from .overrides import apply_overrides
-    from .pipeline import PredictConfig, adapt_and_predict, finish
+    from .pipeline import TIME_SPENT, PredictConfig, adapt_and_predict, finish
     from .pretrain import load_run
 
     datasets = dataset_paths(dataset, solutions)
@@ -973,7 +977,9 @@ def adapt_and_predict_command(
         sigterm = signal_handlers(interrupt, signal.SIGTERM)
         with sigterm, progress.bar if dist.is_main else contextlib.nullcontext():
             on_task = progress.on_task if dist.is_main else None
-            adapt_and_predict(run, tasks, out_dir, adapt, predict, dist, on_task, restart)
+            unpredicted = adapt_and_predict(
+                run, tasks, out_dir, adapt, predict, dist, on_task, restart
+            )
             if dist.is_main:
                 progress.catch_up()
     except KeyboardInterrupt as stop:
@@ -995,7 +1001,8 @@ def adapt_and_predict_command(
             },
             rank,
         )
-        report_adaptation_end(out_dir, tasks, report, progress.skipped, run.canvas)
+        skipped = {**progress.skipped, TIME_SPENT: unpredicted}  # every rank's, from the files
+        report_adaptation_end(out_dir, tasks, report, skipped, run.canvas)
 
 
 def describe_adaptation(run, tasks, adapt, predict, dist) -> None:
@@ -1031,13 +1038,13 @@ def describe_adaptation(run, tasks, adapt, predict, dist) -> None:
 
 
 def report_adaptation_end(out_dir, tasks, report, skipped: dict, canvas: int) -> None:
-    """The files written, the tasks too large to predict, and the score (or why none)."""
-    written = "predictions.json, submission.json" + (" and score.json" if report else "")
-    console.print(f"wrote {escape(str(out_dir))}/: {written}")
+    """The files written, the tasks not predicted (by reason) and the score (or why none)."""
     from .pipeline import TOO_LARGE
 
-    for reason, ids in skipped.items():
-        because = {TOO_LARGE: f"a grid larger than the run's {canvas}x{canvas} canvas"}
+    written = "predictions.json, submission.json" + (" and score.json" if report else "")
+    console.print(f"wrote {escape(str(out_dir))}/: {written}")
+    because = {TOO_LARGE: f"a grid larger than the run's {canvas}x{canvas} canvas"}
+    for reason, ids in ((r, ids) for r, ids in skipped.items() if ids):
         say(
             f"[yellow]warning:[/] {len(ids)} of {count(tasks, 'task')} not predicted "
             f"({because.get(reason, reason)}): {listed(ids)}",
@@ -1056,7 +1063,7 @@ def report_adaptation_end(out_dir, tasks, report, skipped: dict, canvas: int) ->
 
 class TaskProgress:
     """A progress bar over tasks and the `on_task` callback that advances it; it keeps which
-    tasks were skipped, and says when a time budget cut the epochs."""
+    tasks were skipped, and says when a time budget first cut the fitting."""
 
     def __init__(self, total: int, finished: Callable[[], int] = lambda: 0) -> None:
         from rich.progress import (
@@ -1080,7 +1087,8 @@ class TaskProgress:
         self.total, self.done, self.finished = total, 0, finished
         self.skipped: dict[str, list[str]] = {}  # task ids by why they were not predicted
         self._bar_task = self.bar.add_task("tasks", total=total, last="")
-        self._epochs: tuple[float, float] | None = None  # the last adapted task's
+        self._epochs: tuple[float, float] | None = None  # the first adapted task's
+        self._budget_said = False
         self._lines = plain_lines(every_s=0)
 
     def on_task(self, task_id: str, info: dict) -> None:
@@ -1098,7 +1106,7 @@ class TaskProgress:
             last = f"skipped ({info['skipped']})"
         else:
             last = f"demo exact {info['group_demo_exact']:.2f}"
-            self._note_epochs(task_id, (info["adapt_epochs"], info["full_epochs"]))
+            self._note_budget(task_id, info)
         self.bar.update(self._bar_task, completed=self.done, last=f"{escape(task_id)}: {last}")
         self._lines(f"adapt+predict {self.done}/{self.total} {escape(task_id)}: {last}")
 
@@ -1109,16 +1117,20 @@ class TaskProgress:
             self.bar.update(self._bar_task, completed=done, last="the other ranks' tasks")
             self._lines(f"adapt+predict {done}/{self.total} the other ranks' tasks")
 
-    def _note_epochs(self, task_id: str, epochs: tuple[float, float]) -> None:
-        # Only --time-budget changes the (embedding, full-network) epochs between groups: say
-        # so as it happens.
-        if self._epochs is not None and epochs != self._epochs:
-            before, now = ("/".join(f"{e:.4g}" for e in x) for x in (self._epochs, epochs))
+    def _note_budget(self, task_id: str, info: dict) -> None:
+        # Only --time-budget cuts the fitting short or changes the (embedding, full-network)
+        # epochs between groups; under it nearly every group fits its own share, so say it once.
+        epochs = (info["adapt_epochs"], info["full_epochs"])
+        self._epochs = self._epochs or epochs
+        cut = info.get("fit_time_limited") or epochs != self._epochs
+        if cut and not self._budget_said:
+            self._budget_said = True
+            planned = "/".join(f"{e:g}" for e in self._epochs)
             self.bar.console.print(
-                f"time budget: adaptation epochs (embedding/full) {before} -> {now} from task "
-                f"{escape(task_id)} on"
+                f"time budget: adaptation fits fewer than its {planned} epochs "
+                f"(embedding/full) from task {escape(task_id)} on; each task's file "
+                "records the epochs it fitted (epochs_fitted)"
             )
-        self._epochs = epochs
 
 
 def plain_lines(every_s: float):

@@ -22,7 +22,7 @@ import torch
 
 from .adapt import AdaptConfig, adapt_tasks
 from .augment import count_unique_variants
-from .dataset import views_by_task
+from .dataset import View, views_by_task
 from .encoding import canvas_for
 from .hrm_core.distributed import DistInfo
 from .jsonio import write_json_atomic
@@ -86,12 +86,23 @@ class GroupPace:
     """Checking and predicting seconds per row run (see `group_rows`)."""
 
 
-def group_rows(tasks: Sequence[Task], augmentations: int) -> tuple[int, int]:
+def view_counts(tasks: Sequence[Task], adapt: AdaptConfig, pretrained: Sequence[View]) -> list[int]:
+    """How many views adaptation gives each task, as `adapt_tasks` makes them."""
+    if adapt.strategy == "pretrained":
+        grouped = views_by_task(pretrained)
+        return [min(adapt.augmentations, len(grouped.get(t.id, ()))) for t in tasks]
+    return [min(adapt.augmentations, count_unique_variants(t)) for t in tasks]
+
+
+def group_rows(
+    tasks: Sequence[Task], views: Sequence[int], saved: set[str] = frozenset()
+) -> tuple[int, int]:
     """A group's demonstration rows (every view's pairs: one epoch of fitting) and the rows its
-    check and prediction run (every view's demonstrations once, its test inputs twice)."""
-    views = [min(augmentations, count_unique_variants(t)) for t in tasks]
+    check and prediction run (every view's demonstrations once, the test inputs of its tasks
+    not `saved` twice), given each task's number of `views`."""
     demos = sum(v * len(t.train) for v, t in zip(views, tasks))
-    return demos, demos + sum(2 * v * len(t.test) for v, t in zip(views, tasks))
+    tests = sum(v * len(t.test) for v, t in zip(views, tasks) if t.id not in saved)
+    return demos, demos + 2 * tests
 
 
 def fits_canvas(task: Task, canvas: int) -> bool:
@@ -135,8 +146,9 @@ def adapt_and_predict(
     dist: DistInfo,
     on_task: Callable[[str, dict], None] | None = None,
     restart: bool = False,
-) -> None:
+) -> list[str]:
     """Adapt and predict every task not yet saved in `out_dir`; each rank does its share.
+    Returns the tasks left unpredicted (a time budget spent), on every rank.
 
     Raises:
         ValueError: `out_dir` holds predictions made with another model or settings, or for
@@ -156,24 +168,7 @@ def adapt_and_predict(
     if dist.is_main:
         claim_out_dir(out_dir, settings, restart)
     dist.barrier()  # no rank looks for finished tasks while the main one may discard them
-    fitting, saved, oversized = [], set(), []
-    for task in tasks:
-        if fits_canvas(task, run.canvas):
-            fitting.append(task)  # saved or not: see the groups below
-        if (info := saved_info(out_dir, task)) is not None:  # finished by an earlier run
-            saved.add(task.id)
-            note = {"resumed": True} | ({"skipped": info["skipped"]} if "skipped" in info else {})
-        elif not fits_canvas(task, run.canvas):
-            note = {"skipped": f"{TOO_LARGE} {run.canvas}"}
-            oversized.append((task, note))
-        else:
-            continue
-        if on_task:
-            on_task(task.id, note)
-    dist.barrier()  # every rank has its task list (and so the same groups) before any saves
-    if dist.is_main:
-        for task, note in oversized:  # still a valid submission entry: no candidates
-            save_task(out_dir, task, placeholder(task), note)
+    fitting, saved = sort_tasks(tasks, out_dir, run.canvas, dist, on_task)
     # Groups are cut from every task that fits, saved or not, so that a run stopped part-way
     # through a group adapts each group again with the same tasks (and so the same seed,
     # translations and batches) as an uninterrupted run did; only a whole saved group is passed.
@@ -184,36 +179,80 @@ def adapt_and_predict(
         for g, group in enumerate(groups)
         if g % dist.world_size == dist.rank and any(t.id not in saved for t in group)
     ]
+    run_groups(run, mine, out_dir, adapt, predict, dist, on_task, saved)
+    dist.barrier()  # every rank's tasks are saved when this returns, for the main one to merge
+    return [t.id for t in fitting if not task_file(out_dir, t.id).exists()]
+
+
+def sort_tasks(
+    tasks: TaskSet, out_dir: Path, canvas: int, dist: DistInfo, on_task
+) -> tuple[list[Task], set[str]]:
+    """The tasks that fit the canvas and the ids of those saved by an earlier run; the main
+    rank saves a placeholder for each task too large (a valid submission entry all the same)."""
+    fitting, saved, oversized = [], set(), []
+    for task in tasks:
+        if fits_canvas(task, canvas):
+            fitting.append(task)
+        if (info := saved_info(out_dir, task)) is not None:  # finished by an earlier run
+            saved.add(task.id)
+            note = {"resumed": True} | ({"skipped": info["skipped"]} if "skipped" in info else {})
+        elif not fits_canvas(task, canvas):
+            note = {"skipped": f"{TOO_LARGE} {canvas}"}
+            oversized.append((task, note))
+        else:
+            continue
+        if on_task:
+            on_task(task.id, note)
+    dist.barrier()  # every rank has its task list (and so the same groups) before any saves
+    if dist.is_main:
+        for task, note in oversized:
+            save_task(out_dir, task, placeholder(task), note)
+    return fitting, saved
+
+
+def run_groups(
+    run: PretrainedRun,
+    groups: list[list[Task]],
+    out_dir: Path,
+    adapt: AdaptConfig,
+    predict: PredictConfig,
+    dist: DistInfo,
+    on_task,
+    saved: set[str],
+) -> None:
+    """This rank's groups in turn, each within its share of the time budget (if any)."""
     started, pace = time.perf_counter(), None
-    for i, group in enumerate(mine):
+    for i, group in enumerate(groups):
         config, fit_limit_s = adapt, None
         if predict.time_budget_s is not None:
             remaining = predict.time_budget_s - (time.perf_counter() - started)
-            config, fit_limit_s = plan_group(adapt, group, remaining, len(mine) - i, pace)
-        if config is None:  # no time left: unsaved, so the merge gives it 1x1 zero attempts and
-            for task in (t for t in group if t.id not in saved):  # a rerun tries it again
+            views = view_counts(group, adapt, run.views)
+            config, fit_limit_s = plan_group(adapt, group, views, remaining, len(groups) - i, pace)
+        if config is None:  # no time left: left unsaved, so a rerun tries it again
+            for task in (t for t in group if t.id not in saved):
                 if on_task:
                     on_task(task.id, {"skipped": TIME_SPENT})
             continue
         pace = run_group(run, group, out_dir, config, predict, dist, on_task, saved, fit_limit_s)
-    dist.barrier()  # every rank's tasks are saved when this returns, for the main one to merge
 
 
 def plan_group(
     adapt: AdaptConfig,
     group: Sequence[Task],
+    views: Sequence[int],
     remaining_s: float,
     groups_left: int,
     pace: GroupPace | None,
 ) -> tuple[AdaptConfig | None, float]:
-    """The adaptation a group can afford and the seconds its fitting may take: an equal share
-    of the time left for each group this rank has left, less the estimated cost of checking
-    and predicting (until a group has measured it, half the share is kept for it). None when
-    the time left cannot pay for the group's prediction: it is left unpredicted."""
+    """The adaptation a group (its tasks with so many `views` each) can afford and the seconds
+    its fitting may take: an equal share of the time left for each group this rank has left,
+    less the estimated cost of checking and predicting (until a group has measured it, half the
+    share is kept for it). None when the time left cannot pay for the group's prediction: it
+    is left unpredicted."""
     share = remaining_s / groups_left
     if pace is None:
         return (adapt, share / 2) if remaining_s > 0 else (None, 0.0)
-    demos, rows = group_rows(group, adapt.augmentations)
+    demos, rows = group_rows(group, views)
     fixed_s = pace.fixed_s_per_row * rows
     if remaining_s <= fixed_s:
         return None, 0.0
@@ -264,9 +303,8 @@ def run_group(
         time_limit_s=limit,
     )
     grouped = views_by_task(adapted.views)
-    rows = sum(len(grouped[t.id]) * len(t.train) for t in group)  # the demonstration check
+    demos, rows = group_rows(group, [len(grouped[t.id]) for t in group], saved)
     for task in (t for t in group if t.id not in saved):
-        rows += 2 * len(grouped[task.id]) * len(task.test)
         t0 = time.perf_counter()
         per_test = predict_task(
             model, task, grouped[task.id], run.canvas, predict.batch_size, dist.device, run.loss
@@ -281,6 +319,7 @@ def run_group(
             "adapt_epochs": 0 if config.strategy == "pretrained" else config.epochs,
             "full_epochs": config.full_epochs if config.strategy == "embedding+full" else 0,
             "fit_time_limited": adapted.time_limited,
+            "epochs_fitted": adapted.fit_rows / max(demos, 1),  # either kind, as they ran
         }
         save_task(out_dir, task, ranked, info)
         if on_task:
@@ -303,9 +342,12 @@ def collect_predictions(out_dir: str | Path, tasks: TaskSet) -> tuple[Prediction
 
 def finish(out_dir: str | Path, tasks: TaskSet, meta: dict, rank: str) -> ScoreReport | None:
     """Merge per-task files into predictions.json and submission.json, every task's candidates
-    ranked by `rank`; score given solutions."""
+    ranked by `rank`; score given solutions. A task without a file (a time budget spent) is
+    merged with no candidates, so predictions.json exports alone to a whole submission."""
     out_dir = Path(out_dir)
     predictions, info = collect_predictions(out_dir, tasks)
+    for task in (t for t in tasks if t.id not in predictions):
+        predictions[task.id], info[task.id] = placeholder(task), {"skipped": TIME_SPENT}
     predictions = rank_predictions(predictions, rank)
     save_predictions(out_dir / PREDICTIONS, predictions, {**meta, "tasks": info})
     submission = submission_from_predictions(predictions, tasks)

@@ -200,7 +200,7 @@ def _check_task_id(task_id: str, where: str) -> None:
     except UnicodeEncodeError:  # a file name that is not valid UTF-8
         raise DatasetError(f"{where!r}: the name is not valid UTF-8; rename it") from None
     plain = task_id and not task_id.startswith(".") and not any(c in task_id for c in "/\\")
-    if not plain or size > MAX_ID_LENGTH or any(c < " " or c == "\x7f" for c in task_id):
+    if not plain or size > MAX_ID_LENGTH or any(c < " " or "\x7f" <= c <= "\x9f" for c in task_id):
         raise DatasetError(
             f"{where}: task id {task_id!r} must be a plain name (no '/', '\\', leading '.' or "
             f"control character) of at most {MAX_ID_LENGTH} bytes"

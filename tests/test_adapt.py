@@ -23,7 +23,9 @@ from hrm_arc.pipeline import (
     budgeted,
     group_rows,
     plan_group,
+    view_counts,
 )
+from hrm_arc.predictions import load_predictions
 
 CANVAS = 5
 CPU = DistInfo(0, 1, torch.device("cpu"))
@@ -130,20 +132,32 @@ def test_budget_shrinks_both_kinds_of_epochs_and_keeps_at_least_one() -> None:
 def test_a_group_is_planned_from_its_own_rows_and_left_out_when_unaffordable(tasks) -> None:
     adapt = AdaptConfig(augmentations=2, epochs=100)
     group = list(tasks[:2])
-    demos, rows = group_rows(group, 2)
-    views = [min(2, count_unique_variants(t)) for t in group]
+    views = view_counts(group, adapt, pretrained=[])
+    assert views == [min(2, count_unique_variants(t)) for t in group]
+    demos, rows = group_rows(group, views)
     assert demos == sum(v * len(t.train) for v, t in zip(views, group))
     assert rows == demos + sum(2 * v * len(t.test) for v, t in zip(views, group))
+    assert group_rows(group, views, saved={group[0].id})[1] == rows - 2 * views[0] * len(
+        group[0].test)  # a saved task is not predicted again  # fmt: skip
     # No group measured yet: half of the share is the fitting's, the rest kept for predicting.
-    assert plan_group(adapt, group, remaining_s=40.0, groups_left=4, pace=None) == (adapt, 5.0)
-    assert plan_group(adapt, group, remaining_s=0.0, groups_left=4, pace=None)[0] is None
+    plan = plan_group(adapt, group, views, remaining_s=40.0, groups_left=4, pace=None)
+    assert plan == (adapt, 5.0)
+    assert plan_group(adapt, group, views, 0.0, groups_left=4, pace=None)[0] is None
     # Measured: the group's fixed cost comes off its share, the rest buys epochs at its rows.
     pace = GroupPace(fit_s_per_row=0.01, fixed_s_per_row=0.1)
     share = 200.0
-    config, fit_s = plan_group(adapt, group, remaining_s=share * 2, groups_left=2, pace=pace)
+    config, fit_s = plan_group(adapt, group, views, share * 2, groups_left=2, pace=pace)
     assert fit_s == pytest.approx(share - 0.1 * rows)
     assert config.epochs == pytest.approx(min(100, fit_s / (0.01 * demos)))
-    assert plan_group(adapt, group, remaining_s=0.1 * rows, groups_left=1, pace=pace)[0] is None
+    assert plan_group(adapt, group, views, 0.1 * rows, groups_left=1, pace=pace)[0] is None
+
+
+def test_the_pretrained_strategy_is_priced_for_the_views_pretraining_made(tasks) -> None:
+    from hrm_arc.dataset import make_views
+
+    pretrained = make_views(tasks[:2], 1, seed=0)  # one view each, whatever -a asks
+    adapt = AdaptConfig(augmentations=8, strategy="pretrained")
+    assert view_counts(tasks[:3], adapt, pretrained) == [1, 1, 0]
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -167,7 +181,8 @@ def test_a_budget_stops_the_first_group_s_fitting_and_leaves_what_it_cannot_pay_
     adapt = AdaptConfig(augmentations=2, epochs=10_000, batch_size=8)
     predict = PredictConfig(group_size=1, time_budget_s=0.01)
     notes = {}
-    pipeline.adapt_and_predict(run, tasks, tmp_path, adapt, predict, CPU, notes.__setitem__)
+    unpredicted = pipeline.adapt_and_predict(run, tasks, tmp_path, adapt, predict, CPU,
+                                             notes.__setitem__)  # fmt: skip
     predicted = [i for i, note in notes.items() if "skipped" not in note]
     skipped = [i for i, note in notes.items() if note.get("skipped") == pipeline.TIME_SPENT]
     assert sorted(predicted + skipped) == sorted(tasks.ids) and skipped
@@ -175,6 +190,11 @@ def test_a_budget_stops_the_first_group_s_fitting_and_leaves_what_it_cannot_pay_
     assert all(notes[i]["adapt_epochs"] < 10_000 for i in predicted[1:])
     assert all(task_file(tmp_path, i).exists() for i in predicted)
     assert not any(task_file(tmp_path, i).exists() for i in skipped)
+    assert unpredicted == skipped  # what the caller reports: every rank's, from the files
+    pipeline.finish(tmp_path, tasks, {}, "votes")  # merged with no candidates: 1x1 attempts
+    merged, meta = load_predictions(tmp_path / "predictions.json")
+    assert sorted(merged) == sorted(tasks.ids) and all(merged[i] == [[]] for i in skipped)
+    assert all(meta["tasks"][i] == {"skipped": pipeline.TIME_SPENT} for i in skipped)
 
 
 def test_budgeted_groups_take_the_epochs_their_rows_afford(tasks, tmp_path, monkeypatch) -> None:
@@ -198,7 +218,7 @@ def test_budgeted_groups_take_the_epochs_their_rows_afford(tasks, tmp_path, monk
     assert len(seen) == len(tasks)
     assert seen[0] == (50, pytest.approx(100.0 / len(tasks) / 2, rel=0.01))
     for (epochs, limit), task in zip(seen[1:], tasks[1:]):
-        demos, _ = group_rows([task], 1)
+        demos, _ = group_rows([task], [1])
         assert epochs == pytest.approx(min(50, limit / (1e-3 * demos)), rel=1e-6)
 
 

@@ -573,13 +573,19 @@ def test_logs_get_a_line_per_task_where_no_bar_can_be_drawn(predicted, run_dir, 
 def test_a_time_budget_that_cuts_the_epochs_says_so(capsys) -> None:
     from hrm_arc.cli import TaskProgress
 
-    progress = TaskProgress(3)
-    for task_id, epochs in [("a", 400), ("b", 400), ("c", 88)]:
+    progress = TaskProgress(4)
+    for task_id, epochs, limited in [("a", 400, False), ("b", 400, False), ("c", 88, False),
+                                     ("d", 40, True)]:  # fmt: skip
         progress.on_task(task_id, {"group_demo_exact": 1.0, "adapt_epochs": epochs,
-                                   "full_epochs": 0})  # fmt: skip
+                                   "full_epochs": 0, "fit_time_limited": limited})  # fmt: skip
     out = " ".join(capsys.readouterr().out.split())
-    assert "time budget: adaptation epochs (embedding/full) 400/0 -> 88/0 from task c on" in out
-    assert out.count("time budget") == 1
+    assert ("time budget: adaptation fits fewer than its 400/0 epochs (embedding/full) from "
+            "task c on; each task's file records the epochs it fitted") in out
+    assert out.count("time budget") == 1  # once, not at every group
+    progress = TaskProgress(1)  # the first group's fitting stopped at its time limit
+    progress.on_task("a", {"group_demo_exact": 1.0, "adapt_epochs": 400, "full_epochs": 0,
+                           "fit_time_limited": True})  # fmt: skip
+    assert "fits fewer than its 400/0 epochs" in " ".join(capsys.readouterr().out.split())
 
 
 def test_rerun_after_a_lost_task_redoes_only_that_task(predicted, run_dir, data, tmp_path,
@@ -634,11 +640,16 @@ def test_combined_setup_predicts_with_pretrained_views(data, tmp_path):
     assert meta["strategy"] == "pretrained" and meta["adapt_epochs"] == 0 and meta["views"] == 2
 
 
-@pytest.mark.parametrize("layout", ["out inside the dataset", "dataset in out/tasks"])
+@pytest.mark.parametrize("layout", ["out inside the dataset", "dataset in out/tasks",
+                                    "out/tasks a link to the dataset"])  # fmt: skip
 def test_outputs_that_would_be_read_as_tasks_or_delete_them_are_refused(run_dir, data, tmp_path,
                                                                         layout) -> None:
     dataset = Path(shutil.copytree(data["heldout"], tmp_path / "proj" / "tasks"))
     out = dataset / "preds" if layout == "out inside the dataset" else dataset.parent
+    if layout == "out/tasks a link to the dataset":
+        out = tmp_path / "linked"
+        out.mkdir()
+        (out / "tasks").symlink_to(dataset)
     before = sorted(p.name for p in dataset.iterdir())
     result = invoke("adapt-and-predict", run_dir, "-d", dataset, "--out", out, *ADAPT,
                     "--restart")  # fmt: skip
@@ -676,7 +687,7 @@ def test_adapting_to_tasks_whose_test_pairs_were_trained_warns_their_scores_are_
     ok(invoke("pretrain", "-d", data["pretrain"], "--train-test-pairs", "--out", run,
               "--steps", 1, *TINY))  # fmt: skip
     result = invoke("adapt-and-predict", run, "-d", data["pretrain"], "--out", tmp_path / "out",
-                    *ADAPT, "--epochs", 0, "--strategy", "pretrained")  # fmt: skip
+                    *ADAPT, "--epochs", 0)  # fmt: skip
     ok(result)
     output = " ".join(result.output.split())
     assert ("warning: 4 of 4 tasks share their id with training tasks whose test pairs "

@@ -159,7 +159,7 @@ def test_empty_directory(tmp_path):
 
 
 @pytest.mark.parametrize("task_id", ["../../escape", "a/b", "a\\b", "", ".hidden", "x" * 201,
-                                     "a\nb", "c\x1b[31md"])  # fmt: skip
+                                     "a\nb", "c\x1b[31md", "c\x9b31md"])  # fmt: skip
 def test_task_ids_that_are_not_plain_file_names_are_refused(tmp_path, task_id):
     # Runs write one file per task id; an id must not reach outside the run's folder.
     path = write(tmp_path / "k_challenges.json", {task_id: GOOD_TASK})

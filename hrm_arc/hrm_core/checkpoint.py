@@ -33,8 +33,12 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
 
 
 # What a checkpoint holds besides tensors and plain data: numpy arrays (the batch order's state).
+_RECONSTRUCT = np.empty(0).__reduce__()[0]  # numpy's array reconstructor
 NUMPY_GLOBALS = [
-    np.empty(0).__reduce__()[0],  # numpy's array reconstructor, wherever this numpy keeps it
+    # Under the names numpy 1 and numpy 2 pickle it by, so a checkpoint written under either
+    # loads under the other.
+    (_RECONSTRUCT, "numpy.core.multiarray._reconstruct"),
+    (_RECONSTRUCT, "numpy._core.multiarray._reconstruct"),
     np.ndarray,
     np.dtype,
     *{type(np.dtype(code)) for code in "?" + np.typecodes["AllInteger"] + np.typecodes["AllFloat"]},
@@ -53,13 +57,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         with torch.serialization.safe_globals(NUMPY_GLOBALS):
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights_only" not in str(e):
+        found = re.search(r"(Unsupported global: [^\n]+|Can only build [^\n]+)", str(e))
+        if found is None:  # a damaged file, not a forbidden object
             raise CheckpointError(f"{path}: cannot read checkpoint ({e})") from None
-        found = re.search(r"(Unsupported global: [^\n]+|but got [^\n]+)", str(e))
         raise CheckpointError(
-            f"{path}: holds objects other than tensors, numpy arrays and plain data"
-            + (f" ({found.group(1).strip()})" if found else "")
-            + ", which hrm-arc does not unpickle: loading them could run code"
+            f"{path}: holds objects other than tensors, numpy arrays and plain data "
+            f"({found.group(1).strip()}), which hrm-arc does not unpickle: loading them "
+            "could run code"
         ) from None
     except Exception as e:  # torch raises many types for a truncated or foreign file
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None

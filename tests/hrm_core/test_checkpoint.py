@@ -6,6 +6,7 @@ import dataclasses
 import os
 import signal
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,26 @@ def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path
     with pytest.raises(CheckpointError, match="which hrm-arc does not unpickle") as info:
         load_checkpoint(path)
     assert str(path) in str(info.value) and not target.exists()
+
+
+def test_a_checkpoint_numpy_1_wrote_loads_and_a_damaged_pickle_is_not_called_code(
+        tmp_path) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"model": {}, "model_config": {}, "train_config": {}, "step": 0,
+                           "order": np.arange(5)})  # fmt: skip
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    pickled = next(name for name in files if name.endswith("data.pkl"))
+    assert b"numpy._core.multiarray" in files[pickled]  # numpy 2's name for the reconstructor
+    files[pickled] = files[pickled].replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    assert load_checkpoint(path)["order"].tolist() == [0, 1, 2, 3, 4]
+    path.write_bytes(b"\x80\x02garbage")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint") as info:
+        load_checkpoint(path)
+    assert "could run code" not in str(info.value)
 
 
 def test_checkpoint_without_required_keys_raises(tmp_path) -> None:
