@@ -16,6 +16,11 @@ from ..text import count
 # scale). torch's defaults (NCCL 10 min, gloo 30) would end such a run.
 COLLECTIVE_TIMEOUT = timedelta(hours=12)
 
+# Pickled objects (every rank's carry at a checkpoint, ~350 MB a rank at paper scale) travel
+# through a gloo group of their own, on the CPU where they were made: NCCL would stage them
+# all on rank 0's GPU. The same group serves CPU runs, so tests run this path too.
+_objects: dist.ProcessGroup | None = None
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -43,7 +48,7 @@ def gather_to_main(obj: object, info: DistInfo) -> list | None:
     if not info.enabled:
         return [obj]
     gathered = [None] * info.world_size if info.is_main else None
-    dist.gather_object(obj, gathered, dst=0)
+    dist.gather_object(obj, gathered, dst=0, group=_objects)
     return gathered
 
 
@@ -77,6 +82,7 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
         torch.cuda.set_device(device)
     if world_size == 1:
         return DistInfo(0, 1, device)
+    global _objects
     if not dist.is_initialized():
         cuda = device.type == "cuda"
         dist.init_process_group(
@@ -84,10 +90,13 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
             timeout=COLLECTIVE_TIMEOUT,
             device_id=device if cuda else None,  # binds NCCL's barriers to this rank's GPU
         )
+        _objects = dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
     return DistInfo(dist.get_rank(), dist.get_world_size(), device)
 
 
 def shutdown_distributed() -> None:
+    global _objects
     if dist.is_initialized():
         dist.barrier()
-        dist.destroy_process_group()
+        dist.destroy_process_group()  # every group, the objects' too
+        _objects = None

@@ -57,21 +57,23 @@ def test_resolve_device() -> None:
 
 def test_ranks_wait_hours_for_each_other_not_torchs_default_minutes(monkeypatch) -> None:
     # An idle rank at the end of adaptation waits for the slowest group (hours at paper scale).
-    joined = {}
+    joined, groups = {}, []
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: joined.update(kwargs))
+    monkeypatch.setattr(dist, "new_group", lambda **kwargs: groups.append(kwargs["timeout"]))
     monkeypatch.setattr(dist, "get_rank", lambda: 1)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
     info = init_distributed("cpu")
     assert (info.rank, info.world_size) == (1, 2)
     assert joined["backend"] == "gloo" and joined["timeout"] >= timedelta(hours=6)
+    assert groups[0] >= timedelta(hours=6)  # the objects' group waits as long
 
 
 @pytest.mark.parametrize("world, local_rank", [(1, None), (2, "1"), (3, "2")])
 def test_each_process_binds_its_own_gpu(monkeypatch, world, local_rank) -> None:
-    bound, joined = [], {}
+    bound, joined, groups = [], {}, []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
@@ -81,6 +83,7 @@ def test_each_process_binds_its_own_gpu(monkeypatch, world, local_rank) -> None:
         monkeypatch.setenv("LOCAL_RANK", local_rank)
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
     monkeypatch.setattr(dist, "init_process_group", lambda **kwargs: joined.update(kwargs))
+    monkeypatch.setattr(dist, "new_group", lambda **kwargs: groups.append(kwargs["backend"]))
     monkeypatch.setattr(dist, "get_rank", lambda: int(local_rank or 0))
     monkeypatch.setattr(dist, "get_world_size", lambda: world)
     if local_rank == "2":  # a third process on a machine with two GPUs
@@ -91,8 +94,9 @@ def test_each_process_binds_its_own_gpu(monkeypatch, world, local_rank) -> None:
     assert info.device == torch.device("cuda", 1) and bound == [info.device]
     if world > 1:
         assert joined["backend"] == "nccl" and joined["device_id"] == info.device
+        assert groups == ["gloo"]  # pickled objects gather on the CPU, not on rank 0's GPU
     else:
-        assert joined == {}
+        assert joined == {} and groups == []
 
 
 def test_a_gpu_named_without_an_index_is_the_current_one(monkeypatch) -> None:
