@@ -288,7 +288,11 @@ def run_group(
 ) -> GroupPace:
     """Adapt one group and predict its tasks not in `saved`, saving each; return what it cost.
     Fitting stops after `fit_limit_s`."""
-    model = copy.deepcopy(run.model)  # adaptation rewrites the table (and maybe weights)
+    # A copy, as adaptation rewrites the table (and maybe weights); the pretrained table itself
+    # (GBs on a GPU at paper scale) is shared, not copied: adaptation swaps in a fresh table
+    # before it writes one, and the pretrained strategy only reads it.
+    emb = run.model.puzzle_emb
+    model = copy.deepcopy(run.model, {} if emb is None else {id(emb.weights): emb.weights})
     local = DistInfo(0, 1, dist.device)  # groups are independent: no gradient sharing
     start = time.perf_counter()
     limit = None if fit_limit_s is None else max(fit_limit_s, 1e-6)  # 0 would mean none

@@ -103,6 +103,23 @@ def test_a_task_gets_the_same_views_in_any_group(tasks) -> None:
 
 # ----------------------------------------------------------------------------- time budget
 
+@pytest.mark.parametrize("strategy", ["embedding", "embedding+full"])
+def test_groups_leave_the_pretrained_model_and_table_as_they_were(tasks, tmp_path,
+                                                                  strategy) -> None:
+    """Each group adapts a copy that shares the pretrained table (it is not copied): the table
+    and every weight of the run's model are as before, whatever the groups fitted."""
+    from hrm_arc import pipeline
+    from hrm_arc.pretrain import PretrainedRun
+
+    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    adapt = AdaptConfig(augmentations=2, epochs=2, batch_size=8, strategy=strategy,
+                        full_epochs=2 if strategy == "embedding+full" else 0)  # fmt: skip
+    pipeline.adapt_and_predict(run, tasks, tmp_path, adapt, PredictConfig(group_size=2), CPU)
+    after = run.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), strategy
+
+
 def test_a_group_smaller_than_a_batch_still_gives_every_view_its_epochs(tasks) -> None:
     """A batch is never larger than the group: repeated rows add nothing to a row's signed
     update, so a batch of 64 over 6 rows gave each view a tenth of its epochs' updates."""
