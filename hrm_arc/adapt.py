@@ -217,9 +217,10 @@ def fit_fresh_embeddings(
         trainers[-1].fit(on_log=on_log)
     left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - start)
     no_time_left = left is not None and left <= 0
-    if config.strategy == "embedding+full" and config.full_epochs and not no_time_left:
+    full = config.strategy == "embedding+full" and config.full_epochs > 0
+    if full and not no_time_left:
         model.requires_grad_(True)
-        full = dataclasses.replace(
+        fine_tuning = dataclasses.replace(
             base,
             steps=steps_for_epochs(len(examples), batch, config.full_epochs),
             lr=config.full_lr,
@@ -227,10 +228,9 @@ def fit_fresh_embeddings(
             warmup_steps=0,
             time_limit_s=left or 0.0,
         )
-        trainers.append(Trainer(model, full, examples, dist))
+        trainers.append(Trainer(model, fine_tuning, examples, dist))
         trainers[-1].fit(on_log=on_log)
-    full_skipped = config.strategy == "embedding+full" and bool(config.full_epochs) and no_time_left
-    limited = full_skipped or any(t.step < t.config.steps for t in trainers)
+    limited = (full and no_time_left) or any(t.step < t.config.steps for t in trainers)
     return sum(t.step for t in trainers) * batch, limited
 
 
