@@ -342,7 +342,7 @@ def export(predictions_path, out, dataset, rank):
     predictions, _meta = load_predictions(predictions_path)
     if rank is not None:
         predictions = rank_predictions(predictions, rank)
-    tasks = load_tasks(dataset) if dataset is not None else None
+    tasks = load_tasks(dataset, find_solutions=False) if dataset is not None else None
     filled = missing_tasks(predictions, tasks) if tasks is not None else []
     try:
         submission = submission_from_predictions(predictions, tasks)
@@ -376,7 +376,7 @@ def validate(submission_path, dataset, solutions):
     """
     from .submission import load_submission, validate_submission
 
-    tasks = load_tasks(dataset, solutions)
+    tasks = load_tasks(dataset, solutions, find_solutions=False)
     submission = load_submission(submission_path)
     problems = validate_submission(submission, tasks)
     if problems:

@@ -224,8 +224,14 @@ def solutions_beside(challenges: Path) -> Path:
     return challenges.with_name(challenges.name.replace("_challenges.json", "_solutions.json"))
 
 
-def load_tasks(spec: str | os.PathLike, solutions: str | os.PathLike | None = None) -> TaskSet:
-    """Load a task set from a dataset spec (see the module docstring)."""
+def load_tasks(
+    spec: str | os.PathLike,
+    solutions: str | os.PathLike | None = None,
+    find_solutions: bool = True,
+) -> TaskSet:
+    """Load a task set from a dataset spec (see the module docstring). `find_solutions=False`
+    leaves the solutions beside a Kaggle challenges file unread, for callers that need only
+    the test inputs (a broken file there must not stop them)."""
     spec_str = str(spec)
     if spec_str in BUNDLED_SETS:
         if solutions is not None:
@@ -246,7 +252,7 @@ def load_tasks(spec: str | os.PathLike, solutions: str | os.PathLike | None = No
         if solutions is not None:
             raise DatasetError(f"{spec_str}: --solutions applies to a Kaggle challenges file")
         return TaskSet([parse_task(path.stem, data, str(path))], name=path.stem)
-    return _load_kaggle(path, data, solutions)
+    return _load_kaggle(path, data, solutions, find_solutions)
 
 
 def merge_task_sets(sets: Sequence[TaskSet]) -> TaskSet:
@@ -334,7 +340,9 @@ def _load_directory(root: Path) -> TaskSet:
     return TaskSet(tasks, name=str(root))
 
 
-def _load_kaggle(path: Path, data: object, solutions: str | os.PathLike | None) -> TaskSet:
+def _load_kaggle(
+    path: Path, data: object, solutions: str | os.PathLike | None, find_solutions: bool = True
+) -> TaskSet:
     if not isinstance(data, dict) or not data:
         raise DatasetError(
             f"{path}: expected one ARC task ({{'train', 'test'}}) or a Kaggle challenges object "
@@ -344,7 +352,7 @@ def _load_kaggle(path: Path, data: object, solutions: str | os.PathLike | None) 
         raise DatasetError(
             f"{path}: a solutions file; give the *_challenges.json beside it as the dataset"
         )
-    if solutions is None and path.name.endswith("_challenges.json"):
+    if solutions is None and find_solutions and path.name.endswith("_challenges.json"):
         beside = solutions_beside(path)
         solutions = beside if beside.exists() else None
     answers = read_json(solutions, "solutions file") if solutions is not None else {}

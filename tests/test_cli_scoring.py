@@ -181,6 +181,20 @@ def test_outputs_over_the_ground_truth_or_inside_a_dataset_are_refused(tmp_path,
     assert not inside.exists()
 
 
+def test_validate_and_export_need_no_solutions_and_do_not_read_a_broken_one(tmp_path,
+                                                                             predictions):
+    challenges = tmp_path / "k_challenges.json"
+    challenges.write_bytes(orjson.dumps({"t1": {"train": [{"input": [[1]], "output": [[2]]}],
+                                                "test": [{"input": [[0]]}, {"input": [[0]]}]}}))
+    (tmp_path / "k_solutions.json").write_text("{broken")  # fmt: skip
+    submission = tmp_path / "submission.json"
+    result = run("export", predictions, "-d", challenges, "-o", submission)
+    assert result.exit_code == 0, result.output
+    assert run("validate", submission, "-d", challenges).exit_code == 0
+    result = run("score", submission, "-d", challenges)  # scoring does need them
+    assert result.exit_code == 2 and "k_solutions.json" in result.output
+
+
 def test_an_output_under_a_file_is_refused_naming_the_file(tmp_path, dataset, predictions):
     blocker = tmp_path / "good.json"
     blocker.write_text("{}")
