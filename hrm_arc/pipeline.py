@@ -191,12 +191,13 @@ def sort_tasks(
     rank saves a placeholder for each task too large (a valid submission entry all the same)."""
     fitting, saved, oversized = [], set(), []
     for task in tasks:
-        if fits_canvas(task, canvas):
+        fits = fits_canvas(task, canvas)
+        if fits:
             fitting.append(task)
         if (info := saved_info(out_dir, task)) is not None:  # finished by an earlier run
             saved.add(task.id)
             note = {"resumed": True} | ({"skipped": info["skipped"]} if "skipped" in info else {})
-        elif not fits_canvas(task, canvas):
+        elif not fits:
             note = {"skipped": f"{TOO_LARGE} {canvas}"}
             oversized.append((task, note))
         else:
