@@ -13,12 +13,15 @@ from hrm_arc.hrm_core.puzzle_embedding import PuzzleEmbedding
 
 class AdamATan2(torch.optim.Optimizer):
     """Adam with the division replaced by atan2 (Everett et al. 2024, "Scaling Exponents
-    Across Parameterizations and Optimizers"), as in the ``adam-atan2`` package with a = b = 1.
+    Across Parameterizations and Optimizers"), with the update rule of the ``adam-atan2``
+    package the official HRM trains with.
 
-    Per step t, with bias-corrected moments m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t):
-        p <- p * (1 - lr * weight_decay) - lr * atan2(m_hat, sqrt(v_hat))
-    atan2 is bounded and scale invariant, so no epsilon is needed and tiny second moments
-    cannot blow up the step.
+    Per step t, the first moment's bias correction scales the step and the second's corrects
+    the denominator:
+        p <- p * (1 - lr * weight_decay) - lr / (1 - beta1^t) * atan2(m, sqrt(v / (1 - beta2^t)))
+    Correcting m inside atan2 instead would shrink the early steps (the first to pi/4 of lr,
+    where this rule gives 0.997 lr). atan2 is bounded and scale invariant, so no epsilon is
+    needed and tiny second moments cannot blow up the step.
     """
 
     def __init__(
@@ -61,10 +64,9 @@ class AdamATan2(torch.optim.Optimizer):
         grad = param.grad
         m.lerp_(grad, 1 - beta1)  # m = beta1 m + (1 - beta1) g
         v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        m_hat = m / (1 - beta1**step)
-        v_hat = v / (1 - beta2**step)
+        denominator = (v / (1 - beta2**step)).sqrt()
         param.mul_(1 - lr * wd)  # decoupled weight decay (AdamW style)
-        param.add_(torch.atan2(m_hat, v_hat.sqrt()), alpha=-lr)
+        param.add_(torch.atan2(m, denominator), alpha=-lr / (1 - beta1**step))
 
 
 class SignSGD(torch.optim.Optimizer):

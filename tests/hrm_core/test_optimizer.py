@@ -18,6 +18,7 @@ from hrm_arc.hrm_core import AdamATan2, PuzzleEmbedding, SignSGD
 
 
 def test_adam_atan2_matches_hand_computed_updates() -> None:
+    """The adam-atan2 package's rule: 1 - beta1^t divides the step, outside atan2."""
     lr, beta1, beta2, wd = 0.1, 0.9, 0.95, 0.1
     param = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
     opt = AdamATan2([param], lr=lr, betas=(beta1, beta2), weight_decay=wd)
@@ -29,18 +30,21 @@ def test_adam_atan2_matches_hand_computed_updates() -> None:
         for i, g in enumerate(grad):
             m[i] = beta1 * m[i] + (1 - beta1) * g
             v[i] = beta2 * v[i] + (1 - beta2) * g * g
-            m_hat, v_hat = m[i] / (1 - beta1**t), v[i] / (1 - beta2**t)
-            expected[i] = expected[i] * (1 - lr * wd) - lr * math.atan2(m_hat, math.sqrt(v_hat))
+            step_size = lr / (1 - beta1**t)
+            denominator = math.sqrt(v[i] / (1 - beta2**t))
+            expected[i] = expected[i] * (1 - lr * wd) - step_size * math.atan2(m[i], denominator)
         torch.testing.assert_close(param.detach(), torch.tensor(expected))
 
 
-def test_adam_atan2_first_step_is_lr_times_pi_over_4_for_any_gradient_scale() -> None:
-    # At t=1, m_hat = g and sqrt(v_hat) = |g|, so the step is lr * atan2(g, |g|) = lr * pi/4.
+def test_adam_atan2_first_step_is_nearly_lr_for_any_gradient_scale() -> None:
+    # At t=1, m = (1 - beta1) g and the corrected denominator is |g|, so the step is
+    # lr / (1 - beta1) * atan(1 - beta1) = 0.9967 lr at beta1 = 0.9, whatever the scale of g.
     param = torch.nn.Parameter(torch.zeros(3))
     opt = AdamATan2([param], lr=1.0, weight_decay=0.0)
     param.grad = torch.tensor([1e-8, -3.0, 1e6])
     opt.step()
-    torch.testing.assert_close(param.detach(), torch.tensor([-1.0, 1.0, -1.0]) * math.pi / 4)
+    step = math.atan(0.1) / 0.1
+    torch.testing.assert_close(param.detach(), torch.tensor([-1.0, 1.0, -1.0]) * step)
 
 
 def test_adam_atan2_defaults_and_state_dict_round_trip() -> None:
