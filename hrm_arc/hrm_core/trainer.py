@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -174,6 +175,22 @@ def stop_on_signals(announce: bool = True) -> Iterator[Callable[[], int]]:
         yield lambda: requested
 
 
+def data_parallel(model: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
+    """DDP over `model`, its buffers synced once from rank 0 and never again.
+
+    Buffers (H_init, L_init, the puzzle table) must start as rank 0's; afterwards the table
+    stays identical through its all-gathered updates, so syncing it every forward would cost
+    as much as the table for nothing.
+    """
+    device_ids = [device] if device.type == "cuda" else None
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
+        return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
+    # Before torch 2.13, broadcast_buffers=False also skipped the sync at wrap time.
+    for buffer in model.buffers():
+        torch.distributed.broadcast(buffer, src=0)
+    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+
+
 def scheduled_lr(base: float, step: int, config: TrainConfig) -> float:
     """Linear warm-up to `base`, then a half cosine down to `base * lr_min_ratio` at `steps`."""
     if step < config.warmup_steps:
@@ -248,13 +265,7 @@ class Trainer:
 
     def _wrap(self, model: HRM):
         if self.dist.enabled and self.optimizer is not None:
-            # Buffers (H_init, L_init, the puzzle table) start as rank 0's, synced once at
-            # init; afterwards the table stays identical through its all-gathered updates, so
-            # syncing it every forward would cost as much as the table for nothing.
-            device_ids = [self.dist.device] if self.dist.device.type == "cuda" else None
-            model = DistributedDataParallel(
-                model, device_ids=device_ids, forward_sync_buffers=False
-            )
+            model = data_parallel(model, self.dist.device)
         return torch.compile(model) if self.config.compile else model
 
     def train_step(self) -> dict[str, torch.Tensor]:
