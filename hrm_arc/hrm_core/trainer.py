@@ -192,10 +192,15 @@ def data_parallel(model: torch.nn.Module, device: torch.device) -> DistributedDa
 
 
 def scheduled_lr(base: float, step: int, config: TrainConfig) -> float:
-    """Linear warm-up to `base`, then a half cosine down to `base * lr_min_ratio` at `steps`."""
-    if step < config.warmup_steps:
-        return base * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    """Linear warm-up to `base`, then a half cosine down to `base * lr_min_ratio` at `steps`.
+
+    The rate of the 0-based `step` is the official schedule's at its count of steps taken
+    (`step + 1`): the last warm-up step reaches `base`, the last step the floor.
+    """
+    taken = step + 1
+    if taken < config.warmup_steps:
+        return base * taken / config.warmup_steps
+    progress = (taken - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
     floor = config.lr_min_ratio
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 

@@ -133,11 +133,13 @@ def test_lr_warms_up_linearly_then_stays_constant_by_default() -> None:
 
 
 def test_lr_decays_along_a_half_cosine_to_its_floor() -> None:
+    # Step s is the official schedule's step s + 1 (it counts a step before taking its rate).
     config = TrainConfig(steps=104, warmup_steps=4, lr_min_ratio=0.1)
-    assert scheduled_lr(2.0, 4, config) == pytest.approx(2.0)  # decay starts after warm-up
-    assert scheduled_lr(2.0, 54, config) == pytest.approx(2.0 * (0.1 + 0.9 * 0.5))  # halfway
-    assert scheduled_lr(2.0, 104, config) == pytest.approx(0.2)
-    lrs = [scheduled_lr(1.0, s, config) for s in range(4, 105)]
+    assert scheduled_lr(2.0, 3, config) == 2.0  # the last warm-up step
+    assert scheduled_lr(2.0, 4, config) < 2.0  # the first decays
+    assert scheduled_lr(2.0, 53, config) == pytest.approx(2.0 * (0.1 + 0.9 * 0.5))  # halfway
+    assert scheduled_lr(2.0, 103, config) == pytest.approx(0.2)  # the last step
+    lrs = [scheduled_lr(1.0, s, config) for s in range(3, 104)]
     assert all(a > b for a, b in zip(lrs, lrs[1:]))
 
 
