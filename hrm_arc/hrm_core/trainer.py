@@ -461,13 +461,6 @@ class Trainer:
             **self.extra_state,
         }
 
-    def _averaged_state(self) -> dict | None:
-        """The weights later stages use: the moving average when there is one."""
-        if self.ema is None:
-            return None
-        with self.averaged_weights() as model:
-            return {k: v.clone() for k, v in model.state_dict().items()}
-
     def load_state_dict(self, state: dict, path: str | Path = "checkpoint") -> None:
         """Resume from `state`; a damaged or mismatched one raises CheckpointError naming
         `path` (before anything trains on it)."""
