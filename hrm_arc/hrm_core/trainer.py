@@ -347,7 +347,10 @@ class Trainer:
         self.stop_signal, self._finished = 0, 0.0
         while self.step < c.steps:
             window.append(self.train_step())
-            self.stop_reason = self._early_stop(start, should_stop)
+            # Asked at the last step too, so that a signal then still ends the process as one;
+            # but a run that reached its last step finished, whatever else stopped it there.
+            stop = self._early_stop(start, should_stop)
+            self.stop_reason = None if self.step == c.steps else stop
             last = self.step == c.steps or self.stop_reason is not None
             evaluating = evaluate is not None and due(self.step, c.eval_every, last)
             # The same steps on every rank: the summary is collective under torchrun.

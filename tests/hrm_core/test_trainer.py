@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -219,10 +220,20 @@ def test_a_stop_request_ends_fit_at_that_step_with_a_checkpoint(tmp_path) -> Non
     assert trainer.step == 50 and trainer.stop_reason is None and trainer.start_step == 3
 
 
+def test_a_stop_at_the_last_step_leaves_a_finished_run_that_still_exits_as_signalled(
+    tmp_path,
+) -> None:
+    trainer = make_trainer(run_dir=tmp_path, steps=2, log_every=100, batch_size=4)
+    trainer.fit(should_stop=lambda: int(signal.SIGTERM) if trainer.step == 2 else 0)
+    assert trainer.step == 2 and trainer.stop_reason is None
+    assert trainer.stop_signal == signal.SIGTERM
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [(r["step"], "stop_reason" in r) for r in records] == [(2, False)]
+
+
 @pytest.mark.parametrize("announce", [True, False])
 def test_signals_request_a_stop_and_a_second_ctrl_c_interrupts(announce, caplog) -> None:
     import os
-    import signal
 
     from hrm_arc.hrm_core.trainer import stop_on_signals
 
