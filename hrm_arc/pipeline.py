@@ -161,6 +161,11 @@ def adapt_and_predict(
             f"no task of {tasks.name} fits the run's {run.canvas}x{run.canvas} canvas (the "
             f"smallest needs side {needed}): pretrain with a larger --canvas"
         )
+    if run.model.puzzle_emb is None and adapt.strategy != "pretrained":
+        raise ValueError(
+            f"the run has no puzzle embeddings (model.puzzle_emb_ndim=0): strategy "
+            f"{adapt.strategy!r} has none to fit; use --strategy pretrained"
+        )
     settings = prediction_settings(run, adapt, dist.device)
     if not restart:
         check_out_dir(out_dir, settings)  # on every rank, so a refusal ends them all alike

@@ -709,6 +709,17 @@ def test_pretrained_strategy_needs_pretrained_tasks(run_dir, data, tmp_path):
     assert "--include-eval-demos" in result.output and "Traceback" not in result.output
 
 
+def test_a_run_without_puzzle_embeddings_adapts_none_and_says_so(data, tmp_path):
+    run = tmp_path / "run"
+    ok(invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 1, *TINY,
+              "--set", "model.puzzle_emb_ndim=0"))  # fmt: skip
+    result = invoke("adapt-and-predict", run, "-d", data["heldout"], "--out", tmp_path / "o",
+                    *ADAPT)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "no puzzle embeddings" in result.output and "--strategy pretrained" in result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_run_with_a_weight_average_hands_on_the_average(data, tmp_path) -> None:
     run = tmp_path / "run"
     ok(invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 3, *TINY,
