@@ -175,6 +175,12 @@ def check_resumes(state: dict, path: Path, extra: dict, model_config: HRMConfig)
     if not isinstance(state.get("train_config"), dict):
         raise CheckpointError(f"{path}: checkpoint metadata is damaged (train_config)")
     same_views = [tuple(v) for v in state.get("views", [])] == extra["views"]
+    canvas = state.get("canvas", extra["canvas"])
+    if same_views and canvas != extra["canvas"]:  # the examples differ, for this reason
+        raise CheckpointError(
+            f"{path}: it trained on a {canvas}x{canvas} canvas, this run's is "
+            f"{extra['canvas']}x{extra['canvas']}: resume with --canvas {canvas}"
+        )
     digest = extra["examples_digest"]
     if not same_views or state.get("examples_digest", digest) != digest:
         raise CheckpointError(

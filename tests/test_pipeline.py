@@ -232,6 +232,15 @@ def test_resume_with_another_model_config_is_refused(run_dir, data, tmp_path) ->
     assert "model config differs" in result.output and "Traceback" not in result.output
 
 
+def test_resume_on_another_canvas_names_it(run_dir, data, tmp_path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    canvas = load_checkpoint(run / "checkpoint.pt")["canvas"]
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 5, "--resume",
+                    *TINY, "--canvas", canvas + 1)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"resume with --canvas {canvas}" in result.output
+
+
 def test_resume_on_other_tasks_is_refused(run_dir, data, tmp_path) -> None:
     run = copy_run(run_dir, tmp_path)
     result = invoke("pretrain", "-d", data["blind"], "--out", run, "--steps", 5, "--resume", *TINY)
