@@ -20,13 +20,14 @@ import torch
 from .augment import Augmentation
 from .dataset import View, make_views, view_examples, views_by_task
 from .encoding import VOCAB_SIZE, canvas_for
+from .errors import DatasetError
 from .hrm_core import HRM, PRESETS, HRMConfig
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from .hrm_core.distributed import DistInfo
 from .hrm_core.losses import LOSSES
 from .hrm_core.sampling import Examples, epoch_size, steps_for_epochs
 from .hrm_core.trainer import TRAIN_PRESETS, TrainConfig, Trainer, stop_on_signals
-from .jsonio import write_json_atomic
+from .jsonio import read_json, write_json_atomic
 from .overrides import apply_overrides
 from .predict import vote_task
 from .score import score_submission
@@ -232,6 +233,8 @@ def pretrain(
         raise CheckpointError(
             f"{checkpoint} exists: pass --resume to continue it, or choose another --out"
         )
+    else:
+        refuse_foreign_logs(run_dir)
     if trainer.step >= train_config.steps:
         return trainer  # nothing to train: leave the run as it is
     if dist.is_main:
@@ -249,6 +252,24 @@ def pretrain(
     if not train_config.checkpoint_every:  # else fit saved the last step already
         trainer.save()
     return trainer
+
+
+def refuse_foreign_logs(run_dir: Path) -> None:
+    """Refuse to start a run in a folder whose config.json or metrics.jsonl no run of ours
+    wrote: the run would replace the one and cut the other down to its own steps. (Ours, from a
+    run stopped before its first checkpoint, start over.)"""
+    logs = [n for n in ("config.json", "metrics.jsonl") if (run_dir / n).exists()]
+    if not logs:
+        return
+    try:
+        config = read_json(run_dir / "config.json", "run config")
+    except DatasetError:
+        config = None
+    if not (isinstance(config, dict) and {"model", "train", "canvas"} <= config.keys()):
+        raise ValueError(
+            f"{run_dir} holds {' and '.join(logs)} of no pretraining run, which a run there "
+            "would overwrite: choose another --out"
+        )
 
 
 @dataclass

@@ -232,6 +232,25 @@ def test_resume_with_another_model_config_is_refused(run_dir, data, tmp_path) ->
     assert "model config differs" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("name", ["config.json", "metrics.jsonl"])
+def test_pretraining_leaves_logs_it_did_not_write_alone(data, tmp_path, name) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / name).write_text('{"step": 1, "mine": true}\n')
+    result = invoke("pretrain", "-d", data["pretrain"], "--out", out, "--steps", 1, *TINY)
+    assert result.exit_code == 2, result.output
+    assert f"holds {name} of no pretraining run" in " ".join(result.output.split())
+    assert (out / name).read_text() == '{"step": 1, "mine": true}\n'
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_over(run_dir, data, tmp_path):
+    run = copy_run(run_dir, tmp_path)
+    (run / "checkpoint.pt").unlink()
+    ok(invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 2, *TINY))
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 2
+
+
 def test_resume_on_another_canvas_names_it(run_dir, data, tmp_path) -> None:
     run = copy_run(run_dir, tmp_path)
     canvas = load_checkpoint(run / "checkpoint.pt")["canvas"]
