@@ -560,14 +560,15 @@ def training_progress(total: int, description: str):
     "-a",
     default=None,
     type=click.IntRange(min=1),
-    help="Unique augmented variants per task, each its own puzzle identifier [default: the "
-    "official 1000 for paper, 8 for tiny and small].",
+    help="Unique augmented variants per task, the original among them, each its own puzzle "
+    "identifier [default: the official setting's 1000 for paper, 8 for tiny and small].",
 )
 @click.option(
     "--canvas",
     type=click.IntRange(1, MAX_SIDE),
     default=None,
-    help="Canvas side in cells; default: the smallest that fits every grid.",
+    help="Canvas side in cells; default: the smallest that holds every demonstration grid "
+    "and test input (test outputs are hidden from a solver, so not counted).",
 )
 @click.option(
     "--steps",
@@ -936,8 +937,9 @@ def adapt_and_predict_command(
     demonstration pairs (network frozen, unless --strategy embedding+full). Stage 2 runs the
     test inputs through every view, undoes each augmentation and votes. Finished tasks are
     saved as they go: rerun the same command after a crash and it continues. Tasks with a
-    grid larger than the run's canvas get 1x1 zero attempts, and are named at the end (if no
-    task fits, it stops).
+    demonstration grid or test input larger than the run's canvas get 1x1 zero attempts, and
+    are named at the end (if no task fits, it stops); a known test output larger than the
+    canvas is warned of.
 
     \b
     Examples:
@@ -1007,7 +1009,9 @@ def adapt_and_predict_command(
 
 def describe_adaptation(run, tasks, adapt, predict, dist) -> None:
     """What the run will do, the settings it took from pretraining included, and a warning if
-    some tasks are not unseen."""
+    some tasks are not unseen or cannot be solved on the run's canvas."""
+    from .pipeline import outputs_beyond
+
     fits = ""
     if adapt.strategy != "pretrained":
         fits = f", {adapt.epochs:g} epochs at embedding lr {adapt.puzzle_emb_lr:g}"
@@ -1025,6 +1029,13 @@ def describe_adaptation(run, tasks, adapt, predict, dist) -> None:
             f"[yellow]warning:[/] {len(answered)} of {count(tasks, 'task')} share their id with "
             "training tasks whose test pairs pretraining trained (--train-test-pairs), so their "
             f"scores are not held out: {listed(answered)}",
+            err=True,
+        )
+    if beyond := outputs_beyond(tasks, run.canvas):
+        say(
+            f"[yellow]warning:[/] {len(beyond)} of {count(tasks, 'task')} fit the run's "
+            f"{run.canvas}x{run.canvas} canvas but have a larger test output, which no attempt "
+            f"can match: {listed(beyond)}",
             err=True,
         )
     trained = sorted({view.task_id for view in run.views} & set(tasks.ids) - set(answered))

@@ -109,6 +109,17 @@ def fits_canvas(task: Task, canvas: int) -> bool:
     return canvas_for([task]) <= canvas
 
 
+def outputs_beyond(tasks: Sequence[Task], canvas: int) -> list[str]:
+    """The tasks that fit `canvas` but have a known test output larger than it, which no
+    attempt can match (the canvas is sized by what a solver sees: test outputs are hidden)."""
+    return [
+        t.id
+        for t in tasks
+        if fits_canvas(t, canvas)
+        and any(p.output is not None and max(p.output.shape) > canvas for p in t.test)
+    ]
+
+
 def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, device: torch.device) -> dict:
     """What a rerun must share to continue the saved tasks: the model, the canvas, the dtype
     it computes in on this device (a CPU and a GPU differ under "auto"), the adaptation

@@ -1,7 +1,9 @@
 """Stage 2: frozen inference over augmented views, decoded, un-augmented, gathered as candidates.
 
 Every test input under every view runs all `halt_max_steps` ACT segments. Each view's argmax
-grid, mapped back through the inverse augmentation, is one vote carrying sigmoid(q_halt). Because
+grid, mapped back through the inverse augmentation, is one vote carrying sigmoid(q_halt); a view
+whose output holds no grid (nothing at the top left) casts none, where the official evaluator
+counts an empty grid that can take a top-2 place and never be right. Because
 HRM predicts every cell at once, the log-probability of *any* candidate under *any* view is a
 gather over that view's log-probabilities (under the distribution pretraining's loss fitted:
 stablemax or softmax); summed over views it ranks candidates as a product of experts.

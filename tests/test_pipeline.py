@@ -730,6 +730,18 @@ def test_the_same_tasks_as_training_and_eval_demos_are_refused(data, tmp_path):
     assert "4 tasks in both the training and the evaluation" in result.output
 
 
+def test_a_test_output_larger_than_the_canvas_is_warned_of(run_dir, tmp_path) -> None:
+    canvas = load_checkpoint(run_dir / "checkpoint.pt")["canvas"]
+    small, wide = np.zeros((2, 2), np.uint8), np.ones((2, canvas + 1), np.uint8)
+    tasks = TaskSet([Task("wide", (Pair(small, small),), (Pair(small, wide),))])
+    result = invoke("adapt-and-predict", run_dir, "-d", save_tasks(tasks, tmp_path / "tasks"),
+                    "--out", tmp_path / "o", *ADAPT)  # fmt: skip
+    ok(result)
+    assert f"fit the run's {canvas}x{canvas} canvas but have a larger test output" in " ".join(
+        result.output.split()
+    )
+
+
 def test_pretrained_strategy_needs_pretrained_tasks(run_dir, data, tmp_path):
     result = invoke("adapt-and-predict", run_dir, "-d", data["blind"], "--out", tmp_path / "o",
                     "--strategy", "pretrained", *ADAPT)

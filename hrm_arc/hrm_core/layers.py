@@ -1,7 +1,7 @@
 """Transformer building blocks for HRM: init, linear, embeddings, RoPE, attention, SwiGLU, norm.
 
-Weights are kept in float32 (the master copy); in bf16 (on CUDA by default, on any device with
-forward_dtype="bfloat16") the model runs these layers under autocast, which casts the weights
+Weights are kept in float32 (the master copy); in bf16 (forward_dtype="bfloat16", or "auto" on
+CUDA) the model runs these layers under autocast, which casts the weights
 per op, so no layer casts explicitly.
 """
 
