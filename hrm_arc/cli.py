@@ -628,11 +628,11 @@ def training_progress(total: int, description: str):
 @click.option(
     "--include-eval-demos",
     "eval_demos",
-    default=None,
+    multiple=True,
     metavar="SPEC",
-    help="Also train the demonstration pairs of these evaluation tasks, each variant "
-    "with its own identifier: the official 'combined' setup. --eval-every then scores their "
-    "test pairs too (up to 32 tasks, 8 views each), as the official run does.",
+    help="Also train the demonstration pairs of these evaluation tasks (repeatable), each "
+    "variant with its own identifier: the official 'combined' setup. --eval-every then scores "
+    "their test pairs too (up to 32 tasks, 8 views each), as the official run does.",
 )
 @click.option(
     "--train-test-pairs",
@@ -683,10 +683,10 @@ def pretrain(
     )
     from .pretrain import pretrain as run_pretrain
 
-    specs = [*datasets, *([eval_demos] if eval_demos else [])]
+    specs = [*datasets, *eval_demos]
     refuse_to_overwrite(run_dir, "--out", datasets=[p for s in specs for p in dataset_paths(s)])
     tasks = merge_task_sets([load_tasks(spec) for spec in datasets])
-    demo_tasks = load_tasks(eval_demos) if eval_demos else None
+    demo_tasks = merge_task_sets([load_tasks(spec) for spec in eval_demos]) if eval_demos else None
     dist = init_distributed(device)
     augmentations = augmentations or PRESET_AUGMENTATIONS.get(preset, 8)
     data = build_pretraining_data(
@@ -722,7 +722,7 @@ def pretrain(
     progress, on_log = training_progress(train_config.steps, "pretrain")
     specs = {
         "train": list(datasets),
-        "eval_demos": eval_demos,
+        "eval_demos": list(eval_demos),
         "train_test_pairs": train_test_pairs,
     }
     try:
@@ -740,7 +740,9 @@ def pretrain(
             )
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training began
         if dist.is_main:
-            say("stopped at once; --resume continues from the last checkpoint", err=True)
+            saved = (Path(run_dir) / CHECKPOINT).exists()
+            then = "--resume continues from the last checkpoint" if saved else "nothing saved"
+            say(f"stopped at once; {then}", err=True)
         interrupted_exit(signal.SIGINT)
     ended = (trainer.step, trainer.start_step, trainer.stop_reason, trainer.stop_signal)
     # DDP's reducer must go before its process group: freed after it, at exit, gloo's worker
@@ -1220,7 +1222,7 @@ def demo(ctx, out_dir, steps, device):
         seed=0,
         device=device,
         use_compile=False,
-        eval_demos=None,
+        eval_demos=(),
         resume=(out / "run" / "checkpoint.pt").exists(),
     )
     console.print("[bold]2/3[/] adapt and predict on held-out puzzles")

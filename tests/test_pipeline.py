@@ -742,6 +742,16 @@ def test_a_test_output_larger_than_the_canvas_is_warned_of(run_dir, tmp_path) ->
     )
 
 
+def test_eval_demos_of_several_sets_are_all_trained(data, tmp_path) -> None:
+    small = [t for t in load_tasks(data["heldout"]) if t.id != BIG][:2]
+    sets = [save_tasks(TaskSet([t]), tmp_path / t.id) for t in small]
+    run = tmp_path / "run"
+    ok(invoke("pretrain", "-d", data["pretrain"], "--include-eval-demos", sets[0],
+              "--include-eval-demos", sets[1], "--out", run, "--steps", 1, *TINY))  # fmt: skip
+    trained = {task_id for task_id, *_ in load_checkpoint(run / "checkpoint.pt")["views"]}
+    assert {t.id for t in small} <= trained
+
+
 def test_pretrained_strategy_needs_pretrained_tasks(run_dir, data, tmp_path):
     result = invoke("adapt-and-predict", run_dir, "-d", data["blind"], "--out", tmp_path / "o",
                     "--strategy", "pretrained", *ADAPT)
