@@ -1,8 +1,8 @@
 """Transformer building blocks for HRM: init, linear, embeddings, RoPE, attention, SwiGLU, norm.
 
 Weights are kept in float32 (the master copy); in bf16 (forward_dtype="bfloat16", or "auto" on
-CUDA) the model runs these layers under autocast, which casts the weights
-per op, so no layer casts explicitly.
+CUDA) the model runs these layers under autocast, which casts the weights per op, so no layer
+casts explicitly.
 """
 
 from __future__ import annotations
