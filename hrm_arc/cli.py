@@ -568,7 +568,7 @@ def training_progress(total: int, description: str):
     type=click.IntRange(1, MAX_SIDE),
     default=None,
     help="Canvas side in cells; default: the smallest that holds every demonstration grid "
-    "and test input (test outputs are hidden from a solver, so not counted).",
+    "and test input (test outputs count only with --train-test-pairs, which trains them).",
 )
 @click.option(
     "--steps",
@@ -741,7 +741,7 @@ def pretrain(
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training began
         if dist.is_main:
             saved = (Path(run_dir) / CHECKPOINT).exists()
-            then = "--resume continues from the last checkpoint" if saved else "nothing saved"
+            then = "--resume continues from the last checkpoint" if saved else "no checkpoint yet"
             say(f"stopped at once; {then}", err=True)
         interrupted_exit(signal.SIGINT)
     ended = (trainer.step, trainer.start_step, trainer.stop_reason, trainer.stop_signal)

@@ -174,8 +174,8 @@ def adapt_and_predict(
         )
     if run.model.puzzle_emb is None and adapt.strategy != "pretrained":
         raise ValueError(
-            f"the run has no puzzle embeddings (model.puzzle_emb_ndim=0): strategy "
-            f"{adapt.strategy!r} has none to fit; use --strategy pretrained"
+            f"the run has no puzzle embeddings (model.puzzle_emb_ndim=0), so strategy "
+            f"{adapt.strategy!r} has no embedding to fit: pretrain with puzzle embeddings"
         )
     settings = prediction_settings(run, adapt, dist.device)
     if not restart:

@@ -177,7 +177,8 @@ def check_resumes(state: dict, path: Path, extra: dict, model_config: HRMConfig)
         raise CheckpointError(f"{path}: checkpoint metadata is damaged (train_config)")
     same_views = [tuple(v) for v in state.get("views", [])] == extra["views"]
     canvas = state.get("canvas", extra["canvas"])
-    if same_views and canvas != extra["canvas"]:  # the examples differ, for this reason
+    same_specs = state.get("datasets") == extra["datasets"]
+    if same_views and same_specs and canvas != extra["canvas"]:  # so the examples differ
         raise CheckpointError(
             f"{path}: it trained on a {canvas}x{canvas} canvas, this run's is "
             f"{extra['canvas']}x{extra['canvas']}: resume with --canvas {canvas}"

@@ -50,9 +50,10 @@ def score_on_heldout(pretrained, tmp_path, config: AdaptConfig) -> float:
 def test_adapted_embeddings_solve_unseen_puzzles(pretrained, tmp_path):
     own = pretrained[2]
     adapted = score_on_heldout(pretrained, tmp_path, DEMO.adapt_config())
-    # Over pretraining seeds 0-2 its own puzzles' score runs 0.12-0.23 (0.11 here): the floor
-    # only asks that pretraining learnt something, well above the 0.05 of no adaptation.
-    assert own >= 0.10, f"pretraining reached only {own:.3f} on its own puzzles' test pairs"
+    # Chaotic in the seed and the thread count: 0.108 here (seed 0, 2 threads); 0.148, 0.229,
+    # 0.169 on 1 thread for seeds 0-2. The floor only asks that pretraining learnt something,
+    # so that "adapted >= 0.9 own" says something.
+    assert own >= 0.08, f"pretraining reached only {own:.3f} on its own puzzles' test pairs"
     assert adapted >= 0.9 * own, f"adapted {adapted:.3f} vs own puzzles {own:.3f}"
 
 

@@ -340,7 +340,8 @@ class Trainer:
         """Train to `config.steps`, logging, evaluating and checkpointing at their intervals.
 
         Past the time limit, or once `should_stop()` says so, the current step is the last:
-        logged, evaluated and checkpointed as the final one, with `stop_reason` set.
+        logged, evaluated and checkpointed as the final one, with `stop_reason` set (left None
+        when that step was the last anyway; `stop_signal` still names a signal).
         """
         c, history, window = self.config, [], []
         start, self.start_step, self.stop_reason = time.perf_counter(), self.step, None

@@ -123,6 +123,44 @@ def test_batches_ignore_pad_labels() -> None:
     assert (labels[:, -2:] == -100).all() and (labels[:, :-2] >= 2).all()
 
 
+# ----------------------------------------------------------------------------- DDP
+
+
+class OldDDP:
+    """DistributedDataParallel's signature before torch 2.13 (no forward_sync_buffers)."""
+
+    made: list[dict] = []
+
+    def __init__(self, module, device_ids=None, broadcast_buffers=True) -> None:
+        OldDDP.made.append({"broadcast_buffers": broadcast_buffers})
+
+
+class NewDDP:
+    made: list[dict] = []
+
+    def __init__(self, module, device_ids=None, forward_sync_buffers=True) -> None:
+        NewDDP.made.append({"forward_sync_buffers": forward_sync_buffers})
+
+
+@pytest.mark.parametrize("ddp", [OldDDP, NewDDP])
+def test_ddp_syncs_buffers_once_on_any_torch(ddp, monkeypatch) -> None:
+    """Before torch 2.13, broadcast_buffers=False also skipped DDP's sync at wrap time, so the
+    trainer broadcasts rank 0's buffers itself; from 2.13 DDP does, with forward_sync_buffers."""
+    from hrm_arc.hrm_core import trainer as trainer_module
+
+    broadcast = []
+    monkeypatch.setattr(trainer_module, "DistributedDataParallel", ddp)
+    monkeypatch.setattr(torch.distributed, "broadcast", lambda t, src: broadcast.append(src))
+    ddp.made.clear()
+    model = tiny_model()
+    trainer_module.data_parallel(model, torch.device("cpu"))
+    if ddp is OldDDP:
+        assert ddp.made == [{"broadcast_buffers": False}]
+        assert broadcast == [0] * len(list(model.buffers())) and broadcast
+    else:
+        assert ddp.made == [{"forward_sync_buffers": False}] and broadcast == []
+
+
 # ----------------------------------------------------------------------------- schedule
 
 
