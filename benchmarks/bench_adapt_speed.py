@@ -13,11 +13,13 @@ that fit `--target-hours`.
 
     python benchmarks/bench_adapt_speed.py                                # CPU, tiny preset
     python benchmarks/bench_adapt_speed.py --device cuda --preset paper   # GPU, paper preset
+    python benchmarks/bench_adapt_speed.py --device cuda --compile        # GPU, compiled
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -32,7 +34,7 @@ from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.hrm_core.sampling import steps_for_epochs
 from hrm_arc.hrm_core.trainer import TRAIN_PRESETS
-from hrm_arc.predict import predict_task
+from hrm_arc.predict import compiled, forward_all_segments, predict_task
 from hrm_arc.tasks import load_tasks
 
 RESULTS = Path(__file__).parent / "results"
@@ -64,11 +66,19 @@ def measure(
         device,
     )
     model.requires_grad_(False)
-    check_s = timed(lambda: demo_exact(model, demos, adapt.batch_size * 4, device), device)
+    runner = compiled(model, adapt.compile)
+    check_batch = adapt.batch_size * 4
+    # Compiled, a full check batch compiled once more on an H100 (768 rows: likely a tensor past
+    # 2**31 elements, which inductor indexes in 64 bits); warmed here, as a run pays it once.
+    if adapt.compile:
+        forward_all_segments(
+            runner, demos.inputs[:check_batch], demos.puzzle_ids[:check_batch], device
+        )
+    check_s = timed(lambda: demo_exact(runner, demos, check_batch, device), device)
     grouped = views_by_task(views)
     predict_s = timed(
         lambda: [
-            predict_task(model, t, grouped[t.id], canvas, predict_batch, device, loss)
+            predict_task(runner, t, grouped[t.id], canvas, predict_batch, device, loss)
             for t in tasks
         ],
         device,
@@ -99,6 +109,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=AdaptConfig.epochs)
     parser.add_argument("--target-hours", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="torch.compile, as --compile does")
     args = parser.parse_args()
     gpu = args.device == "cuda"
     if gpu and not torch.cuda.is_available():
@@ -118,11 +129,18 @@ def main() -> None:
     sample = tasks[:: max(1, len(tasks) // n_tasks)][:n_tasks]  # an even spread over the set
     torch.manual_seed(0)
     model = HRM(make_config(preset, seq_len=canvas**2)).to(device)
-    adapt = AdaptConfig(augmentations=views, epochs=sample_epochs, batch_size=batch)
-    # A first, short pass warms up kernels and allocator; only the second is reported.
+    adapt = AdaptConfig(
+        augmentations=views, epochs=sample_epochs, batch_size=batch, compile=args.compile
+    )
+    # Short passes first warm up kernels and allocator (and compile); only the last is reported.
+    # Compiled, a second pass of other sizes has torch.compile make the batch size dynamic, so
+    # the sizes of the reported pass compile nothing new.
     loss = TRAIN_PRESETS[preset].loss  # adaptation reuses pretraining's loss
-    warm_up = AdaptConfig(augmentations=2, epochs=1, batch_size=batch)
-    measure(model, sample[:1], canvas, warm_up, loss, args.predict_batch, device)
+    warm_up = dataclasses.replace(adapt, augmentations=2, epochs=1)
+    start = time.perf_counter()
+    for n in (1, 2) if args.compile else (1,):
+        measure(model, sample[:n], canvas, warm_up, loss, args.predict_batch, device)
+    warm_up_s = time.perf_counter() - start
     part = measure(model, sample, canvas, adapt, loss, args.predict_batch, device)
     pace = {
         "variant_steps_per_s": part["variant_steps"] / part["fit_s"],
@@ -142,6 +160,8 @@ def main() -> None:
         "device": torch.cuda.get_device_name(device) if gpu else "cpu",
         "threads": None if gpu else args.threads,
         "preset": preset,
+        "compile": args.compile,
+        "warm_up_s": warm_up_s,
         "dataset": args.dataset,
         "canvas": canvas,
         "sample": {"tasks": len(sample), "views": views, "epochs": sample_epochs, **part},
@@ -162,7 +182,10 @@ def main() -> None:
             "epochs_within_target": fitting_epochs,
         },
     }
-    print(f"{preset} preset on {result['device']}, canvas {canvas}, stage-1 batch {batch}")
+    print(
+        f"{preset} preset on {result['device']}, canvas {canvas}, stage-1 batch {batch}"
+        + (f", compiled (warm-up {warm_up_s:.0f} s)" if args.compile else "")
+    )
     print(f"{'part':<22} {'work':>10} {'seconds':>9} {'rows/s':>10}")
     for name, work, seconds in (
         ("stage 1 (variant-steps)", part["variant_steps"], part["fit_s"]),
@@ -177,7 +200,7 @@ def main() -> None:
         f"{fitting_epochs:.1f} epochs fit {args.target_hours:g} h"
     )
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"bench_adapt_speed_{args.device}.json"
+    out = RESULTS / f"bench_adapt_speed_{args.device}{'_compile' if args.compile else ''}.json"
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
 

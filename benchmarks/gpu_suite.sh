@@ -5,6 +5,7 @@
 #   step      training-step throughput, MFU and peak memory, paper preset, eager (bench_train_step.py)
 #   compile   the same, both sides under torch.compile
 #   adapt     adapt-and-predict pace at the paper preset on ARC-AGI-1 evaluation (bench_adapt_speed.py)
+#   adapt-compile   the same under torch.compile (adapt-and-predict --compile)
 #
 #   benchmarks/gpu_suite.sh OFFICIAL_DIR [PART ...]     (default: every part, in the order above)
 #
@@ -12,9 +13,9 @@
 # parity, step and compile read it. JSON results land in benchmarks/results/, each part's log in
 # benchmarks/results/gpu_logs/. Exits 1 if any part failed.
 set -u
-official=${1:?usage: benchmarks/gpu_suite.sh OFFICIAL_DIR [tests parity step compile adapt]}
+official=${1:?usage: benchmarks/gpu_suite.sh OFFICIAL_DIR [tests parity step compile adapt adapt-compile]}
 shift
-parts=${*:-tests parity step compile adapt}
+parts=${*:-tests parity step compile adapt adapt-compile}
 cd "$(dirname "$0")/.."
 logs=benchmarks/results/gpu_logs
 mkdir -p "$logs"
@@ -44,7 +45,10 @@ for part in $parts; do
         compile) run compile 480 python3 benchmarks/bench_train_step.py --device cuda \
             --preset paper --official "$official" --compile ;;
         adapt) run adapt 300 python3 benchmarks/bench_adapt_speed.py --device cuda ;;
-        *) echo "unknown part $part (tests parity step compile adapt)" >&2; failed=1 ;;
+        adapt-compile) run adapt-compile 420 python3 benchmarks/bench_adapt_speed.py --device cuda \
+            --compile ;;
+        *) echo "unknown part $part (tests parity step compile adapt adapt-compile)" >&2
+           failed=1 ;;
     esac
 done
 exit "$failed"

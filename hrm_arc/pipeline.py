@@ -37,7 +37,7 @@ from .out_dir import (
     saved_info,
     task_file,
 )
-from .predict import predict_task
+from .predict import compiled, predict_task
 from .predictions import Candidate, Predictions, load_predictions, save_predictions
 from .pretrain import PretrainedRun
 from .score import ScoreReport, score_submission
@@ -123,16 +123,16 @@ def outputs_beyond(tasks: Sequence[Task], canvas: int) -> list[str]:
 def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, device: torch.device) -> dict:
     """What a rerun must share to continue the saved tasks: the model, the canvas, the dtype
     it computes in on this device (a CPU and a GPU differ under "auto"), the adaptation
-    settings and the method's version. Left out by choice: the time budget and the group size,
-    which pace the run and size its memory (the group's tasks share adaptation batches, so the
-    group size changes candidates slightly, but lowering it is how a run that ran out of memory
-    goes on; each task's file records its own), and the ranking, which `finish` applies to
-    every task afresh."""
+    settings and the method's version. Left out by choice: the time budget, the group size and
+    compiling, which pace the run and size its memory (the group's tasks share adaptation
+    batches, so the group size changes candidates slightly, but lowering it is how a run that
+    ran out of memory goes on; each task's file records its own; compiled code rounds
+    differently), and the ranking, which `finish` applies to every task afresh."""
     settings = {
         "model": model_digest(run.model),
         "canvas": run.canvas,
         "compute_dtype": run.model.compute_dtype(device),
-        "adapt": dataclasses.asdict(adapt),
+        "adapt": {k: v for k, v in dataclasses.asdict(adapt).items() if k != "compile"},
         "method_version": METHOD_VERSION,
     }
     return orjson.loads(orjson.dumps(settings))  # as it reads back from settings.json
@@ -328,11 +328,18 @@ def run_group(
     for task in (t for t in group if t.id not in saved):
         t0 = time.perf_counter()
         per_test = predict_task(
-            model, task, grouped[task.id], run.canvas, predict.batch_size, dist.device, run.loss
+            compiled(model, config.compile),
+            task,
+            grouped[task.id],
+            run.canvas,
+            predict.batch_size,
+            dist.device,
+            run.loss,
         )
         ranked = [rank_candidates(c, predict.rank) for c in per_test]
         info = {
             "group_size": predict.group_size,
+            "compiled": config.compile,
             "group_demo_exact": adapted.demo_exact,
             "views": len(grouped[task.id]),
             "predict_s": time.perf_counter() - t0,

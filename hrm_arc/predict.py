@@ -48,6 +48,12 @@ def forward_all_segments(
     return output.logits.float(), torch.sigmoid(output.q_halt_logits.float()).cpu().numpy()
 
 
+def compiled(model: HRM, enabled: bool) -> HRM:
+    """`model` under torch.compile when `enabled`. Dynamo caches compiled code by function, not
+    by wrapper or module instance, so each adaptation group's copy of the model reuses it."""
+    return torch.compile(model) if enabled else model
+
+
 def candidate_logprob(
     grid: np.ndarray, views: Sequence[View], log_probs: torch.Tensor, canvas: int
 ) -> float:

@@ -156,6 +156,22 @@ def test_the_cli_pretrains_resumes_adapts_and_scores_on_the_gpu(data, tmp_path) 
     assert score["n_tasks"] == len(tasks) and "cuda" in result.output
 
 
+def test_compiled_adaptation_on_the_gpu_continues_an_eager_one(data, tmp_path) -> None:
+    run, out = tmp_path / "run", tmp_path / "out"
+    invoke("pretrain", "-d", data["pretrain"], "--out", run, "--device", "cuda", "--steps", 4,
+           *TINY)
+    adapt = ["adapt-and-predict", run, "-d", data["heldout"], "--out", out, "--device", "cuda",
+             "-a", "2", "--epochs", "2", "--group-size", "1"]  # fmt: skip
+    invoke(*adapt)
+    first = sorted((out / "tasks").iterdir())[0]
+    first.unlink()  # lost, so the compiled rerun redoes this task alone
+    result = invoke(*adapt, "--compile")
+    assert "compiled" in result.output
+    assert json.loads(first.read_text())["meta"]["compiled"] is True
+    submission = json.loads((out / "submission.json").read_text())
+    assert validate_submission(submission, load_tasks(data["heldout"])) == []
+
+
 def test_compiled_pretraining_on_the_gpu(data, tmp_path) -> None:
     run = tmp_path / "run"
     invoke("pretrain", "-d", data["pretrain"], "--out", run, "--device", "cuda", "--steps", 4,

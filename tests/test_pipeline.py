@@ -652,6 +652,29 @@ def test_rerun_after_a_lost_task_redoes_only_that_task(predicted, run_dir, data,
     assert {name: (out / "tasks" / name).stat().st_mtime_ns for name in kept} == kept
 
 
+def test_a_compiled_rerun_continues_compiling_fitting_check_and_prediction(predicted, run_dir,
+                                                                          data, tmp_path,
+                                                                          monkeypatch) -> None:
+    out = Path(shutil.copytree(predicted, tmp_path / "out"))
+    lost = sorted((out / "tasks").glob("recolour*.json"))[0]
+    lost.unlink()
+    callers = []
+
+    def spy(model):  # who compiles: compiling itself is tested in hrm_core/test_model.py
+        frame = sys._getframe(1)
+        frame = frame.f_back if frame.f_code.co_name == "compiled" else frame
+        callers.append(frame.f_code.co_name)
+        return model
+
+    monkeypatch.setattr(torch, "compile", spy)
+    result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT,
+                    "--compile")  # fmt: skip
+    ok(result)  # the eager run's settings did not refuse it
+    assert "compiled" in result.output
+    assert sorted(set(callers)) == ["_wrap", "adapt_tasks", "run_group"]  # fit, check, predict
+    assert json.loads(lost.read_text())["meta"]["compiled"] is True
+
+
 def test_task_set_without_test_outputs_gives_a_submission_and_no_score(run_dir, data,
                                                                        tmp_path) -> None:
     out = tmp_path / "out"

@@ -47,8 +47,14 @@ class PuzzleEmbedding(nn.Module):
     def forward(self, ids: Tensor) -> Tensor:
         """Rows for ``ids`` (B,) -> (B, ndim); differentiable only through the local copy."""
         if not self.training:
-            return self.weights[ids]
+            return self._rows(ids)
         return self._local_copy(ids)
+
+    # Read eagerly: traced, the table's size becomes a guard of the compiled model, and test-time
+    # adaptation gives every group of tasks a table of another size, so each group recompiled.
+    @torch.compiler.disable
+    def _rows(self, ids: Tensor) -> Tensor:
+        return self.weights[ids]
 
     # Creating a fresh leaf that requires grad is not something dynamo can trace; running
     # this small copy eagerly keeps the rest of the model compilable.

@@ -266,6 +266,25 @@ def test_reset_puzzle_embeddings_resizes_table_and_config() -> None:
         model.reset_puzzle_embeddings(3, init)
 
 
+def test_a_compiled_model_serves_every_table_size_without_recompiling() -> None:
+    # Test-time adaptation gives each group of tasks a fresh table of its own size.
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    model = tiny_model(halt_max_steps=1).eval()
+    compiled = torch.compile(model)
+    outputs = []
+    for rows in (6, 11):
+        model.reset_puzzle_embeddings(rows, torch.randn(rows, 64))
+        batch = make_batch(ids=[rows - 1, 1, 2])
+        with torch.no_grad():
+            _, output = compiled(model.initial_carry(batch), batch)
+            _, expected = model(model.initial_carry(batch), batch)
+        torch.testing.assert_close(output.logits, expected.logits, rtol=1e-4, atol=1e-4)
+        outputs.append(counters["stats"]["unique_graphs"])
+    assert outputs[0] > 0 and outputs[1] == outputs[0]
+
+
 def layer_output_dtype(model: HRM, device: str) -> tuple[torch.dtype, HRMOutput, Carry]:
     """The dtype a transformer projection computes in during one training segment."""
     seen = []
