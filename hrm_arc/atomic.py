@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +30,25 @@ def make_folder(folder: str | os.PathLike) -> None:
         raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder", str(blocker)) from e
 
 
+def _is_stream(path: str | os.PathLike) -> bool:
+    try:
+        mode = os.stat(path).st_mode  # through links, as /dev/stdout is one
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
+    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`.
+
+    A link is written through to its target, not replaced by a file. A device or a pipe (say
+    /dev/stdout) is written directly: no rename can replace one, and it holds nothing to lose.
+    """
+    if _is_stream(path):
+        with open(path, "wb") as f:
+            write(f)
+        return
+    path = Path(os.path.realpath(path))
     make_folder(path.parent)
     try:
         # Same directory as the target, so os.replace is a rename within one filesystem.
