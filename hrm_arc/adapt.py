@@ -29,6 +29,7 @@ from .hrm_core.sampling import Examples, steps_for_epochs
 from .hrm_core.trainer import MAX_SEED, TrainConfig, Trainer
 from .predict import compiled, forward_all_segments
 from .tasks import Task
+from .text import count
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("embedding", "embedding+full", "pretrained")
@@ -242,6 +243,17 @@ def fit_fresh_embeddings(
 
 def pretrained_views(tasks: Sequence[Task], views: Sequence[View], n: int) -> list[View]:
     """Up to `n` views per task that pretraining trained (the official combined setup)."""
+    check_pretrained(tasks, views)
+    grouped = views_by_task(views)
+    return [v for t in tasks for v in grouped[t.id][:n]]
+
+
+def check_pretrained(
+    tasks: Sequence[Task], views: Sequence[View], digests: dict[str, str] | None = None
+) -> None:
+    """Refuse a task pretraining gave no views, or (given the `digests` of the tasks it trained:
+    runs before they were recorded have none) one whose demonstrations differ from those it
+    trained under the task's id, as another revision of a set may."""
     grouped = views_by_task(views)
     missing = [t.id for t in tasks if t.id not in grouped]
     if missing:
@@ -249,7 +261,15 @@ def pretrained_views(tasks: Sequence[Task], views: Sequence[View], n: int) -> li
             f"strategy 'pretrained' needs tasks whose demonstrations were pretrained "
             f"(pretrain --include-eval-demos); this run has no views of {missing[:5]}"
         )
-    return [v for t in tasks for v in grouped[t.id][:n]]
+    digests = digests or {}
+    demos = {t.id: t.digest(with_tests=False) for t in tasks}
+    changed = [i for i, digest in demos.items() if digests.get(i, digest) != digest]
+    if changed:
+        raise ValueError(
+            f"strategy 'pretrained': {count(changed, 'task')} ({', '.join(changed[:5])}) show "
+            "other demonstrations than the tasks of the same id that pretraining trained, so "
+            "their pretrained views answer another puzzle: adapt them with strategy embedding"
+        )
 
 
 def demo_exact(model: HRM, demo: Examples, batch_size: int, device: torch.device) -> float:

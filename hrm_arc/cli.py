@@ -26,7 +26,7 @@ from .errors import DatasetError
 from .signals import signal_handlers
 from .summary import summarize
 from .tasks import MAX_SIDE, TaskSet, dataset_paths, load_tasks, merge_task_sets
-from .text import count
+from .text import count, printable
 from .vote import RANKINGS
 
 console = Console()
@@ -43,7 +43,7 @@ def interrupted_exit(signum: int = signal.SIGINT) -> NoReturn:
 
 def say(text: str, err: bool = False) -> None:
     """Print a message as written (no highlighting, no wrapping inside paths or ids)."""
-    (err_console if err else console).print(text, highlight=False, soft_wrap=True)
+    (err_console if err else console).print(printable(text), highlight=False, soft_wrap=True)
 
 
 class Terminated(KeyboardInterrupt):
@@ -70,11 +70,13 @@ def refuse_to_overwrite(
     inputs: Sequence[str | Path] = (),
     datasets: Sequence[str | Path] = (),
     emptied: str | None = None,
+    written: Sequence[str] = (),
 ) -> None:
     """Refuse an output path that cannot be written (under a file), or where writing would
     replace, mix into or delete what the command reads: one of its `inputs` or `datasets`, a
-    path inside a dataset folder (read back as a task next time), or an output folder whose
-    `emptied` subfolder (which --restart clears) holds a dataset."""
+    path inside a dataset folder (read back as a task next time), a dataset file named as one
+    of the files `written` into an output folder, or an output folder whose `emptied`
+    subfolder (which --restart clears) holds a dataset."""
     target = Path(out).resolve()
     blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:  # found now, not after the model is loaded or data built
@@ -90,6 +92,11 @@ def refuse_to_overwrite(
             raise click.BadParameter(
                 f"{out} is inside {source}, a dataset this reads: what is written there would "
                 "be read as tasks; write elsewhere",
+                param_hint=option,
+            )
+        if path in [(target / name).resolve() for name in written]:
+            raise click.BadParameter(
+                f"the dataset {source} is where this writes its {path.name}; write elsewhere",
                 param_hint=option,
             )
         if emptied is not None and (target / emptied).resolve() in (path, *path.parents):
@@ -677,6 +684,7 @@ def pretrain(
     from .pretrain import (
         CHECKPOINT,
         PRESET_AUGMENTATIONS,
+        RUN_FILES,
         build_pretraining_data,
         heldout_evaluator,
         resolve_pretrain_configs,
@@ -684,7 +692,9 @@ def pretrain(
     from .pretrain import pretrain as run_pretrain
 
     specs = [*datasets, *eval_demos]
-    refuse_to_overwrite(run_dir, "--out", datasets=[p for s in specs for p in dataset_paths(s)])
+    refuse_to_overwrite(
+        run_dir, "--out", datasets=[p for s in specs for p in dataset_paths(s)], written=RUN_FILES
+    )
     tasks = merge_task_sets([load_tasks(spec) for spec in datasets])
     demo_tasks = merge_task_sets([load_tasks(spec) for spec in eval_demos]) if eval_demos else None
     dist = init_distributed(device)
@@ -780,11 +790,9 @@ def report_pretraining_end(
     run_dir, steps: int, step: int, start_step: int, stop_reason, stop_signal
 ) -> None:
     """What the run left and, if it stopped early, how it continues (exits as the signal)."""
-    from .pretrain import CHECKPOINT
+    from .pretrain import RUN_FILES
 
-    saved = [
-        n for n in (CHECKPOINT, "config.json", "metrics.jsonl") if (Path(run_dir) / n).exists()
-    ]
+    saved = [n for n in RUN_FILES if (Path(run_dir) / n).exists()]
     console.print(f"run saved in [bold]{escape(str(run_dir))}[/] ({', '.join(saved)})")
     if stop_reason is not None:
         in_demo = click.get_current_context().find_root().invoked_subcommand == "demo"
@@ -958,13 +966,13 @@ def adapt_and_predict_command(
     """
     from .adapt import AdaptConfig
     from .hrm_core.distributed import init_distributed, shutdown_distributed
-    from .out_dir import TASKS, count_saved
+    from .out_dir import OUTPUTS, TASKS, count_saved
     from .overrides import apply_overrides
     from .pipeline import TIME_SPENT, PredictConfig, adapt_and_predict, finish
     from .pretrain import load_run
 
     datasets = dataset_paths(dataset, solutions)
-    refuse_to_overwrite(out_dir, "--out", [run_dir], datasets, emptied=TASKS)
+    refuse_to_overwrite(out_dir, "--out", [run_dir], datasets, emptied=TASKS, written=OUTPUTS)
     tasks = load_tasks(dataset, solutions)
     dist = init_distributed(device)
     explicit = {
@@ -1207,6 +1215,7 @@ def demo(ctx, out_dir, steps, device):
       hrm-arc demo --out /tmp/demo --steps 300      # a quicker, weaker run
     """
     from .demo import DEMO, write_demo_data
+    from .pretrain import CHECKPOINT
 
     out = Path(out_dir)
     pretrain_dir, heldout_dir = write_demo_data(out / "data", DEMO)
@@ -1233,7 +1242,7 @@ def demo(ctx, out_dir, steps, device):
         device=device,
         use_compile=False,
         eval_demos=(),
-        resume=(out / "run" / "checkpoint.pt").exists(),
+        resume=(out / "run" / CHECKPOINT).exists(),
     )
     console.print("[bold]2/3[/] adapt and predict on held-out puzzles")
     ctx.invoke(

@@ -13,7 +13,6 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-import orjson
 import torch
 
 from .errors import DatasetError
@@ -25,6 +24,7 @@ from .text import changed_fields, count
 SETTINGS = "settings.json"
 TASKS = "tasks"  # the folder of per-task prediction files
 PREDICTIONS, SUBMISSION, SCORE = "predictions.json", "submission.json", "score.json"
+OUTPUTS = (SETTINGS, PREDICTIONS, SUBMISSION, SCORE)  # the files written beside TASKS
 
 
 def task_file(out_dir: Path, task_id: str) -> Path:
@@ -49,13 +49,6 @@ def model_digest(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()[:16]
-
-
-def task_digest(task: Task) -> str:
-    """A digest of what a prediction depends on: the demonstrations and the test inputs."""
-    # The demonstration count keeps 2 demonstrations + 1 test apart from 1 + 3.
-    grids = [len(task.train), *task.visible_grids]
-    return hashlib.sha256(orjson.dumps(grids, option=orjson.OPT_SERIALIZE_NUMPY)).hexdigest()[:16]
 
 
 def check_out_dir(out_dir: Path, settings: dict) -> None:
@@ -107,7 +100,7 @@ def saved_info(out_dir: Path, task: Task) -> dict | None:
     path = task_file(out_dir, task.id)
     if not path.exists():
         return None
-    info, digest = load_predictions(path)[1], task_digest(task)
+    info, digest = load_predictions(path)[1], task.digest()  # what a prediction depends on
     if info.get("task_digest", digest) != digest:
         raise ValueError(
             f"{path} was predicted for another task {task.id} (its demonstrations or test "
@@ -117,5 +110,5 @@ def saved_info(out_dir: Path, task: Task) -> dict | None:
 
 
 def save_task(out_dir: Path, task: Task, per_test: list[list[Candidate]], info: dict) -> None:
-    info = {**info, "task_digest": task_digest(task)}
+    info = {**info, "task_digest": task.digest()}
     save_predictions(task_file(out_dir, task.id), {task.id: per_test}, info)

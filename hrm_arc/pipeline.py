@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import torch
 
-from .adapt import AdaptConfig, adapt_tasks
+from .adapt import AdaptConfig, adapt_tasks, check_pretrained
 from .augment import count_unique_variants
 from .dataset import View, views_by_task
 from .encoding import canvas_for
@@ -177,6 +177,9 @@ def adapt_and_predict(
             f"the run has no puzzle embeddings (model.puzzle_emb_ndim=0), so strategy "
             f"{adapt.strategy!r} has no embedding to fit: pretrain with puzzle embeddings"
         )
+    if adapt.strategy == "pretrained":  # refused now, not when its group comes
+        fitting = [t for t in tasks if fits_canvas(t, run.canvas)]
+        check_pretrained(fitting, run.views, run.state.get("demo_digests"))
     settings = prediction_settings(run, adapt, dist.device)
     if not restart:
         check_out_dir(out_dir, settings)  # on every rank, so a refusal ends them all alike

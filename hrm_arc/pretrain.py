@@ -26,7 +26,14 @@ from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_st
 from .hrm_core.distributed import DistInfo
 from .hrm_core.losses import LOSSES
 from .hrm_core.sampling import Examples, epoch_size, steps_for_epochs
-from .hrm_core.trainer import TRAIN_PRESETS, TrainConfig, Trainer, stop_on_signals
+from .hrm_core.trainer import (
+    CHECKPOINT,
+    METRICS,
+    TRAIN_PRESETS,
+    TrainConfig,
+    Trainer,
+    stop_on_signals,
+)
 from .jsonio import read_json, write_json_atomic
 from .overrides import apply_overrides
 from .predict import vote_task
@@ -37,7 +44,8 @@ from .text import changed_fields, count
 from .vote import rank_candidates
 
 log = logging.getLogger(__name__)
-CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+RUN_FILES = (CHECKPOINT, CONFIG, METRICS)
 # Views per task: the official 1000 at paper scale; on a CPU few views learn faster (DESIGN §3).
 PRESET_AUGMENTATIONS = {"paper": 1000, "small": 8, "tiny": 8}
 
@@ -55,6 +63,9 @@ class PretrainData:
     test_pairs_trained: list[str]
     """Training tasks whose solved test pairs were trained (`train_test_pairs`): a task of the
     same id adapted to later is scored on answers pretraining saw."""
+    demo_digests: dict[str, str]
+    """Each task's `digest(with_tests=False)`, as given: the `pretrained` adaptation strategy
+    refuses a task of the same id with other demonstrations."""
 
 
 def build_pretraining_data(
@@ -78,6 +89,8 @@ def build_pretraining_data(
             f"{count(both, 'task')} in both the training and the evaluation-demonstration set "
             f"({', '.join(both[:5])}): each would be trained twice under two sets of identifiers"
         )
+    given = [*train_tasks, *(eval_demo_tasks or [])]  # before their test pairs may join the demos
+    demo_digests = {t.id: t.digest(with_tests=False) for t in given}
     test_pairs_trained = []
     if train_test_pairs:  # before sizing the canvas: the test outputs are trained too
         moved = TaskSet([test_pairs_as_demos(t) for t in train_tasks], train_tasks.name)
@@ -101,7 +114,9 @@ def build_pretraining_data(
     rng = np.random.default_rng(seed) if translate else None
     examples = view_examples(views, by_id, "train", canvas, rng)
     heldout, eval_tasks = scorable(train_tasks), scorable(eval_demo_tasks)
-    return PretrainData(views, examples, canvas, heldout, eval_tasks, test_pairs_trained)
+    return PretrainData(
+        views, examples, canvas, heldout, eval_tasks, test_pairs_trained, demo_digests
+    )
 
 
 def test_pairs_as_demos(task: Task) -> Task:
@@ -168,6 +183,7 @@ def run_extra_state(data: PretrainData, specs: dict) -> dict:
         "views": [(v.task_id, v.augmentation.name, v.puzzle_id) for v in data.views],
         "examples_digest": data.examples.digest(),
         "test_pairs_trained": data.test_pairs_trained,
+        "demo_digests": data.demo_digests,
     }
 
 
@@ -240,7 +256,7 @@ def pretrain(
         return trainer  # nothing to train: leave the run as it is
     if dist.is_main:
         write_json_atomic(
-            run_dir / "config.json",
+            run_dir / CONFIG,
             {
                 "model": dataclasses.asdict(model_config),
                 "train": dataclasses.asdict(train_config),
@@ -259,11 +275,11 @@ def refuse_foreign_logs(run_dir: Path) -> None:
     """Refuse to start a run in a folder whose config.json or metrics.jsonl no run of ours
     wrote: the run would replace the one and cut the other down to its own steps. (Ours, from a
     run stopped before its first checkpoint, start over.)"""
-    logs = [n for n in ("config.json", "metrics.jsonl") if (run_dir / n).exists()]
+    logs = [n for n in (CONFIG, METRICS) if (run_dir / n).exists()]
     if not logs:
         return
     try:
-        config = read_json(run_dir / "config.json", "run config")
+        config = read_json(run_dir / CONFIG, "run config")
     except DatasetError:
         config = None
     if not (isinstance(config, dict) and {"model", "train", "canvas"} <= config.keys()):

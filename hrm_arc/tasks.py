@@ -12,6 +12,7 @@ message naming the file, the task id, the pair and what is wrong.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -73,6 +74,13 @@ class Task:
         """What a solver may look at: the demonstrations and the test inputs, never the test
         outputs (a hidden-answer set does not show them)."""
         return [g for p in self.train for g in (p.input, p.output)] + [p.input for p in self.test]
+
+    def digest(self, with_tests: bool = True) -> str:
+        """16 hex digits naming what a solver sees: the demonstrations and, `with_tests`, the test
+        inputs (the demonstration count keeps 2 demonstrations + 1 test apart from 1 + 3)."""
+        grids = self.visible_grids if with_tests else self.visible_grids[: 2 * len(self.train)]
+        encoded = orjson.dumps([len(self.train), *grids], option=orjson.OPT_SERIALIZE_NUMPY)
+        return hashlib.sha256(encoded).hexdigest()[:16]
 
     def to_dict(self) -> dict:
         """The task as ARC JSON (`{"train": [...], "test": [...]}`), exactly as it was read."""
@@ -162,8 +170,8 @@ def parse_grid(value: object, where: str) -> np.ndarray:
 
 def parse_task(task_id: str, data: object, where: str, require_test_outputs: bool = False) -> Task:
     """Validate one task in ARC JSON form; `where` names the file for error messages."""
-    where = f"{where}, task {task_id}"
     _check_task_id(task_id, where)
+    where = f"{where}, task {task_id}"
     if not isinstance(data, dict):
         raise DatasetError(
             f"{where}: a task must be an object with 'train' and 'test', got {brief(data)}"

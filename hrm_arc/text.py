@@ -10,6 +10,16 @@ _SHORT = reprlib.Repr()
 _SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 30, 30, 30
 
 
+# C0 and C1 control characters but the newline, shown as escapes.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c != 0x0A}
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (not newlines) written as escapes: a file name or id
+    quoted in a message must not drive the terminal."""
+    return text.translate(_CONTROL)
+
+
 def count(items: Sized | int, noun: str, plural: str | None = None) -> str:
     """'1 task', '3 tasks', '2 test entries' (of a collection or a number)."""
     n = len(items) if isinstance(items, Sized) else int(items)

@@ -61,6 +61,19 @@ def test_bad_files_exit_2_naming_file_task_and_pair(tmp_path, case):
         assert "Traceback" not in result.output
 
 
+def test_control_characters_in_a_message_are_shown_not_obeyed(tmp_path):
+    folder = tmp_path / "set\x1b[2J"  # a folder name that would clear the screen
+    path = write(folder / "k_challenges.json", {"ok\x1b[31mRED": GOOD_TASK})
+    submission = write(tmp_path / "sub.json", {"x\x07": []})
+    for command in (["show", "-d", path], ["validate", submission, "-d", path]):
+        result = invoke(*command)
+        assert result.exit_code == 2
+        assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "ok\\x1b[31mRED" in invoke("show", "-d", path).output
+    good = write(tmp_path / "good_challenges.json", {"t": GOOD_TASK})
+    assert "task x\\x07: not a task of" in invoke("validate", submission, "-d", good).output
+
+
 def test_kaggle_solutions_mismatch_through_cli(tmp_path):
     path = write(tmp_path / "k_challenges.json", {"t1": GOOD_TASK})
     (tmp_path / "k_solutions.json").write_text(json.dumps({"t9": [[[1]]]}))

@@ -105,3 +105,7 @@ def test_training_the_test_pairs_holds_none_out_and_keeps_the_evaluation_tasks_u
     view = next(v for v in both.views if v.task_id == "ccc")  # an evaluation task's stays out
     (board,) = view_examples([view], {"ccc": demos["ccc"]}, "test", both.canvas).inputs
     assert bytes(board) not in trained
+    # Each task is recorded by its demonstrations as given, whichever pairs then trained.
+    given = {t.id: t.digest(with_tests=False) for t in [*train, *demos]}
+    assert plain.demo_digests == both.demo_digests == given
+    assert len(set(given.values())) == len(given)

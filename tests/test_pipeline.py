@@ -702,6 +702,15 @@ def test_combined_setup_predicts_with_pretrained_views(data, tmp_path):
     meta = json.loads((out / "tasks" / f"{blind.ids[0]}.json").read_text())["meta"]
     assert meta["strategy"] == "pretrained" and meta["adapt_epochs"] == 0 and meta["views"] == 2
 
+    # Another revision of the set: a task of the same id shows other demonstrations.
+    first = blind[0]
+    flipped = tuple(Pair(p.output, p.input) for p in first.train)
+    revised = TaskSet([Task(first.id, flipped, first.test), *blind[1:]])
+    result = invoke("adapt-and-predict", run, "-d", save_tasks(revised, tmp_path / "revised"),
+                    "--out", tmp_path / "out2", "--strategy", "pretrained", *ADAPT)
+    assert result.exit_code == 2
+    assert f"1 task ({first.id}) show other demonstrations" in " ".join(result.output.split())
+
 
 @pytest.mark.parametrize("layout", ["out inside the dataset", "dataset in out/tasks",
                                     "out/tasks a link to the dataset"])  # fmt: skip
@@ -724,6 +733,24 @@ def test_outputs_that_would_be_read_as_tasks_or_delete_them_are_refused(run_dir,
     result = invoke("pretrain", "-d", dataset, "--out", dataset / "run", "--steps", 1, *TINY)
     assert result.exit_code == 2 and "a dataset this reads" in " ".join(result.output.split())
     assert sorted(p.name for p in dataset.iterdir()) == before
+
+
+@pytest.mark.parametrize("command, name", [("adapt-and-predict", "submission.json"),
+                                           ("adapt-and-predict", "settings.json"),
+                                           ("pretrain", "config.json")])  # fmt: skip
+def test_a_dataset_file_named_as_an_output_beside_it_is_refused(command, name, run_dir, data,
+                                                                 tmp_path) -> None:
+    folder = tmp_path / "w"
+    folder.mkdir()
+    task = next(Path(data["heldout"]).glob("recolour*.json"))
+    dataset = folder / name
+    shutil.copy(task, dataset)
+    first = [run_dir, "-d", dataset, *ADAPT] if command != "pretrain" else ["-d", dataset, *TINY]
+    result = invoke(command, *first, "--out", folder)
+    assert result.exit_code == 2
+    assert f"the dataset {dataset} is where this writes its {name}" in " ".join(
+        result.output.split())
+    assert dataset.read_bytes() == task.read_bytes()
 
 
 def test_the_run_directory_as_output_is_refused(run_dir, data) -> None:

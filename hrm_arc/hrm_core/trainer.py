@@ -34,6 +34,7 @@ from .optimizer import AdamATan2, SignSGD
 from .sampling import SAMPLERS, Examples
 
 log = logging.getLogger(__name__)
+CHECKPOINT, METRICS = "checkpoint.pt", "metrics.jsonl"  # what a trainer writes in its run_dir
 MAX_SEED = 2**32 - 1  # numpy's classic range; torch takes 64 bits, and each rank adds its rank
 IGNORE_LABEL = -100
 PAD = 0
@@ -425,13 +426,13 @@ class Trainer:
             make_folder(self.run_dir)
             # null, not NaN (not JSON), for averages over no finished example
             record = {k: None if v != v else v for k, v in record.items()}
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
+            with open(self.run_dir / METRICS, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
     def trim_metrics(self) -> None:
         """Drop logged records past this trainer's step (logged after the checkpoint it resumed,
         or by an earlier run in a fresh start), so the log has each step once."""
-        path = None if self.run_dir is None else self.run_dir / "metrics.jsonl"
+        path = None if self.run_dir is None else self.run_dir / METRICS
         if path is None or not self.dist.is_main or not path.exists():
             return
         kept = []
@@ -551,7 +552,7 @@ class Trainer:
         with held_signals(signal.SIGINT, signal.SIGTERM):
             ranks = gather_to_main(self._rank_state(), self.dist)
             if self.dist.is_main:
-                save_checkpoint(self.run_dir / "checkpoint.pt", self.state_dict(ranks))
+                save_checkpoint(self.run_dir / CHECKPOINT, self.state_dict(ranks))
 
 
 def carry_rows(rank_state: dict) -> int:
