@@ -277,7 +277,8 @@ def show_summary(tasks) -> None:
         f"{count(rows, 'task')}, {count(sum(s.n_train for s in rows), 'demonstration pair')}, "
         f"{count(sum(s.n_test for s in rows), 'test input')}, "
         f"solutions known for {sum(s.has_solutions for s in rows)}; "
-        f"largest grid {max(s.max_rows for s in rows)}x{max(s.max_cols for s in rows)}; "
+        f"grids of up to {max(s.max_rows for s in rows)} rows and "
+        f"{max(s.max_cols for s in rows)} columns; "
         f"unique augmentations per task: min {variants[0]:,}, "
         f"median {variants[len(variants) // 2]:,}, max {variants[-1]:,}"
     )
@@ -1046,24 +1047,23 @@ def describe_adaptation(run, tasks, adapt, predict, dist) -> None:
     answered = sorted(set(run.state.get("test_pairs_trained", ())) & set(tasks.ids))
     if answered:
         say(
-            f"[yellow]warning:[/] {len(answered)} of {count(tasks, 'task')} share their id with "
-            "training tasks whose test pairs pretraining trained (--train-test-pairs), so their "
-            f"scores are not held out: {listed(answered)}",
+            f"[yellow]warning:[/] pretraining trained the test pairs (--train-test-pairs) of "
+            f"training tasks with the ids of {len(answered)} of {count(tasks, 'task')}, so "
+            f"their scores are not held out: {listed(answered)}",
             err=True,
         )
     if beyond := outputs_beyond(tasks, run.canvas):
         say(
-            f"[yellow]warning:[/] {len(beyond)} of {count(tasks, 'task')} fit the run's "
-            f"{run.canvas}x{run.canvas} canvas but have a larger test output, which no attempt "
-            f"can match: {listed(beyond)}",
+            f"[yellow]warning:[/] a test output larger than the run's {run.canvas}x{run.canvas} "
+            f"canvas, which no attempt can match, belongs to {len(beyond)} of "
+            f"{count(tasks, 'task')}: {listed(beyond)}",
             err=True,
         )
     trained = sorted({view.task_id for view in run.views} & set(tasks.ids) - set(answered))
     if trained and adapt.strategy != "pretrained":
         say(
-            f"[yellow]warning:[/] {len(trained)} of {count(tasks, 'task')} were in pretraining "
-            f"(their demonstrations trained, as in the combined setup), so not unseen: "
-            f"{listed(trained)}",
+            f"[yellow]warning:[/] pretraining trained the demonstrations of {len(trained)} of "
+            f"{count(tasks, 'task')}, so they are not unseen: {listed(trained)}",
             err=True,
         )
 

@@ -53,7 +53,7 @@ def load_submission(path: str | os.PathLike) -> dict:
     data = read_json(path, "submission")
     if not isinstance(data, dict):
         raise DatasetError(
-            f"{path}: a submission must be an object {{task_id: [...]}}, got {type(data).__name__}"
+            f"{path}: a submission must be an object {{task_id: [...]}}, got {brief(data)}"
         )
     if data.get("format") == FORMAT:
         raise DatasetError(
@@ -70,7 +70,7 @@ def validate_submission(submission: object, tasks: TaskSet) -> list[str]:
         One message per problem, naming the task id and test index; empty when valid.
     """
     if not isinstance(submission, dict):
-        return [f"submission must be an object {{task_id: [...]}}, got {type(submission).__name__}"]
+        return [f"submission must be an object {{task_id: [...]}}, got {brief(submission)}"]
     problems = []
     for task in tasks:
         if task.id not in submission:

@@ -159,7 +159,7 @@ def parse_grid(value: object, where: str) -> np.ndarray:
         if width is None:
             width = len(row)
         elif len(row) != width:
-            raise DatasetError(f"{where}: row {r} has {len(row)} cells, row 0 has {width}")
+            raise DatasetError(f"{where}: row {r} has {count(len(row), 'cell')}, row 0 has {width}")
         for c, cell in enumerate(row):
             if type(cell) is not int or not 0 <= cell < NUM_COLOURS:
                 raise DatasetError(f"{where}: cell ({r}, {c}) is {brief(cell)}, not an int 0-9")

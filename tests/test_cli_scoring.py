@@ -232,7 +232,7 @@ def test_export_bad_predictions_names_task_and_test(tmp_path):
     )
     result = run("export", path, "-o", tmp_path / "s.json")
     assert result.exit_code == 2
-    assert "preds.json, task t1, test 1, candidate 0 grid: row 1 has 1 cells" in result.output
+    assert "preds.json, task t1, test 1, candidate 0 grid: row 1 has 1 cell," in result.output
 
 
 @pytest.mark.parametrize("command", ["validate", "score"])

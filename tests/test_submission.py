@@ -215,7 +215,7 @@ def test_a_submission_given_as_predictions_is_recognised(tmp_path):
 
 def test_validate_refuses_non_object():
     assert validate_submission([1, 2], make_tasks()) == [
-        "submission must be an object {task_id: [...]}, got list"
+        "submission must be an object {task_id: [...]}, got [1, 2]"
     ]
 
 

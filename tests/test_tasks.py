@@ -60,7 +60,7 @@ BAD_CASES = {
     "not json": ("{oops", "not valid JSON"),
     "ragged": (
         {**GOOD_TASK, "train": [{"input": [[1, 2], [3]], "output": [[1]]}]},
-        "train pair 0 input: row 1 has 1 cells",
+        "train pair 0 input: row 1 has 1 cell,",
     ),
     "colour": (
         {**GOOD_TASK, "train": [{"input": [[1, 12]], "output": [[1]]}]},
