@@ -277,8 +277,8 @@ def show_summary(tasks) -> None:
         f"{count(rows, 'task')}, {count(sum(s.n_train for s in rows), 'demonstration pair')}, "
         f"{count(sum(s.n_test for s in rows), 'test input')}, "
         f"solutions known for {sum(s.has_solutions for s in rows)}; "
-        f"grids of up to {max(s.max_rows for s in rows)} rows and "
-        f"{max(s.max_cols for s in rows)} columns; "
+        f"grids of up to {count(max(s.max_rows for s in rows), 'row')} and "
+        f"{count(max(s.max_cols for s in rows), 'column')}; "
         f"unique augmentations per task: min {variants[0]:,}, "
         f"median {variants[len(variants) // 2]:,}, max {variants[-1]:,}"
     )

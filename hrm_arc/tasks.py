@@ -173,8 +173,9 @@ def parse_task(task_id: str, data: object, where: str, require_test_outputs: boo
     _check_task_id(task_id, where)
     where = f"{where}, task {task_id}"
     if not isinstance(data, dict):
+        hint = " (a Kaggle solutions file? give it with --solutions)" if _grids(data) else ""
         raise DatasetError(
-            f"{where}: a task must be an object with 'train' and 'test', got {brief(data)}"
+            f"{where}: a task must be an object with 'train' and 'test', got {brief(data)}{hint}"
         )
     if "train" not in data and "test" not in data:  # a Kaggle file, a submission, a run's file
         keys = ", ".join(map(repr, list(data)[:4])) + (", ..." if len(data) > 4 else "")
@@ -187,9 +188,10 @@ def parse_task(task_id: str, data: object, where: str, require_test_outputs: boo
         at = f"{where}, {split} pair {i}"
         if not isinstance(pair, dict) or "input" not in pair:
             raise DatasetError(f"{at}: a pair must be an object with an 'input' grid")
-        if need_output and "output" not in pair:
+        given = pair.get("output") is not None or (split == "train" and "output" in pair)
+        if need_output and not given:  # a test pair's null output is an unknown one
             raise DatasetError(f"{at}: missing 'output' grid")
-        output = parse_grid(pair["output"], f"{at} output") if "output" in pair else None
+        output = parse_grid(pair["output"], f"{at} output") if given else None
         return Pair(parse_grid(pair["input"], f"{at} input"), output)
 
     train = tuple(parse_pair("train", i, p, True) for i, p in enumerate(data["train"]))
@@ -384,9 +386,21 @@ def _load_kaggle(
     return TaskSet(tasks, name=str(path))
 
 
+def _grids(value: object) -> bool:
+    """Whether `value` looks like a list of grids (lists of lists), as a solutions entry is."""
+    return isinstance(value, list) and all(
+        isinstance(g, list) and g and isinstance(g[0], list) for g in value
+    )
+
+
 def _attach_solutions(task: Task, outputs: object, where: str) -> Task:
     if not isinstance(outputs, list):
         raise DatasetError(f"{where}: expected a list of solution grids, got {brief(outputs)}")
+    if outputs and not _grids(outputs) and _grids([outputs]):
+        raise DatasetError(
+            f"{where}: expected a list of solution grids, one per test input, got one grid "
+            f"{brief(outputs)}: write it as [grid]"
+        )
     if len(outputs) != len(task.test):
         raise DatasetError(
             f"{where}: {count(outputs, 'solution grid')} for {count(task.test, 'test input')}"

@@ -153,6 +153,21 @@ def test_a_solutions_file_lacking_tasks_is_warned_of(tmp_path, caplog):
     assert "k_solutions.json: no solutions for 1 task of k_challenges.json (t2)" in caplog.text
 
 
+def test_a_solutions_file_misread_or_miswritten_is_named_as_such(tmp_path):
+    blind = {"train": GOOD_TASK["train"], "test": [{"input": [[1]], "output": None}]}
+    path = write(tmp_path / "k_challenges.json", {"t": blind})
+    assert not load_tasks(path)["t"].has_solutions  # a test's null output is unknown
+    write(tmp_path / "k_solutions.json", {"t": [[2]]})  # a bare grid, not a list of them
+    with pytest.raises(DatasetError, match=r"got one grid \[\[2\]\]: write it as \[grid\]"):
+        load_tasks(path)
+    solutions = write(tmp_path / "s.json", {"t": [[[2]]]})
+    with pytest.raises(DatasetError, match="a Kaggle solutions file. give it with --solutions"):
+        load_tasks(solutions)
+    with pytest.raises(DatasetError, match="train pair 0 output: grid must be"):
+        load_tasks(write(tmp_path / "n.json", {"train": [{"input": [[1]], "output": None}],
+                                               "test": [{"input": [[1]]}]}))
+
+
 def test_empty_directory(tmp_path):
     with pytest.raises(DatasetError, match="no .json task files"):
         load_tasks(tmp_path)
