@@ -881,8 +881,10 @@ def print_score(report, title: str) -> None:
     type=click.Choice(list(RANKINGS)),
     default="combined",
     show_default=True,
-    help="votes (official: count, then mean q_halt), logprob (summed log-probability over "
-    "views: product of experts) or combined (count, then log-probability).",
+    help="votes (official: count, then mean q_halt, then the earliest view; only a view that "
+    "decodes to no grid casts no vote, where the official counts an empty grid), logprob "
+    "(summed log-probability over views: product of experts) or combined (count, then "
+    "log-probability).",
 )
 @click.option(
     "--group-size",

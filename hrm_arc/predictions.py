@@ -4,7 +4,8 @@ Layout (JSON)::
 
     {"format": "hrm-arc-predictions", "version": 1, "meta": {...},
      "tasks": {task_id: [                       # one list per test input, in order
-         [{"grid": [[...]], "votes": 12, "q_halt": 0.93, "logprob": -3.2}, ...],  # ranked
+         [{"grid": [[...]], "votes": 12, "q_halt": 0.93, "logprob": -3.2, "first_vote": 0},
+          ...],                                 # ranked
      ]}}
 
 JSON has no infinity, so a logprob of -inf (a candidate some view cannot express) is stored
@@ -37,12 +38,16 @@ class Candidate:
         q_halt: mean sigmoid(q_halt) over the views that voted for it, in [0, 1].
         logprob: the grid's log-probability summed over all views (product of experts);
             -inf when some view cannot express it (e.g. it does not fit that view's canvas).
+        first_vote: the position of its first vote among its test input's votes, which come
+            in view order: the official evaluator's stable sort leaves equal evidence in this
+            order. Files written before it was kept read it as 0.
     """
 
     grid: np.ndarray
     votes: int
     q_halt: float
     logprob: float
+    first_vote: int = 0
 
     def __post_init__(self) -> None:
         # Checked here because a NaN or a wrong dtype would silently scramble rankings later.
@@ -51,6 +56,8 @@ class Candidate:
             raise ValueError(f"Candidate.grid must be a 2-D uint8 array, got {_describe(grid)}")
         if self.votes < 0:
             raise ValueError(f"Candidate.votes must be >= 0, got {self.votes}")
+        if self.first_vote < 0:
+            raise ValueError(f"Candidate.first_vote must be >= 0, got {self.first_vote}")
         if not 0.0 <= self.q_halt <= 1.0:
             raise ValueError(f"Candidate.q_halt must be a probability in [0, 1], got {self.q_halt}")
         if math.isnan(self.logprob) or self.logprob == math.inf:
@@ -128,7 +135,13 @@ def _candidate_to_json(c: Candidate) -> dict:
     if math.isnan(c.logprob) or c.logprob == math.inf:
         raise ValueError(f"{c!r}: logprob must be finite or -inf to be saved")
     logprob = None if c.logprob == -math.inf else float(c.logprob)
-    return {"grid": c.grid, "votes": int(c.votes), "q_halt": float(c.q_halt), "logprob": logprob}
+    return {
+        "grid": c.grid,
+        "votes": int(c.votes),
+        "q_halt": float(c.q_halt),
+        "logprob": logprob,
+        "first_vote": int(c.first_vote),
+    }
 
 
 def _parse_task(per_test: object, where: str) -> list[list[Candidate]]:
@@ -160,7 +173,10 @@ def _parse_candidate(value: object, where: str) -> Candidate:
         logprob = -math.inf
     elif not _is_number(logprob):
         raise DatasetError(f"{where}: logprob must be a number or null (-inf), got {logprob!r}")
-    return Candidate(grid, votes, float(q_halt), float(logprob))
+    first_vote = value.get("first_vote", 0)
+    if type(first_vote) is not int or first_vote < 0:
+        raise DatasetError(f"{where}: first_vote must be an int >= 0, got {first_vote!r}")
+    return Candidate(grid, votes, float(q_halt), float(logprob), first_vote)
 
 
 def _is_number(value: object) -> bool:

@@ -2,15 +2,18 @@
 
 Three rankings, each a sort key over one candidate (smaller sorts first):
 
-- ``votes``: the official HRM rule: most votes, then highest mean sigmoid(q_halt).
+- ``votes``: the official HRM rule: most votes, then highest mean sigmoid(q_halt), then the
+  earliest view's answer (the official sorts stably over views in order). Over the views that
+  decode to a grid: the official also counts an empty grid, which can take a top-2 place and
+  never be right (see predict.py).
 - ``logprob``: product of experts: highest log-probability summed over all views.
 - ``combined``: most votes, then highest summed logprob, then highest mean q_halt. Vote
   counts are the proven signal, so they stay first; among equal counts the summed logprob
   (the whole output distribution of every view) is a richer tie-breaker than q_halt (one
   scalar per voting view).
 
-Every ranking ends with the grid's shape and bytes, so equal evidence still yields one fixed
-order whatever order the views came in.
+Every ranking then breaks ties by the first view that voted for each candidate, and last by the
+grid's shape and bytes, so equal evidence yields one fixed order.
 
 A candidate's log-probability covers its own cells and the end-of-grid frame around them (the
 canvas beyond is never trained), so it is a sum over more tokens for a larger grid: where the
@@ -31,8 +34,9 @@ SortKey = tuple
 
 
 def _grid_key(c: Candidate) -> tuple:
-    """The last tie-breaker: shape, then raw cells (both identify the grid exactly)."""
-    return (c.grid.shape, c.grid.tobytes())
+    """The last tie-breakers: the first view that voted for it, then its shape and raw cells
+    (which identify the grid exactly, for candidates made without view order)."""
+    return (c.first_vote, c.grid.shape, c.grid.tobytes())
 
 
 def _by_votes(c: Candidate) -> SortKey:
@@ -57,12 +61,14 @@ RANKINGS: dict[str, Callable[[Candidate], SortKey]] = {
 class VoteTally:
     """Votes gathered view by view: one entry per distinct grid, whatever the number of views.
 
-    Each entry keeps its grid, its vote count and the exact sum of its voters' q_halt
-    (a Fraction: exact, so the mean does not depend on the order the views came in).
+    Each entry keeps its grid, its vote count, the exact sum of its voters' q_halt (a
+    Fraction: exact, so the mean does not depend on the order the views came in) and the
+    position of its first vote among the votes added.
     """
 
     def __init__(self) -> None:
         self._groups: dict[tuple, list] = {}
+        self._added = 0
 
     def add(self, grid: np.ndarray, q_halt: float, view: int = 0) -> None:
         """Count one view's vote for `grid` (task frame) with its sigmoid(q_halt)."""
@@ -71,9 +77,11 @@ class VoteTally:
             raise ValueError(
                 f"view {view}: q_halt {q_halt} is not a probability; pass sigmoid(q_halt)"
             )
-        entry = self._groups.setdefault((grid.shape, grid.tobytes()), [grid, 0, Fraction(0)])
+        key = (grid.shape, grid.tobytes())
+        entry = self._groups.setdefault(key, [grid, 0, Fraction(0), self._added])
         entry[1] += 1
         entry[2] += Fraction(float(q_halt))
+        self._added += 1
 
     def candidates(
         self, logprob_fn: Callable[[np.ndarray], float] | None = None
@@ -85,8 +93,9 @@ class VoteTally:
                 votes,
                 float(q_sum / votes),
                 float(logprob_fn(grid)) if logprob_fn is not None else 0.0,
+                first,
             )
-            for grid, votes, q_sum in self._groups.values()
+            for grid, votes, q_sum, first in self._groups.values()
         ]
 
 

@@ -34,7 +34,7 @@ def make_tasks() -> TaskSet:
 def make_predictions() -> dict:
     return {
         "aaa": [
-            [Candidate(g([[2]]), 5, 0.75, -0.5), Candidate(g([[7]]), 2, 0.25, -math.inf)],
+            [Candidate(g([[2]]), 5, 0.75, -0.5), Candidate(g([[7]]), 2, 0.25, -math.inf, 3)],
             [],  # no candidate at all for this test input
         ],
         "bbb": [[Candidate(g([[6, 6]]), 1, 1.0, -3.25)]],
@@ -117,11 +117,18 @@ def test_predictions_round_trip_with_minus_inf(tmp_path):
         assert len(loaded[tid]) == len(original[tid])
         for got, want in zip(loaded[tid], original[tid], strict=True):
             assert [c.grid.tolist() for c in got] == [c.grid.tolist() for c in want]
-            assert [(c.votes, c.q_halt, c.logprob) for c in got] == [
-                (c.votes, c.q_halt, c.logprob) for c in want
+            assert [(c.votes, c.q_halt, c.logprob, c.first_vote) for c in got] == [
+                (c.votes, c.q_halt, c.logprob, c.first_vote) for c in want
             ]
             assert all(c.grid.dtype == np.uint8 for c in got)
     assert loaded["aaa"][0][1].logprob == -math.inf
+
+
+def test_predictions_from_before_first_vote_was_kept_read_it_as_0(tmp_path):
+    path = _write_preds(tmp_path, {"t1": [[{"grid": [[1]], "votes": 2, "q_halt": 0.5,
+                                             "logprob": -1.0}]]})  # fmt: skip
+    (candidate,) = load_predictions(path)[0]["t1"][0]
+    assert (candidate.votes, candidate.first_vote) == (2, 0)
 
 
 def test_save_refuses_nan_logprob_set_after_construction(tmp_path):
@@ -157,6 +164,11 @@ def _write_preds(tmp_path, tasks_obj, **top):
         ({"t1": [[{"grid": [[1]], "votes": -1, "q_halt": 0.5, "logprob": 0}]]}, {}, "votes"),
         ({"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 3, "logprob": 0}]]}, {}, "q_halt"),
         ({"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 0.5, "logprob": "x"}]]}, {}, "logprob"),
+        (
+            {"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 0.5, "logprob": 0, "first_vote": -1}]]},
+            {},
+            "first_vote must be an int >= 0, got -1",
+        ),
     ],
 )
 def test_load_predictions_rejects_bad_files(tmp_path, tasks_obj, top, message):
