@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 # Bumped when a change of hrm-arc changes what the same settings predict, so that a rerun does
 # not mix old and new: 2 = candidates scored under the training loss's own distribution, and
 # one demonstration per view left untranslated; 3 = a view whose output holds no grid casts no
-# vote, and a group smaller than an adaptation batch is not drawn twice into one.
-METHOD_VERSION = 3
+# vote, and a group smaller than an adaptation batch is not drawn twice into one; 4 = equal
+# evidence ranked in view order (each candidate's first vote, which a task's file now keeps).
+METHOD_VERSION = 4
 
 
 @dataclass
