@@ -11,6 +11,7 @@ import math
 import re
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -681,6 +682,7 @@ def pretrain(
           --include-eval-demos arc-agi-1/evaluation --train-test-pairs --preset paper \\
           -a 1000 --epochs 100000 --eval-every 10000 --checkpoint-every 2000 --out runs/paper
     """
+    from .folder_lock import folder_lock
     from .hrm_core.distributed import init_distributed, shutdown_distributed
     from .pretrain import (
         CHECKPOINT,
@@ -730,6 +732,7 @@ def pretrain(
                 "training: --eval-every evaluates nothing",
                 err=True,
             )
+    click.get_current_context().with_resource(folder_lock(run_dir, dist))  # once all is checked
     progress, on_log = training_progress(train_config.steps, "pretrain")
     specs = {
         "train": list(datasets),
@@ -968,12 +971,14 @@ def adapt_and_predict_command(
       hrm-arc adapt-and-predict runs/a -d kaggle_challenges.json --out preds/k --time-budget 11h
     """
     from .adapt import AdaptConfig
+    from .folder_lock import folder_lock
     from .hrm_core.distributed import init_distributed, shutdown_distributed
     from .out_dir import OUTPUTS, TASKS, count_saved
     from .overrides import apply_overrides
     from .pipeline import TIME_SPENT, PredictConfig, adapt_and_predict, finish
     from .pretrain import load_run
 
+    started = time.perf_counter()  # what --time-budget counts from
     datasets = dataset_paths(dataset, solutions)
     refuse_to_overwrite(out_dir, "--out", [run_dir], datasets, emptied=TASKS, written=OUTPUTS)
     tasks = load_tasks(dataset, solutions)
@@ -991,9 +996,12 @@ def adapt_and_predict_command(
     given = {k: v for k, v in explicit.items() if v is not None}
     adapt = AdaptConfig.following(run.train_config, seed=seed, **given)
     adapt = apply_overrides({"adapt": adapt}, list(overrides))["adapt"]
-    predict = PredictConfig(rank=rank, group_size=group_size, time_budget_s=time_budget)
+    predict = PredictConfig(
+        rank=rank, group_size=group_size, time_budget_s=time_budget, started=started
+    )
     if dist.is_main:
         describe_adaptation(run, tasks, adapt, predict, dist)
+    click.get_current_context().with_resource(folder_lock(out_dir, dist))  # once all is checked
     # Counted from the saved files, so that under torchrun it includes the other ranks' tasks.
     progress = TaskProgress(len(tasks), finished=lambda: count_saved(out_dir, tasks))
     try:

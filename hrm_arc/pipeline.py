@@ -64,9 +64,12 @@ class PredictConfig:
     batch_size: int = 256
     """Inference batch of stage 2."""
     time_budget_s: float | None = None
-    """Wall-clock budget for the whole set, counted from the start of this call: each group's
-    fitting stops at its share, epochs are sized from the measured pace, and groups no time is
-    left to predict get 1x1 zero attempts (see `plan_group`)."""
+    """Wall-clock budget for the whole set, counted from `started`: each group's fitting stops
+    at its share, epochs are sized from the measured pace, and groups no time is left to
+    predict get 1x1 zero attempts (see `plan_group`)."""
+    started: float | None = None
+    """`time.perf_counter()` when the budget began (the CLI: as the command started, before
+    loading the run and the tasks); None: as adaptation starts."""
 
     def __post_init__(self) -> None:
         for name in ("group_size", "batch_size"):
@@ -242,7 +245,8 @@ def run_groups(
     saved: set[str],
 ) -> None:
     """This rank's groups in turn, each within its share of the time budget (if any)."""
-    started, pace = time.perf_counter(), None
+    started = time.perf_counter() if predict.started is None else predict.started
+    pace = None
     for i, group in enumerate(groups):
         config, fit_limit_s = adapt, None
         if predict.time_budget_s is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import numpy as np
 import pytest
@@ -237,6 +238,12 @@ def test_budgeted_groups_take_the_epochs_their_rows_afford(tasks, tmp_path, monk
     for (epochs, limit), task in zip(seen[1:], tasks[1:]):
         demos, _ = group_rows([task], [1])
         assert epochs == pytest.approx(min(50, limit / (1e-3 * demos)), rel=1e-6)
+
+    # A budget counted from an earlier start (the command's, before loading) has less left.
+    seen.clear()
+    begun = dataclasses.replace(predict, started=time.perf_counter() - 60.0)
+    pipeline.adapt_and_predict(run, tasks, tmp_path / "later", adapt, begun, CPU)
+    assert seen[0][1] == pytest.approx(40.0 / len(tasks) / 2, rel=0.01)
 
 
 def test_a_run_stopped_inside_a_group_resumes_to_the_same_predictions(tasks, tmp_path,

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from hrm_arc import pipeline
 from hrm_arc.cli import main
 from hrm_arc.families import family_puzzles
+from hrm_arc.folder_lock import LOCK, folder_lock
 from hrm_arc.hrm_core.checkpoint import load_checkpoint, save_checkpoint
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.predictions import load_predictions
@@ -320,6 +321,7 @@ def test_every_rank_exits_as_the_signal_that_stopped_training(data, tmp_path,
     monkeypatch.setattr(distributed, "init_distributed",
                         lambda device: DistInfo(1, 2, torch.device("cpu")))  # fmt: skip
     monkeypatch.setattr(distributed, "shutdown_distributed", lambda: None)
+    monkeypatch.setattr("hrm_arc.folder_lock.from_main", lambda obj, info: obj)  # no group here
     monkeypatch.setattr("hrm_arc.pretrain.pretrain", lambda *args, **kwargs: stopped)
     result = invoke("pretrain", "-d", data["pretrain"], "--out", tmp_path / "run", *TINY)
     assert result.exit_code == 143, result.output
@@ -751,6 +753,20 @@ def test_a_dataset_file_named_as_an_output_beside_it_is_refused(command, name, r
     assert f"the dataset {dataset} is where this writes its {name}" in " ".join(
         result.output.split())
     assert dataset.read_bytes() == task.read_bytes()
+
+
+def test_a_folder_another_run_is_writing_is_refused_naming_it(run_dir, data, tmp_path) -> None:
+    out = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    with folder_lock(out, DistInfo(0, 1, torch.device("cpu"))):  # another run, as flock sees it
+        result = invoke("pretrain", "-d", data["pretrain"], "--out", out, "--steps", 4,
+                        "--resume", *TINY)  # fmt: skip
+        assert result.exit_code == 2
+        assert f"{out} is in use by another run (pid {os.getpid()} on" in result.output
+        result = invoke("adapt-and-predict", out, "-d", data["heldout"], "--out", out / "p",
+                        *ADAPT)  # fmt: skip
+        ok(result)  # another folder
+    assert not (out / LOCK).exists() and not (out / "p" / LOCK).exists()
+    ok(invoke("pretrain", "-d", data["pretrain"], "--out", out, "--steps", 4, "--resume", *TINY))
 
 
 def test_the_run_directory_as_output_is_refused(run_dir, data) -> None:

@@ -52,6 +52,15 @@ def gather_to_main(obj: object, info: DistInfo) -> list | None:
     return gathered
 
 
+def from_main(obj: object, info: DistInfo) -> object:
+    """The main rank's picklable ``obj``, on every rank. Collective: every rank must call it."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, group=_objects)
+    return box[0]
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from hrm_arc.families import family_puzzles
+from hrm_arc.folder_lock import folder_lock
 from hrm_arc.hrm_core.checkpoint import load_checkpoint
 from hrm_arc.hrm_core.distributed import DistInfo, init_distributed, resolve_device
 from hrm_arc.submission import validate_submission
@@ -170,6 +171,14 @@ def test_torchrun_pretrain_then_sharded_adapt_and_predict(tmp_path) -> None:
     assert validate_submission(submission, load_tasks(heldout_dir)) == []
     assert (out / "score.json").exists()
 
+    # Another run holding the folder stops every rank, naming it.
+    with folder_lock(out, DistInfo(0, 1, torch.device("cpu"))):
+        result = torchrun([
+            "-m", "hrm_arc.cli", "adapt-and-predict", str(run), "-d", str(heldout_dir),
+            "--out", str(out), "--device", "cpu", "-a", "2", "--epochs", "3",
+        ], cwd=tmp_path)
+    assert result.returncode != 0
+    assert f"{out} is in use by another run (pid {os.getpid()}" in result.stdout + result.stderr
 
 HELPER = textwrap.dedent("""
     import dataclasses, gc, json, logging, os, sys

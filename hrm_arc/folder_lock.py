@@ -1,0 +1,76 @@
+"""One run at a time in an output folder: two runs writing there at once mix their files, and a
+run can outlive its own launcher (torchrun's workers go on after a SIGKILL to it)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from .atomic import make_folder
+from .hrm_core.distributed import DistInfo, from_main
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: runs there go unguarded
+    fcntl = None
+
+LOCK = ".hrm-arc.lock"
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, dist: DistInfo) -> Iterator[None]:
+    """Hold `folder` (made if missing) for this run while the block runs. The main rank takes an
+    exclusive lock on a file there, which the system drops with the process however it ends;
+    the file is removed as the block ends, and the folder too if this made it and it stayed empty
+    (a run refused before it wrote).
+
+    Raises:
+        ValueError: on every rank, naming the process that holds the folder.
+    """
+    folder = Path(folder)
+    made = not folder.exists()
+    held, refusal = _lock(folder) if dist.is_main else (None, None)
+    refusal = from_main(refusal, dist)
+    if refusal is not None:
+        raise ValueError(refusal)
+    try:
+        yield
+    finally:
+        if held is not None:
+            Path(held.name).unlink(missing_ok=True)  # still held: no one can take it meanwhile
+            held.close()
+            if made and not any(folder.iterdir()):
+                with contextlib.suppress(OSError):  # unless something came meanwhile
+                    folder.rmdir()
+
+
+def _lock(folder: Path) -> tuple[TextIO | None, str | None]:
+    """The open, locked lock file, or why it could not be locked."""
+    if fcntl is None:
+        return None, None
+    make_folder(folder)
+    path = folder / LOCK
+    while True:
+        handle = open(path, "a+")  # not truncated before it is held: it names the holder
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            return None, (
+                f"{folder} is in use by another run ({holder}): let it finish or stop it, or "
+                "write elsewhere"
+            )
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                break
+        handle.close()  # locked a file its holder removed as it let go: take the new one
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    return handle, None
