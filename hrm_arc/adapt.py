@@ -65,8 +65,9 @@ class AdaptConfig:
     compile: bool = False
     """torch.compile the model for fitting, the demonstration check and prediction: on a GPU
     about twice the pace (a paper-scale training step 157 against 323 ms on an H100) for a
-    minute or so of compiling at the start. Candidates can differ by rounding, as with the
-    group size, so a rerun may continue with or without it."""
+    minute or so of compiling at the start (under a time budget, the first group's measured
+    pace includes it, so the next groups are planned a little short). Candidates can differ by
+    rounding, as with the group size, so a rerun may continue with or without it."""
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:
@@ -261,14 +262,16 @@ def check_pretrained(
             f"strategy 'pretrained' needs tasks whose demonstrations were pretrained "
             f"(pretrain --include-eval-demos); this run has no views of {missing[:5]}"
         )
-    digests = digests or {}
+    if not digests:
+        return
     demos = {t.id: t.digest(with_tests=False) for t in tasks}
     changed = [i for i, digest in demos.items() if digests.get(i, digest) != digest]
     if changed:
         raise ValueError(
-            f"strategy 'pretrained': {count(changed, 'task')} ({', '.join(changed[:5])}) show "
-            "other demonstrations than the tasks of the same id that pretraining trained, so "
-            "their pretrained views answer another puzzle: adapt them with strategy embedding"
+            f"strategy 'pretrained': the demonstrations of {count(changed, 'task')} "
+            f"({', '.join(changed[:5])}) differ from those pretraining trained under the same "
+            "ids, so their pretrained views answer another puzzle: adapt them with strategy "
+            "embedding"
         )
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,25 +32,56 @@ def make_folder(folder: str | os.PathLike) -> None:
         raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder", str(blocker)) from e
 
 
+# /dev/stdout, /dev/fd/1 and /proc/self/fd/1 name this process's open descriptor 1.
+_DESCRIPTOR = re.compile(r"/(?:dev|proc/(self|\d+))/fd/(\d+)")
+_STDIO = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def _descriptor(path: str | os.PathLike) -> int | None:
+    """The open descriptor of this process that `path` names, through any links, or None."""
+    path = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        if path in _STDIO:
+            return _STDIO[path]
+        if match := _DESCRIPTOR.fullmatch(path):
+            owner = match.group(1)
+            return int(match.group(2)) if owner in (None, "self", str(os.getpid())) else None
+        if not os.path.islink(path):
+            return None
+        path = os.path.normpath(os.path.join(os.path.dirname(path), os.readlink(path)))
+    return None
+
+
 def _is_stream(path: str | os.PathLike) -> bool:
     try:
-        mode = os.stat(path).st_mode  # through links, as /dev/stdout is one
+        mode = os.stat(path).st_mode
     except OSError:
         return False
     return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then rename it over `path`.
-
-    A link is written through to its target, not replaced by a file. A device or a pipe (say
-    /dev/stdout) is written directly: no rename can replace one, and it holds nothing to lose.
-    """
-    if _is_stream(path):
+def write_named(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file the user named (`--json`, `-o`) as a shell redirection would: into the
+    descriptor /dev/stdout names (where it goes, appended or not: reopening would truncate a
+    file it points to), straight into a device or pipe, through a link to its target;
+    otherwise atomically (`write_atomic`)."""
+    fd = _descriptor(path)
+    if fd is not None:
+        sys.stdout.flush()  # what was printed before stays before
+        sys.stderr.flush()
+        with os.fdopen(os.dup(fd), "wb") as f:
+            write(f)
+    elif _is_stream(path):
         with open(path, "wb") as f:
             write(f)
-        return
-    path = Path(os.path.realpath(path))
+    else:
+        write_atomic(os.path.realpath(path), write)
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Call `write(file)` on a temporary file beside `path`, then rename it over `path` (a link
+    there is replaced: files in a run's folder are that run's own)."""
+    path = Path(path)
     make_folder(path.parent)
     try:
         # Same directory as the target, so os.replace is a rename within one filesystem.

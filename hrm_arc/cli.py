@@ -43,7 +43,8 @@ def interrupted_exit(signum: int = signal.SIGINT) -> NoReturn:
 
 
 def say(text: str, err: bool = False) -> None:
-    """Print a message as written (no highlighting, no wrapping inside paths or ids)."""
+    """Print a message (no highlighting, no wrapping inside paths or ids; control characters
+    written out, as a quoted file name may hold them)."""
     (err_console if err else console).print(printable(text), highlight=False, soft_wrap=True)
 
 
@@ -78,33 +79,30 @@ def refuse_to_overwrite(
     path inside a dataset folder (read back as a task next time), a dataset file named as one
     of the files `written` into an output folder, or an output folder whose `emptied`
     subfolder (which --restart clears) holds a dataset."""
+
+    def refuse(message: str) -> NoReturn:  # click prints it: control characters written out
+        raise click.BadParameter(printable(message), param_hint=option)
+
     target = Path(out).resolve()
     blocker = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:  # found now, not after the model is loaded or data built
-        raise click.BadParameter(f"{blocker} is a file, not a folder", param_hint=option)
+        refuse(f"{blocker} is a file, not a folder")
     for source in [*inputs, *datasets]:
         if target == Path(source).resolve():
-            raise click.BadParameter(
-                f"{out} is the input this reads; write elsewhere", param_hint=option
-            )
+            refuse(f"{out} is the input this reads; write elsewhere")
     for source in datasets:
         path = Path(source).resolve()
         if path in target.parents:
-            raise click.BadParameter(
+            refuse(
                 f"{out} is inside {source}, a dataset this reads: what is written there would "
-                "be read as tasks; write elsewhere",
-                param_hint=option,
+                "be read as tasks; write elsewhere"
             )
-        if path in [(target / name).resolve() for name in written]:
-            raise click.BadParameter(
-                f"the dataset {source} is where this writes its {path.name}; write elsewhere",
-                param_hint=option,
-            )
+        if clash := next((n for n in written if (target / n).resolve() == path), None):
+            refuse(f"the dataset {source} is where this writes its {clash}; write elsewhere")
         if emptied is not None and (target / emptied).resolve() in (path, *path.parents):
-            raise click.BadParameter(
+            refuse(
                 f"the dataset {source} lies in {out}/{emptied}/, where this writes (and "
-                "--restart deletes) its task files; write elsewhere",
-                param_hint=option,
+                "--restart deletes) its task files; write elsewhere"
             )
 
 
@@ -235,7 +233,7 @@ def show_task(task) -> None:
     widths = [(cell, stacked, cell * cells + 28) for cell, stacked, cells in layouts]
     # Wider than the terminal rather than cut, where even one stacked column does not fit.
     cell, stacked, width = next((w for w in widths if w[2] <= console.width), widths[-1])
-    title = escape(f"{task.id}  ({task.source})")
+    title = escape(printable(f"{task.id}  ({task.source})"))
     table = Table(title=title, show_lines=True, title_justify="left")
     table.add_column("pair", no_wrap=True, min_width=14)
     for column in ("input / output",) if stacked else ("input", "output"):
@@ -258,7 +256,7 @@ def show_task(task) -> None:
 
 def show_summary(tasks) -> None:
     rows = [summarize(t) for t in tasks]
-    title = f"{escape(tasks.name or 'tasks')}: {count(tasks, 'task')}"
+    title = f"{escape(printable(tasks.name or 'tasks'))}: {count(tasks, 'task')}"
     table = Table(title=title, title_justify="left")
     for column in ("task", "train", "test", "max size", "colours", "unique augmentations"):
         table.add_column(column, justify="left" if column in ("task", "colours") else "right")
@@ -357,7 +355,7 @@ def export(predictions_path, out, dataset, rank):
         submission = submission_from_predictions(predictions, tasks)
     except DatasetError as e:  # the predictions do not fit the tasks
         raise DatasetError(f"{predictions_path}: {e}") from None
-    write_json_atomic(out, submission)
+    write_json_atomic(out, submission, named=True)
     if filled:
         say(
             f"[yellow]warning:[/] {count(filled, 'task')} had no predictions and get 1x1 zero "
@@ -459,7 +457,7 @@ def score(submission_path, dataset, solutions, json_out, only_submitted):
         raise DatasetError(f"{e}{hint}") from None
     print_score(report, title)  # shared with adapt-and-predict
     if json_out is not None:
-        write_json_atomic(json_out, report.to_dict(), indent=True)
+        write_json_atomic(json_out, report.to_dict(), indent=True, named=True)
         say(f"wrote {escape(str(json_out))}")
 
 
@@ -797,7 +795,7 @@ def report_pretraining_end(
     from .pretrain import RUN_FILES
 
     saved = [n for n in RUN_FILES if (Path(run_dir) / n).exists()]
-    console.print(f"run saved in [bold]{escape(str(run_dir))}[/] ({', '.join(saved)})")
+    say(f"run saved in [bold]{escape(str(run_dir))}[/] ({', '.join(saved)})")
     if stop_reason is not None:
         in_demo = click.get_current_context().find_root().invoked_subcommand == "demo"
         why = signal.Signals(stop_signal).name if stop_signal else stop_reason
@@ -812,7 +810,7 @@ def report_pretraining_end(
 
 
 def print_score(report, title: str) -> None:
-    table = Table(title=escape(title), title_justify="left")
+    table = Table(title=escape(printable(title)), title_justify="left")
     for column in ("task", "tests", "correct", "score"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for row in report.rows:
@@ -1083,7 +1081,7 @@ def report_adaptation_end(out_dir, tasks, report, skipped: dict, canvas: int) ->
     from .pipeline import TOO_LARGE
 
     written = "predictions.json, submission.json" + (" and score.json" if report else "")
-    console.print(f"wrote {escape(str(out_dir))}/: {written}")
+    say(f"wrote {escape(str(out_dir))}/: {written}")
     because = {TOO_LARGE: f"a grid larger than the run's {canvas}x{canvas} canvas"}
     for reason, ids in ((r, ids) for r, ids in skipped.items() if ids):
         say(
@@ -1229,7 +1227,7 @@ def demo(ctx, out_dir, steps, device):
 
     out = Path(out_dir)
     pretrain_dir, heldout_dir = write_demo_data(out / "data", DEMO)
-    console.print(
+    say(
         f"[bold]1/3[/] puzzles written to {escape(str(pretrain_dir))} and "
         f"{escape(str(heldout_dir))}"
     )
@@ -1275,7 +1273,7 @@ def demo(ctx, out_dir, steps, device):
         device=device,
         seed=0,
     )
-    console.print(
+    say(
         f"[bold]3/3[/] done: run in {escape(str(out / 'run'))}, predictions, submission.json "
         f"and score.json in {escape(str(out / 'predictions'))}"
     )

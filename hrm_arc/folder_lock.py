@@ -4,6 +4,8 @@ run can outlive its own launcher (torchrun's workers go on after a SIGKILL to it
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -19,6 +21,9 @@ except ImportError:  # not on Windows: runs there go unguarded
     fcntl = None
 
 LOCK = ".hrm-arc.lock"
+# What flock gives on filesystems that do not lock (Lustre mounted without -o flock, some NFS).
+UNLOCKABLE = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK}
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -49,28 +54,43 @@ def folder_lock(folder: str | os.PathLike, dist: DistInfo) -> Iterator[None]:
 
 
 def _lock(folder: Path) -> tuple[TextIO | None, str | None]:
-    """The open, locked lock file, or why it could not be locked."""
+    """The open, locked lock file, or why it could not be locked (for every rank to raise)."""
     if fcntl is None:
         return None, None
+    try:
+        return _take(folder), None
+    except BlockingIOError:
+        holder = ""
+        with contextlib.suppress(OSError):
+            holder = (folder / LOCK).read_text().strip()
+        return None, (
+            f"{folder} is in use by another run ({holder or 'another process'}): let it finish "
+            "or stop it, or write elsewhere"
+        )
+    except OSError as e:
+        if e.errno in UNLOCKABLE:
+            log.warning("%s: cannot be locked here (%s); runs writing there are unguarded",
+                        folder, e.strerror)  # fmt: skip
+            return None, None
+        return None, f"{e.filename or folder}: {e.strerror or e}"
+
+
+def _take(folder: Path) -> TextIO:
     make_folder(folder)
     path = folder / LOCK
     while True:
         handle = open(path, "a+")  # not truncated before it is held: it names the holder
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            return None, (
-                f"{folder} is in use by another run ({holder}): let it finish or stop it, or "
-                "write elsewhere"
-            )
-        with contextlib.suppress(FileNotFoundError):
             if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
                 break
-        handle.close()  # locked a file its holder removed as it let go: take the new one
+        except FileNotFoundError:
+            pass  # locked a file its holder removed as it let go: take the new one
+        except BaseException:
+            handle.close()
+            raise
+        handle.close()
     handle.truncate(0)
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
     handle.flush()
-    return handle, None
+    return handle

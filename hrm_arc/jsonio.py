@@ -7,20 +7,23 @@ from pathlib import Path
 
 import orjson
 
-from .atomic import write_atomic
+from .atomic import write_atomic, write_named
 from .errors import DatasetError
 
 
-def write_json_atomic(path: str | os.PathLike, obj: object, indent: bool = False) -> None:
+def write_json_atomic(
+    path: str | os.PathLike, obj: object, indent: bool = False, named: bool = False
+) -> None:
     """Write `obj` as JSON to `path`, replacing it atomically; parent directories are created.
 
     numpy arrays and scalars are serialised as lists and numbers. The data goes to a temporary
     file in the same directory, is flushed to disk, then renamed over `path`: readers see the
-    old file or the new one, never a partial write.
+    old file or the new one, never a partial write. A path the user `named` is written as a
+    shell redirection would (`write_named`: /dev/stdout, pipes, through links).
     """
     option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
     data = orjson.dumps(obj, option=option)
-    write_atomic(path, lambda f: f.write(data))
+    (write_named if named else write_atomic)(path, lambda f: f.write(data))
 
 
 # Editors on Windows may save one; JSON parsers are allowed to ignore it.

@@ -83,7 +83,8 @@ class Task:
         return hashlib.sha256(encoded).hexdigest()[:16]
 
     def to_dict(self) -> dict:
-        """The task as ARC JSON (`{"train": [...], "test": [...]}`), exactly as it was read."""
+        """The task as ARC JSON (`{"train": [...], "test": [...]}`), as it was read (a test
+        output given as null, read as unknown, is left out as a hidden one is)."""
 
         def pair_dict(pair: Pair) -> dict:
             d = {"input": pair.input.tolist()}

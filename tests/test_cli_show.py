@@ -65,13 +65,20 @@ def test_control_characters_in_a_message_are_shown_not_obeyed(tmp_path):
     folder = tmp_path / "set\x1b[2J"  # a folder name that would clear the screen
     path = write(folder / "k_challenges.json", {"ok\x1b[31mRED": GOOD_TASK})
     submission = write(tmp_path / "sub.json", {"x\x07": []})
-    for command in (["show", "-d", path], ["validate", submission, "-d", path]):
-        result = invoke(*command)
-        assert result.exit_code == 2
-        assert "\x1b" not in result.output and "\x07" not in result.output
-    assert "ok\\x1b[31mRED" in invoke("show", "-d", path).output
-    good = write(tmp_path / "good_challenges.json", {"t": GOOD_TASK})
-    assert "task x\\x07: not a task of" in invoke("validate", submission, "-d", good).output
+    good = write(folder / "good_challenges.json", {"t": GOOD_TASK})
+    solved = write(tmp_path / "solved.json", {"t": [{"attempt_1": [[0, 2]], "attempt_2": [[0]]}]})
+    outputs = {}
+    for command in (["show", "-d", path], ["validate", submission, "-d", path],
+                    ["validate", submission, "-d", good],  # the submission's own key
+                    ["score", solved, "-d", good],  # the score table's title
+                    ["score", solved, "-d", good, "--json", folder]):  # fmt: skip
+        # color=True: CliRunner would otherwise strip escape sequences from what click prints
+        result = CliRunner().invoke(main, [str(a) for a in command], color=True)
+        assert "\x1b[2J" not in result.output and "\x07" not in result.output
+        outputs[command[0] + str(len(outputs))] = "".join(result.output.split())  # unwrapped
+    assert "ok\\x1b[31mRED" in outputs["show0"]
+    assert "taskx\\x07:notataskof" in outputs["validate2"]
+    assert "set\\x1b[2J" in outputs["score3"] and "set\\x1b[2J" in outputs["score4"]
 
 
 def test_kaggle_solutions_mismatch_through_cli(tmp_path):

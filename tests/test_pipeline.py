@@ -711,7 +711,7 @@ def test_combined_setup_predicts_with_pretrained_views(data, tmp_path):
     result = invoke("adapt-and-predict", run, "-d", save_tasks(revised, tmp_path / "revised"),
                     "--out", tmp_path / "out2", "--strategy", "pretrained", *ADAPT)
     assert result.exit_code == 2
-    assert f"1 task ({first.id}) show other demonstrations" in " ".join(result.output.split())
+    assert f"the demonstrations of 1 task ({first.id}) differ" in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("layout", ["out inside the dataset", "dataset in out/tasks",

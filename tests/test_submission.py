@@ -2,8 +2,6 @@
 
 import math
 import os
-import stat
-import threading
 
 import numpy as np
 import orjson
@@ -42,26 +40,6 @@ def make_predictions() -> dict:
 
 
 # --- jsonio -------------------------------------------------------------------------------
-
-
-def test_an_atomic_write_goes_through_a_link_and_into_a_pipe(tmp_path):
-    target = tmp_path / "real" / "target.json"
-    target.parent.mkdir()
-    target.write_text("{}")
-    link = tmp_path / "link.json"
-    link.symlink_to(target)
-    write_json_atomic(link, {"a": 1})
-    assert link.is_symlink() and read_json(target, "target") == {"a": 1}
-
-    fifo = tmp_path / "pipe"  # as /dev/stdout is, when piped
-    os.mkfifo(fifo)
-    read = []
-    reader = threading.Thread(target=lambda: read.append(fifo.read_bytes()), daemon=True)
-    reader.start()
-    write_json_atomic(fifo, {"b": 2})
-    reader.join(10)
-    assert [orjson.loads(b) for b in read] == [{"b": 2}]
-    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
 def test_write_json_atomic_creates_dirs_and_leaves_no_temp(tmp_path):

@@ -1,0 +1,46 @@
+"""Writes a crash cannot tear, and files the user names written as a shell redirection would."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import orjson
+
+from hrm_arc.jsonio import read_json, write_json_atomic
+
+
+def test_a_named_file_is_written_through_its_link_and_a_run_s_own_file_replaces_its(tmp_path):
+    target = tmp_path / "real" / "target.json"
+    target.parent.mkdir()
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_json_atomic(link, {"a": 1}, named=True)  # --json link.json
+    assert link.is_symlink() and read_json(target, "target") == {"a": 1}
+
+    write_json_atomic(link, {"b": 2})  # a run's checkpoint or settings: the run's own file
+    assert not link.is_symlink() and read_json(link, "file") == {"b": 2}
+    assert read_json(target, "target") == {"a": 1}  # what the link pointed to is untouched
+
+
+def test_a_named_pipe_is_written_in_place(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    read = []
+    reader = threading.Thread(target=lambda: read.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_json_atomic(fifo, {"b": 2}, named=True)
+    reader.join(10)
+    assert [orjson.loads(b) for b in read] == [{"b": 2}]
+    assert fifo.exists() and not fifo.is_file()
+
+
+def test_dev_stdout_redirected_to_a_file_is_appended_to_not_replaced(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text("earlier\n")
+    script = ("from hrm_arc.jsonio import write_json_atomic; print('before'); "
+              "write_json_atomic('/dev/stdout', {'c': 3}, named=True); print('\\nafter')")
+    with open(log, "ab") as out:  # as `>> run.log` opens it
+        subprocess.run([sys.executable, "-c", script], stdout=out, check=True)
+    assert log.read_text() == 'earlier\nbefore\n{"c":3}\nafter\n'
