@@ -34,7 +34,7 @@ def make_folder(folder: str | os.PathLike) -> None:
 
 # /dev/stdout, /dev/fd/1 and /proc/self/fd/1 name this process's open descriptor 1.
 _DESCRIPTOR = re.compile(r"/(?:dev|proc/(self|\d+))/fd/(\d+)")
-_STDIO = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+_STDIO = {"/dev/stdout": 1, "/dev/stderr": 2}
 
 
 def _descriptor(path: str | os.PathLike) -> int | None:
