@@ -333,16 +333,11 @@ def run_group(
     )
     grouped = views_by_task(adapted.views)
     demos, rows = group_rows(group, [len(grouped[t.id]) for t in group], saved)
+    predictor = compiled(model, config.compile)
     for task in (t for t in group if t.id not in saved):
         t0 = time.perf_counter()
         per_test = predict_task(
-            compiled(model, config.compile),
-            task,
-            grouped[task.id],
-            run.canvas,
-            predict.batch_size,
-            dist.device,
-            run.loss,
+            predictor, task, grouped[task.id], run.canvas, predict.batch_size, dist.device, run.loss
         )
         ranked = [rank_candidates(c, predict.rank) for c in per_test]
         info = {

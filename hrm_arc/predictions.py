@@ -38,9 +38,9 @@ class Candidate:
         q_halt: mean sigmoid(q_halt) over the views that voted for it, in [0, 1].
         logprob: the grid's log-probability summed over all views (product of experts);
             -inf when some view cannot express it (e.g. it does not fit that view's canvas).
-        first_vote: the position of its first vote among its test input's votes, which come
-            in view order: the official evaluator's stable sort leaves equal evidence in this
-            order. Files written before it was kept read it as 0.
+        first_vote: how many other candidates of its test input were voted for before it, the
+            views voting in view order: the official evaluator's stable sort leaves equal
+            evidence in this order. Files written before it was kept read it as 0.
     """
 
     grid: np.ndarray

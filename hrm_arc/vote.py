@@ -61,14 +61,13 @@ RANKINGS: dict[str, Callable[[Candidate], SortKey]] = {
 class VoteTally:
     """Votes gathered view by view: one entry per distinct grid, whatever the number of views.
 
-    Each entry keeps its grid, its vote count, the exact sum of its voters' q_halt (a
-    Fraction: exact, so the mean does not depend on the order the views came in) and the
-    position of its first vote among the votes added.
+    Each entry keeps its grid, its vote count and the exact sum of its voters' q_halt (a
+    Fraction: exact, so the mean does not depend on the order the views came in); entries keep
+    the order of their first votes.
     """
 
     def __init__(self) -> None:
         self._groups: dict[tuple, list] = {}
-        self._added = 0
 
     def add(self, grid: np.ndarray, q_halt: float, view: int = 0) -> None:
         """Count one view's vote for `grid` (task frame) with its sigmoid(q_halt)."""
@@ -77,11 +76,9 @@ class VoteTally:
             raise ValueError(
                 f"view {view}: q_halt {q_halt} is not a probability; pass sigmoid(q_halt)"
             )
-        key = (grid.shape, grid.tobytes())
-        entry = self._groups.setdefault(key, [grid, 0, Fraction(0), self._added])
+        entry = self._groups.setdefault((grid.shape, grid.tobytes()), [grid, 0, Fraction(0)])
         entry[1] += 1
         entry[2] += Fraction(float(q_halt))
-        self._added += 1
 
     def candidates(
         self, logprob_fn: Callable[[np.ndarray], float] | None = None
@@ -95,7 +92,7 @@ class VoteTally:
                 float(logprob_fn(grid)) if logprob_fn is not None else 0.0,
                 first,
             )
-            for grid, votes, q_sum, first in self._groups.values()
+            for first, (grid, votes, q_sum) in enumerate(self._groups.values())
         ]
 
 
