@@ -12,7 +12,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -683,10 +683,10 @@ def pretrain(
     from .folder_lock import folder_lock
     from .hrm_core.distributed import init_distributed, shutdown_distributed
     from .pretrain import (
-        CHECKPOINT,
         PRESET_AUGMENTATIONS,
         RUN_FILES,
         build_pretraining_data,
+        has_checkpoint,
         heldout_evaluator,
         resolve_pretrain_configs,
     )
@@ -722,7 +722,7 @@ def pretrain(
     evaluate = heldout_evaluator(data, dist.device)
     if dist.is_main:
         describe_pretraining(tasks, demo_tasks, data, preset, train_config, dist)
-        if resume and not (Path(run_dir) / CHECKPOINT).exists():
+        if resume and not has_checkpoint(run_dir):
             say(f"no checkpoint in {escape(str(run_dir))} yet: starting a new run")
         if evaluate is None and train_config.eval_every:
             say(
@@ -738,7 +738,7 @@ def pretrain(
         "train_test_pairs": train_test_pairs,
     }
     try:
-        with progress if dist.is_main else contextlib.nullcontext():
+        with shown(progress, dist.is_main):
             trainer = run_pretrain(
                 run_dir,
                 model_config,
@@ -752,8 +752,8 @@ def pretrain(
             )
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training began
         if dist.is_main:
-            saved = (Path(run_dir) / CHECKPOINT).exists()
-            then = "--resume continues from the last checkpoint" if saved else "no checkpoint yet"
+            saved = "--resume continues from the last checkpoint"
+            then = saved if has_checkpoint(run_dir) else "no checkpoint yet"
             say(f"stopped at once; {then}", err=True)
         interrupted_exit(signal.SIGINT)
     ended = (trainer.step, trainer.start_step, trainer.stop_reason, trainer.stop_signal)
@@ -1005,7 +1005,7 @@ def adapt_and_predict_command(
     try:
         # SIGTERM, what a scheduler sends before pre-empting a job, interrupts as Ctrl-C does.
         sigterm = signal_handlers(interrupt, signal.SIGTERM)
-        with sigterm, progress.bar if dist.is_main else contextlib.nullcontext():
+        with sigterm, shown(progress.bar, dist.is_main):
             on_task = progress.on_task if dist.is_main else None
             unpredicted = adapt_and_predict(
                 run, tasks, out_dir, adapt, predict, dist, on_task, restart
@@ -1172,6 +1172,24 @@ class TaskProgress:
             )
 
 
+@contextlib.contextmanager
+def shown(progress, on: bool = True) -> Iterator[None]:
+    """Draw the rich `progress` while the block runs (only where `on`: the main rank). A block
+    that stops before the bar moved takes it away, so a refusal is not printed under an empty
+    bar."""
+    if not on:
+        yield
+        return
+    with progress:
+        try:
+            yield
+        except BaseException:
+            if not any(task.completed for task in progress.tasks):
+                for task in progress.tasks:
+                    progress.update(task.id, visible=False)
+            raise
+
+
 def plain_lines(every_s: float):
     """Where no live bar can be drawn (output to a file or a pipe, as in a scheduler's log),
     a function that prints a progress line, at most one every `every_s` seconds unless `last`;
@@ -1223,7 +1241,7 @@ def demo(ctx, out_dir, steps, device):
       hrm-arc demo --out /tmp/demo --steps 300      # a quicker, weaker run
     """
     from .demo import DEMO, write_demo_data
-    from .pretrain import CHECKPOINT
+    from .pretrain import has_checkpoint
 
     out = Path(out_dir)
     pretrain_dir, heldout_dir = write_demo_data(out / "data", DEMO)
@@ -1250,7 +1268,7 @@ def demo(ctx, out_dir, steps, device):
         device=device,
         use_compile=False,
         eval_demos=(),
-        resume=(out / "run" / CHECKPOINT).exists(),
+        resume=has_checkpoint(out / "run"),
     )
     console.print("[bold]2/3[/] adapt and predict on held-out puzzles")
     ctx.invoke(

@@ -30,14 +30,14 @@ log = logging.getLogger(__name__)
 def folder_lock(folder: str | os.PathLike, dist: DistInfo) -> Iterator[None]:
     """Hold `folder` (made if missing) for this run while the block runs. The main rank takes an
     exclusive lock on a file there, which the system drops with the process however it ends;
-    the file is removed as the block ends, and the folder too if this made it and it stayed empty
+    the file is removed as the block ends, and so are the folders this made that stayed empty
     (a run refused before it wrote).
 
     Raises:
         ValueError: on every rank, naming the process that holds the folder.
     """
     folder = Path(folder)
-    made = not folder.exists()
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     held, refusal = _lock(folder) if dist.is_main else (None, None)
     refusal = from_main(refusal, dist)
     if refusal is not None:
@@ -48,9 +48,9 @@ def folder_lock(folder: str | os.PathLike, dist: DistInfo) -> Iterator[None]:
         if held is not None:
             Path(held.name).unlink(missing_ok=True)  # still held: no one can take it meanwhile
             held.close()
-            if made and not any(folder.iterdir()):
-                with contextlib.suppress(OSError):  # unless something came meanwhile
-                    folder.rmdir()
+            with contextlib.suppress(OSError):  # a folder not empty, something came meanwhile
+                for path in made:
+                    path.rmdir()
 
 
 def _lock(folder: Path) -> tuple[TextIO | None, str | None]:

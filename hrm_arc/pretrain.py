@@ -306,6 +306,11 @@ class PretrainedRun:
         return self.train_config["loss"]
 
 
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether `run_dir` holds a checkpoint to resume or adapt from."""
+    return (Path(run_dir) / CHECKPOINT).exists()
+
+
 def load_run(run_dir: str | Path, device: torch.device) -> PretrainedRun:
     """Rebuild the model and identifier map from a run directory's checkpoint."""
     path = Path(run_dir) / CHECKPOINT

@@ -21,8 +21,8 @@ def test_a_held_folder_is_refused_naming_its_holder_and_left_as_found(tmp_path):
         with pytest.raises(ValueError, match=rf"out is in use by another run \(pid {os.getpid()}"):
             with folder_lock(folder, ONE):
                 pass
-    assert not folder.exists()  # made for a run that wrote nothing: gone again
-    folder.mkdir()
+    assert not (tmp_path / "new").exists()  # made for a run that wrote nothing: gone again
+    folder.mkdir(parents=True)
     with folder_lock(folder, ONE):
         (folder / "result.json").write_text("{}")
     assert sorted(p.name for p in folder.iterdir()) == ["result.json"]

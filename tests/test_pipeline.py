@@ -455,6 +455,7 @@ def test_corrupt_checkpoint_exits_2_without_traceback(run_dir, data, tmp_path) -
                     *TINY)
     assert result.exit_code == 2, result.output
     assert "cannot read checkpoint" in result.output and "Traceback" not in result.output
+    assert "0/5" not in result.output  # no empty progress bar above the error
 
 
 def test_missing_run_dir_is_a_usage_error(data, tmp_path) -> None:
@@ -518,6 +519,7 @@ def test_a_rerun_computing_in_another_dtype_is_refused(predicted, run_dir, data,
     result = invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT)
     assert result.exit_code == 2, result.output
     assert change in " ".join(result.output.split())
+    assert "adapt+predict" not in result.output  # no empty progress bar above the refusal
 
 
 def test_oversized_task_gets_a_valid_placeholder(predicted, data) -> None:
