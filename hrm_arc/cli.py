@@ -834,7 +834,8 @@ def print_score(report, title: str) -> None:
     "out_dir",
     required=True,
     type=click.Path(file_okay=False),
-    help="Output directory: predictions.json, submission.json, score.json, tasks/.",
+    help="Output directory: predictions.json, submission.json, score.json, tasks/ (one file a "
+    "finished task), and settings.json (what a rerun must match to continue).",
 )
 @click.option(
     "--augmentations",
@@ -861,9 +862,9 @@ def print_score(report, title: str) -> None:
 @click.option(
     "--strategy",
     default=None,
-    help="embedding: the paper's procedure [default]; embedding+full: then fine-tune the "
-    "network; pretrained: no adaptation, use the views pretraining learned (the official "
-    "combined setup, after pretrain --include-eval-demos).",
+    help="embedding: the paper's procedure, network frozen [default]; embedding+full: then "
+    "fine-tune the network; pretrained: no adaptation, use the views pretraining learned (the "
+    "official combined setup, after pretrain --include-eval-demos).",
 )
 @click.option(
     "--full-epochs",
@@ -973,7 +974,7 @@ def adapt_and_predict_command(
     from .hrm_core.distributed import init_distributed, shutdown_distributed
     from .out_dir import OUTPUTS, TASKS, count_saved
     from .overrides import apply_overrides
-    from .pipeline import TIME_SPENT, PredictConfig, adapt_and_predict, finish
+    from .pipeline import TIME_SPENT, TOO_LARGE, PredictConfig, adapt_and_predict, finish
     from .pretrain import load_run
 
     started = time.perf_counter()  # what --time-budget counts from
@@ -1016,6 +1017,8 @@ def adapt_and_predict_command(
         if dist.is_main:  # under torchrun every rank is interrupted; one says so
             saved = count_saved(out_dir, tasks)
             where = f"{saved} of {count(tasks, 'task')} saved in {escape(str(out_dir))}"
+            if too_large := progress.skipped.get(TOO_LARGE):
+                where += f" ({count(too_large, 'placeholder')} for tasks too large for the canvas)"
             say(f"interrupted: {where}" + ("" if restart else "; the same command continues"))
         interrupted_exit(getattr(stop, "signum", signal.SIGINT))
     shutdown_distributed()
@@ -1144,7 +1147,7 @@ class TaskProgress:
         elif info.get("skipped"):
             last = f"skipped ({info['skipped']})"
         else:
-            last = f"demo exact {info['group_demo_exact']:.2f}"
+            last = f"group demo exact {info['group_demo_exact']:.2f}"
             self._note_budget(task_id, info)
         self.bar.update(self._bar_task, completed=self.done, last=f"{escape(task_id)}: {last}")
         self._lines(f"adapt+predict {self.done}/{self.total} {escape(task_id)}: {last}")
@@ -1222,7 +1225,7 @@ def plain_lines(every_s: float):
     "--steps",
     default=None,
     type=click.IntRange(min=1),
-    help="Pretraining steps [default: the demo's, about 5 minutes on 2 CPU cores].",
+    help="Pretraining steps [default: 1500, about 3 minutes on 2 idle CPU cores].",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.pass_context

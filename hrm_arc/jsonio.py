@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from pathlib import Path
 
@@ -36,16 +38,33 @@ def read_json(path: str | os.PathLike, what: str) -> object:
     """Parse the JSON file at `path`; `what` names it in errors (e.g. "submission").
 
     Raises:
-        DatasetError: the file is missing or unreadable, or is not valid JSON.
+        DatasetError: the file is missing or unreadable, is not valid JSON, or holds a key
+            twice in one object.
     """
     try:
         data = Path(path).read_bytes()
         if data.startswith(UTF16_BOMS):
             raise DatasetError(f"{path}: {what} is UTF-16 text; save it as UTF-8")
-        return orjson.loads(data.removeprefix(UTF8_BOM))
+        data = data.removeprefix(UTF8_BOM)
+        parsed = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         if "not valid UTF-8" in str(e):
             raise DatasetError(f"{path}: {what} is not UTF-8 text; save it as UTF-8") from None
         raise DatasetError(f"{path}: {what} is not valid JSON ({e})") from None
     except OSError as e:
         raise DatasetError(f"{path}: cannot read {what} ({e.strerror})") from None
+    try:
+        json.loads(data, object_pairs_hook=functools.partial(_unique_keys, path, what))
+    except RecursionError:  # what orjson reads, the standard parser may not
+        raise DatasetError(f"{path}: {what} nests too deep to be read") from None
+    return parsed
+
+
+def _unique_keys(path: str | os.PathLike, what: str, pairs: list[tuple[str, object]]) -> None:
+    """Refuse an object holding a key twice, which parsers read as its last value alone: two
+    tasks of one id in a challenges file, or two answers to one task in a submission."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise DatasetError(f"{path}: {what} holds {key!r} twice; JSON keeps only the last")
+        seen.add(key)

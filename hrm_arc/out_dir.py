@@ -51,11 +51,13 @@ def model_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def check_out_dir(out_dir: Path, settings: dict) -> None:
-    """Refuse an `out_dir` holding predictions made otherwise than with `settings`."""
+def check_out_dir(out_dir: Path, settings: dict, tasks: Iterable[Task]) -> dict[str, dict]:
+    """What an earlier run saved in `out_dir` about each of `tasks`, by task id. Checked before
+    the run discards anything there: a folder holding predictions made otherwise than with
+    `settings`, or for other tasks of the same ids, is refused."""
     done = saved_task_files(out_dir)
     if not done:
-        return
+        return {}
     try:
         before = read_json(out_dir / SETTINGS, "settings")
     except DatasetError:
@@ -66,6 +68,7 @@ def check_out_dir(out_dir: Path, settings: dict) -> None:
             f"{out_dir} holds predictions of {count(done, 'task')} made otherwise "
             f"({'; '.join(changes)}): give another --out, or --restart to discard them"
         )
+    return {task.id: info for task in tasks if (info := saved_info(out_dir, task)) is not None}
 
 
 def claim_out_dir(out_dir: Path, settings: dict, restart: bool) -> None:
@@ -100,11 +103,16 @@ def saved_info(out_dir: Path, task: Task) -> dict | None:
     path = task_file(out_dir, task.id)
     if not path.exists():
         return None
-    info, digest = load_predictions(path)[1], task.digest()  # what a prediction depends on
+    redo = "delete that file to predict the task anew, give another --out, or --restart"
+    try:
+        info = load_predictions(path)[1]
+    except DatasetError as e:  # torn or edited by hand
+        raise DatasetError(f"{e}: {redo}") from None
+    digest = task.digest()  # of what a prediction depends on
     if info.get("task_digest", digest) != digest:
         raise ValueError(
             f"{path} was predicted for another task {task.id} (its demonstrations or test "
-            "inputs differ): give another --out, or --restart"
+            f"inputs differ): {redo}"
         )
     return info
 

@@ -34,7 +34,6 @@ from .out_dir import (
     claim_out_dir,
     model_digest,
     save_task,
-    saved_info,
     task_file,
 )
 from .predict import compiled, predict_task
@@ -185,13 +184,12 @@ def adapt_and_predict(
         fitting = [t for t in tasks if fits_canvas(t, run.canvas)]
         check_pretrained(fitting, run.views, run.state.get("demo_digests"))
     settings = prediction_settings(run, adapt, dist.device)
-    if not restart:
-        check_out_dir(out_dir, settings)  # on every rank, so a refusal ends them all alike
-    dist.barrier()  # every rank has checked before the main one discards or records
+    # Read on every rank, so that a refusal ends them all alike, before anything is discarded.
+    saved = {} if restart else check_out_dir(out_dir, settings, tasks)
+    dist.barrier()  # every rank has read the saved tasks before the main one discards or records
     if dist.is_main:
         claim_out_dir(out_dir, settings, restart)
-    dist.barrier()  # no rank looks for finished tasks while the main one may discard them
-    fitting, saved = sort_tasks(tasks, out_dir, run.canvas, dist, on_task)
+    fitting = sort_tasks(tasks, out_dir, run.canvas, dist, on_task, saved)
     # Groups are cut from every task that fits, saved or not, so that a run stopped part-way
     # through a group adapts each group again with the same tasks (and so the same seed,
     # translations and batches) as an uninterrupted run did; only a whole saved group is passed.
@@ -202,23 +200,23 @@ def adapt_and_predict(
         for g, group in enumerate(groups)
         if g % dist.world_size == dist.rank and any(t.id not in saved for t in group)
     ]
-    run_groups(run, mine, out_dir, adapt, predict, dist, on_task, saved)
+    run_groups(run, mine, out_dir, adapt, predict, dist, on_task, set(saved))
     dist.barrier()  # every rank's tasks are saved when this returns, for the main one to merge
     return [t.id for t in fitting if not task_file(out_dir, t.id).exists()]
 
 
 def sort_tasks(
-    tasks: TaskSet, out_dir: Path, canvas: int, dist: DistInfo, on_task
-) -> tuple[list[Task], set[str]]:
-    """The tasks that fit the canvas and the ids of those saved by an earlier run; the main
-    rank saves a placeholder for each task too large (a valid submission entry all the same)."""
-    fitting, saved, oversized = [], set(), []
+    tasks: TaskSet, out_dir: Path, canvas: int, dist: DistInfo, on_task, saved: dict[str, dict]
+) -> list[Task]:
+    """The tasks that fit the canvas, each task reported to `on_task` if an earlier run `saved`
+    it; the main rank saves a placeholder for each task too large (a valid submission entry all
+    the same)."""
+    fitting, oversized = [], []
     for task in tasks:
         fits = fits_canvas(task, canvas)
         if fits:
             fitting.append(task)
-        if (info := saved_info(out_dir, task)) is not None:  # finished by an earlier run
-            saved.add(task.id)
+        if (info := saved.get(task.id)) is not None:  # finished by an earlier run
             note = {"resumed": True} | ({"skipped": info["skipped"]} if "skipped" in info else {})
         elif not fits:
             note = {"skipped": f"{TOO_LARGE} {canvas}"}
@@ -227,11 +225,11 @@ def sort_tasks(
             continue
         if on_task:
             on_task(task.id, note)
-    dist.barrier()  # every rank has its task list (and so the same groups) before any saves
+    dist.barrier()  # every rank has its task list, and the main one has claimed, before saves
     if dist.is_main:
         for task, note in oversized:
             save_task(out_dir, task, placeholder(task), note)
-    return fitting, saved
+    return fitting
 
 
 def run_groups(

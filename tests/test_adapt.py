@@ -338,8 +338,13 @@ def test_rerun_continues_only_with_the_same_model_settings_and_tasks(tasks, tmp_
     first = two[0]
     recoloured = Pair((first.test[0].input + 1) % 10)
     changed = Task(first.id, first.train, (recoloured,))  # the same id, another test input
-    with pytest.raises(ValueError, match=f"predicted for another task {first.id}"):
+    (tmp_path / "submission.json").write_text("{}")  # as a finished run leaves it
+    with pytest.raises(ValueError, match=f"predicted for another task {first.id}.*delete that"):
         pipeline.adapt_and_predict(run, TaskSet([changed]), tmp_path, adapt, predict, CPU)
+    task_file(tmp_path, first.id).write_text('{"torn')
+    with pytest.raises(ValueError, match=f"{first.id}.json: .*not valid JSON.*delete that"):
+        pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU)
+    assert (tmp_path / "submission.json").exists()  # refused before anything was discarded
 
 
 def test_out_dir_with_predictions_but_no_settings_is_refused(tasks, tmp_path) -> None:

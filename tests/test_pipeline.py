@@ -564,6 +564,8 @@ def test_an_interrupted_restart_leaves_no_older_submission(predicted, run_dir, d
     assert result.exit_code == 130, result.output
     saved = sorted(p.name for p in (out / "tasks").iterdir())
     assert saved == ["notes.json", f"{BIG}.json"]  # the placeholder is saved before any task
+    assert ("interrupted: 1 of 4 tasks saved in " in result.output
+            and "(1 placeholder for tasks too large for the canvas)" in result.output)
     for merged in ("predictions.json", "submission.json", "score.json"):
         assert not (out / merged).exists(), f"{merged} is older than the tasks beside it"
 

@@ -68,6 +68,18 @@ def test_read_json_errors_name_file_and_reason(tmp_path):
         read_json(bad, "thing")
     with pytest.raises(DatasetError, match=r"nope\.json: cannot read thing"):
         read_json(tmp_path / "nope.json", "thing")
+    # A key given twice: JSON parsers keep the last value alone, so one task would be lost.
+    bad.write_text('{"t1": {"a": 1}, "t2": 2, "t1": {"a": 3}}')
+    with pytest.raises(DatasetError, match=r"bad\.json: thing holds 't1' twice"):
+        read_json(bad, "thing")
+    bad.write_text('{"t1": {"a": 1, "a": 2}}')
+    with pytest.raises(DatasetError, match=r"thing holds 'a' twice"):
+        read_json(bad, "thing")
+    bad.write_text("[" * 5000 + "]" * 5000)  # orjson reads it; the standard parser recurses out
+    with pytest.raises(DatasetError, match=r"bad\.json: thing nests too deep"):
+        read_json(bad, "thing")
+    bad.write_text('{"t1": [{"a": 1}, {"a": 1}], "t2": {"t1": 0}}')  # repeated, never twice in one
+    assert read_json(bad, "thing") == {"t1": [{"a": 1}, {"a": 1}], "t2": {"t1": 0}}
 
 
 def test_read_json_ignores_a_utf8_bom(tmp_path):
