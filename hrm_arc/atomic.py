@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import re
 import stat
@@ -20,16 +21,19 @@ def _umask() -> int:
 
 
 def make_folder(folder: str | os.PathLike) -> None:
-    """Create `folder` and its parents; one of them that is a file is named as such (mkdir says
-    only "File exists")."""
+    """Create `folder` and its parents; one of them that is a file, or a link to nothing, is
+    named as such (mkdir says only "File exists")."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as e:
-        blocker = next((p for p in (folder, *folder.parents) if p.is_file()), None)
-        if blocker is None:
-            raise
-        raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder", str(blocker)) from e
+        chain = (folder, *folder.parents)
+        if blocker := next((p for p in chain if p.is_symlink() and not p.exists()), None):
+            why = f"a link to {os.readlink(blocker)}, which does not exist"
+            raise FileNotFoundError(errno.ENOENT, why, str(blocker)) from e
+        if blocker := next((p for p in chain if p.is_file()), None):
+            raise NotADirectoryError(errno.ENOTDIR, "a file, not a folder", str(blocker)) from e
+        raise
 
 
 # /dev/stdout, /dev/fd/1 and /proc/self/fd/1 name this process's open descriptor 1.
@@ -78,6 +82,14 @@ def write_named(path: str | os.PathLike, write: Callable[[BinaryIO], object]) ->
         write_atomic(os.path.realpath(path), write)
 
 
+def remove_cut_writes(path: str | os.PathLike) -> None:
+    """Delete what writes to `path` that a hard kill cut short left behind (their temporary
+    files, gigabytes for a large checkpoint); only while no other process may be writing it."""
+    path = Path(path)
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
     """Call `write(file)` on a temporary file beside `path`, then rename it over `path` (a link
     there is replaced: files in a run's folder are that run's own)."""
@@ -97,6 +109,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError) and e.filename == tmp:
-            raise OSError(e.errno, e.strerror, str(path)) from e
+        # torch.save reports a full disk as a RuntimeError raised while handling the OSError.
+        cause = (e.__cause__ or e.__context__) if isinstance(e, RuntimeError) else e
+        if isinstance(cause, OSError) and cause.filename in (tmp, None):
+            raise OSError(cause.errno, cause.strerror, str(path)) from e
         raise

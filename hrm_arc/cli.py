@@ -686,6 +686,7 @@ def pretrain(
         PRESET_AUGMENTATIONS,
         RUN_FILES,
         build_pretraining_data,
+        check_pretrain_options,
         has_checkpoint,
         heldout_evaluator,
         resolve_pretrain_configs,
@@ -696,6 +697,7 @@ def pretrain(
     refuse_to_overwrite(
         run_dir, "--out", datasets=[p for s in specs for p in dataset_paths(s)], written=RUN_FILES
     )
+    check_pretrain_options(preset, overrides, seed)  # before the data, which may take minutes
     tasks = merge_task_sets([load_tasks(spec) for spec in datasets])
     demo_tasks = merge_task_sets([load_tasks(spec) for spec in eval_demos]) if eval_demos else None
     dist = init_distributed(device)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import remove_cut_writes
 from .augment import Augmentation
 from .dataset import View, make_views, view_examples, views_by_task
 from .encoding import VOCAB_SIZE, canvas_for
@@ -189,27 +190,35 @@ def run_extra_state(data: PretrainData, specs: dict) -> dict:
 
 def check_resumes(state: dict, path: Path, extra: dict, model_config: HRMConfig) -> None:
     """Refuse a checkpoint that trained other data or another model than this run would."""
+    try:
+        views = [tuple(v) for v in state.get("views", [])]
+        canvas = int(state.get("canvas", extra["canvas"]))
+        changed = changed_fields(state["model_config"], dataclasses.asdict(model_config), "model.")
+    except (TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: checkpoint metadata is damaged ({e!r})") from None
     if not isinstance(state.get("train_config"), dict):
         raise CheckpointError(f"{path}: checkpoint metadata is damaged (train_config)")
-    same_views = [tuple(v) for v in state.get("views", [])] == extra["views"]
-    canvas = state.get("canvas", extra["canvas"])
     same_specs = state.get("datasets") == extra["datasets"]
-    if same_views and same_specs and canvas != extra["canvas"]:  # so the examples differ
+    if views == extra["views"] and same_specs and canvas != extra["canvas"]:  # examples differ
         raise CheckpointError(
             f"{path}: it trained on a {canvas}x{canvas} canvas, this run's is "
             f"{extra['canvas']}x{extra['canvas']}: resume with --canvas {canvas}"
         )
     digest = extra["examples_digest"]
-    if not same_views or state.get("examples_digest", digest) != digest:
-        raise CheckpointError(
-            f"{path}: it trained other task views or pairs (datasets {state.get('datasets')}); "
-            "resume with the same --dataset, --include-eval-demos, --train-test-pairs, -a "
-            "and --seed"
+    if views != extra["views"] or state.get("examples_digest", digest) != digest:
+        what = (
+            f"{count(views, 'task view')} where this run builds {len(extra['views'])}"
+            if len(views) != len(extra["views"])
+            else "other task views or pairs"
         )
-    if state["model_config"] != dataclasses.asdict(model_config):
         raise CheckpointError(
-            f"{path}: model config differs from this run's; "
-            "resume with the same preset, --canvas and overrides"
+            f"{path}: it trained {what}; resume with the same --dataset, --include-eval-demos, "
+            "--train-test-pairs, -a and --seed"
+        )
+    if changed:
+        raise CheckpointError(
+            f"{path}: model config differs from this run's ({'; '.join(changed)}): resume with "
+            "the same preset, --canvas and overrides"
         )
 
 
@@ -255,6 +264,7 @@ def pretrain(
     if trainer.step >= train_config.steps:
         return trainer  # nothing to train: leave the run as it is
     if dist.is_main:
+        remove_cut_writes(checkpoint)  # the folder is this run's alone (the CLI locks it)
         write_json_atomic(
             run_dir / CONFIG,
             {
@@ -332,6 +342,15 @@ def load_run(run_dir: str | Path, device: torch.device) -> PretrainedRun:
     return PretrainedRun(model.to(device), canvas, views, state)
 
 
+def check_pretrain_options(preset: str, overrides: list[str], seed: int = 0) -> None:
+    """Refuse an unknown preset, a bad override or seed before the data is built (minutes at
+    -a 1000); what depends on the data is checked as the configs are sized to it."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    train = dataclasses.replace(TRAIN_PRESETS[preset], seed=seed)
+    apply_overrides({"model": PRESETS[preset], "train": train}, list(overrides))
+
+
 def resolve_pretrain_configs(
     preset: str,
     overrides: list[str],
@@ -348,8 +367,7 @@ def resolve_pretrain_configs(
     world_size: int = 1,
 ) -> tuple[HRMConfig, TrainConfig]:
     """Preset, then explicit options, then `--set` overrides; sized to the data at the end."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    check_pretrain_options(preset, overrides, seed)
     model = dataclasses.replace(
         PRESETS[preset], seq_len=data.canvas**2, num_puzzle_ids=len(data.views) + 1
     )

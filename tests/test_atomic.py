@@ -1,12 +1,15 @@
 """Writes a crash cannot tear, and files the user names written as a shell redirection would."""
 
+import errno
 import os
 import subprocess
 import sys
 import threading
 
 import orjson
+import pytest
 
+from hrm_arc.atomic import make_folder, write_atomic
 from hrm_arc.jsonio import read_json, write_json_atomic
 
 
@@ -44,3 +47,26 @@ def test_dev_stdout_redirected_to_a_file_is_appended_to_not_replaced(tmp_path):
     with open(log, "ab") as out:  # as `>> run.log` opens it
         subprocess.run([sys.executable, "-c", script], stdout=out, check=True)
     assert log.read_text() == 'earlier\nbefore\n{"c":3}\nafter\n'
+
+
+def test_a_full_disk_is_reported_as_such_naming_the_file_and_leaves_nothing(tmp_path):
+    def torch_save_on_a_full_disk(f):  # torch.save wraps the OSError in a RuntimeError
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos") from None
+
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(OSError) as info:
+        write_atomic(path, torch_save_on_a_full_disk)
+    assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(path))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="not a disk"):  # other errors pass unchanged
+        write_atomic(path, lambda f: (_ for _ in ()).throw(RuntimeError("not a disk")))
+
+
+def test_a_link_to_nothing_is_named_as_such(tmp_path):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "x")
+    for folder in (tmp_path / "dangling", tmp_path / "dangling" / "run"):
+        with pytest.raises(FileNotFoundError, match="a link to .*nowhere/x, which does not exist"):
+            make_folder(folder)

@@ -53,13 +53,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint file here")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: cannot read checkpoint (the file is empty)")
     try:
         with torch.serialization.safe_globals(NUMPY_GLOBALS):
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"(Unsupported global: [^\n]+|Can only build [^\n]+)", str(e))
-        if found is None:  # a damaged file, not a forbidden object
-            raise CheckpointError(f"{path}: cannot read checkpoint ({e})") from None
+        if found is None:  # a damaged file, not a forbidden object: torch's advice to load
+            why = "damaged, or another kind of file"  # it unsafely does not apply
+            raise CheckpointError(f"{path}: cannot read checkpoint ({why})") from None
         raise CheckpointError(
             f"{path}: holds objects other than tensors, numpy arrays and plain data "
             f"({found.group(1).strip()}), which hrm-arc does not unpickle: loading them "

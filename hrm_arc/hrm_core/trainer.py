@@ -436,7 +436,7 @@ class Trainer:
         if path is None or not self.dist.is_main or not path.exists():
             return
         kept = []
-        for line in path.read_text().splitlines():
+        for line in path.read_text(errors="replace").splitlines():
             try:
                 if json.loads(line)["step"] <= self.step:
                     kept.append(line + "\n")
@@ -469,12 +469,19 @@ class Trainer:
     def load_state_dict(self, state: dict, path: str | Path = "checkpoint") -> None:
         """Resume from `state`; a damaged or mismatched one raises CheckpointError naming
         `path` (before anything trains on it)."""
+        before = state.get("train_config") or {}
         # Checkpoints from before train.sampling existed drew examples uniformly.
-        drew = (state.get("train_config") or {}).get("sampling", "examples")
+        drew = before.get("sampling", "examples")
         if drew != self.config.sampling:
             raise CheckpointError(
                 f"{path}: it drew batches by {drew}, this run by {self.config.sampling}: resume "
                 f"with --set train.sampling={drew}"
+            )
+        seed = before.get("seed", self.config.seed)
+        if seed != self.config.seed:  # the batch order and draws go on from the checkpoint
+            raise CheckpointError(
+                f"{path}: it trained with seed {seed}, this run with {self.config.seed}: a "
+                f"resumed run goes on with its own random state; resume with --seed {seed}"
             )
         if self.optimizer is not None and state.get("optimizer") is None:
             raise CheckpointError(
@@ -497,10 +504,15 @@ class Trainer:
             self.embedding_optimizer.load_state_dict(state["embedding_optimizer"])
         self.sampler.load_state_dict(state["sampler"])
         self.step = self.start_step = int(state["step"])
+        if self.step < 0:
+            raise CheckpointError(f"{path}: damaged checkpoint (step {self.step})")
         if self.ema is not None:
             saved = state.get("model_averaged")
             if saved is None:
-                raise CheckpointError(f"{path}: no weight average to resume with train.ema")
+                raise CheckpointError(
+                    f"{path}: it kept no weight average (train.ema=0): resume with "
+                    "--set train.ema=0"
+                )
             for name, average in zip(self.dense_names, self.ema, strict=True):
                 average.copy_(saved[name])
         ranks = state.get("ranks") or []  # older checkpoints hold no per-rank states

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import time
 import zipfile
@@ -124,12 +125,18 @@ def test_truncated_checkpoint_raises_with_the_path(tmp_path) -> None:
     assert str(path) in str(info.value)
 
 
-def test_garbage_file_raises_with_the_path(tmp_path) -> None:
+@pytest.mark.parametrize("content, why", [
+    (b"not a checkpoint at all", "cannot read checkpoint"),
+    (b'{"model": {}}', "cannot read checkpoint (damaged, or another kind of file)"),
+    (b"", "cannot read checkpoint (the file is empty)"),
+])  # fmt: skip
+def test_garbage_file_raises_with_the_path(tmp_path, content, why) -> None:
     path = tmp_path / "checkpoint.pt"
-    path.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError) as info:
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=re.escape(why)) as info:
         load_checkpoint(path)
     assert str(path) in str(info.value)
+    assert "weights_only" not in str(info.value)  # torch's advice to load it unsafely
 
 
 @pytest.mark.parametrize("content", [{"model": {}, "step": 0}, [1, 2, 3]])
@@ -303,8 +310,23 @@ def test_resuming_with_another_sampling_is_refused(tmp_path) -> None:
 def test_resuming_with_an_average_needs_one_saved(tmp_path) -> None:
     trainer(steps=2, run_dir=tmp_path, checkpoint_every=2).fit()
     path = tmp_path / "checkpoint.pt"
-    with pytest.raises(CheckpointError, match="weight average"):
+    with pytest.raises(CheckpointError, match=r"kept no weight average .*--set train.ema=0"):
         trainer(steps=4, ema=0.9).load_state_dict(load_checkpoint(path), path)
+
+
+def test_resuming_with_another_seed_or_a_damaged_step_is_refused(tmp_path) -> None:
+    """The batch order and random draws go on from the checkpoint, so a new seed would be
+    recorded as the run's and never used."""
+    trainer(steps=2, run_dir=tmp_path, checkpoint_every=2).fit()
+    path = tmp_path / "checkpoint.pt"
+    state = load_checkpoint(path)
+    state["train_config"]["seed"] = 12
+    with pytest.raises(CheckpointError, match=r"seed 12, this run with 11: .*--seed 12"):
+        trainer(steps=4).load_state_dict(state, path)
+    state = load_checkpoint(path)
+    state["step"] = -5
+    with pytest.raises(CheckpointError, match=r"damaged checkpoint \(step -5\)"):
+        trainer(steps=4).load_state_dict(state, path)
 
 
 def test_ctrl_c_during_a_checkpoint_write_takes_effect_once_it_is_written(tmp_path,

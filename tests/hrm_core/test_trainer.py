@@ -293,8 +293,9 @@ def test_metrics_are_strict_json_and_trimmed_to_the_resumed_step(tmp_path) -> No
     text = (tmp_path / "metrics.jsonl").read_text()
     assert "NaN" not in text  # steps where no example finished log null, not NaN
     assert any(json.loads(line)["exact_accuracy"] is None for line in text.splitlines())
-    with open(tmp_path / "metrics.jsonl", "a") as f:
-        f.write('{"step": 7, "lo')  # a line cut short by a crash
+    with open(tmp_path / "metrics.jsonl", "ab") as f:
+        f.write(b'{"step": 5, "\xff\xfe"}\n')  # not UTF-8: a torn write of another kind
+        f.write(b'{"step": 7, "lo')  # a line cut short by a crash
     trainer.step = 4  # as if resumed from a step-4 checkpoint
     trainer.trim_metrics()
     steps = [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")]
