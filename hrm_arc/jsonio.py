@@ -34,12 +34,14 @@ UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
-def read_json(path: str | os.PathLike, what: str) -> object:
+def read_json(path: str | os.PathLike, what: str, unique_keys: bool = True) -> object:
     """Parse the JSON file at `path`; `what` names it in errors (e.g. "submission").
+    `unique_keys`: refuse a key given twice in one object (a second parse; files this package
+    wrote itself, which may be large, can skip it).
 
     Raises:
-        DatasetError: the file is missing or unreadable, is not valid JSON, or holds a key
-            twice in one object.
+        DatasetError: the file is missing or unreadable, is not valid JSON, or (if
+            `unique_keys`) holds a key twice in one object.
     """
     try:
         data = Path(path).read_bytes()
@@ -53,10 +55,11 @@ def read_json(path: str | os.PathLike, what: str) -> object:
         raise DatasetError(f"{path}: {what} is not valid JSON ({e})") from None
     except OSError as e:
         raise DatasetError(f"{path}: cannot read {what} ({e.strerror})") from None
-    try:
-        json.loads(data, object_pairs_hook=functools.partial(_unique_keys, path, what))
-    except RecursionError:  # what orjson reads, the standard parser may not
-        raise DatasetError(f"{path}: {what} nests too deep to be read") from None
+    if unique_keys:
+        try:
+            json.loads(data, object_pairs_hook=functools.partial(_unique_keys, path, what))
+        except RecursionError:  # what orjson reads, the standard parser may not
+            raise DatasetError(f"{path}: {what} nests too deep to be read") from None
     return parsed
 
 

@@ -109,7 +109,7 @@ def load_predictions(path: str | os.PathLike) -> tuple[Predictions, dict]:
     Raises:
         DatasetError: naming the file, task, test index and candidate that is wrong.
     """
-    data = read_json(path, "predictions file")
+    data = read_json(path, "predictions file", unique_keys=False)  # ours, maybe hundreds of MB
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         hint = " (it reads as a Kaggle submission already)" if _is_submission(data) else ""
         raise DatasetError(

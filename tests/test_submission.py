@@ -75,6 +75,7 @@ def test_read_json_errors_name_file_and_reason(tmp_path):
     bad.write_text('{"t1": {"a": 1, "a": 2}}')
     with pytest.raises(DatasetError, match=r"thing holds 'a' twice"):
         read_json(bad, "thing")
+    assert read_json(bad, "thing", unique_keys=False) == {"t1": {"a": 2}}  # a file of ours
     bad.write_text("[" * 5000 + "]" * 5000)  # orjson reads it; the standard parser recurses out
     with pytest.raises(DatasetError, match=r"bad\.json: thing nests too deep"):
         read_json(bad, "thing")
