@@ -754,8 +754,8 @@ def pretrain(
             )
     except KeyboardInterrupt:  # a second Ctrl-C, or one before training began
         if dist.is_main:
-            saved = "--resume continues from the last checkpoint"
-            then = saved if has_checkpoint(run_dir) else "no checkpoint yet"
+            saved = has_checkpoint(run_dir)
+            then = "--resume continues from the last checkpoint" if saved else "no checkpoint yet"
             say(f"stopped at once; {then}", err=True)
         interrupted_exit(signal.SIGINT)
     ended = (trainer.step, trainer.start_step, trainer.stop_reason, trainer.stop_signal)
