@@ -1227,7 +1227,7 @@ def plain_lines(every_s: float):
     "--steps",
     default=None,
     type=click.IntRange(min=1),
-    help="Pretraining steps [default: 1500, about 3 minutes on 2 idle CPU cores].",
+    help="Pretraining steps [default: 1500, 3-4 minutes on 2 idle CPU cores].",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.pass_context
