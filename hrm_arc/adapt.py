@@ -244,17 +244,16 @@ def fit_fresh_embeddings(
 
 def pretrained_views(tasks: Sequence[Task], views: Sequence[View], n: int) -> list[View]:
     """Up to `n` views per task that pretraining trained (the official combined setup)."""
-    check_pretrained(tasks, views)
-    grouped = views_by_task(views)
+    grouped = check_pretrained(tasks, views)
     return [v for t in tasks for v in grouped[t.id][:n]]
 
 
 def check_pretrained(
     tasks: Sequence[Task], views: Sequence[View], digests: dict[str, str] | None = None
-) -> None:
+) -> dict[str, list[View]]:
     """Refuse a task pretraining gave no views, or (given the `digests` of the tasks it trained:
     runs before they were recorded have none) one whose demonstrations differ from those it
-    trained under the task's id, as another revision of a set may."""
+    trained under the task's id, as another revision of a set may. Returns the views by task."""
     grouped = views_by_task(views)
     missing = [t.id for t in tasks if t.id not in grouped]
     if missing:
@@ -262,9 +261,7 @@ def check_pretrained(
             f"strategy 'pretrained' needs tasks whose demonstrations were pretrained "
             f"(pretrain --include-eval-demos); this run has no views of {missing[:5]}"
         )
-    if not digests:
-        return
-    demos = {t.id: t.digest(with_tests=False) for t in tasks}
+    demos = {t.id: t.digest(with_tests=False) for t in tasks} if digests else {}
     changed = [i for i, digest in demos.items() if digests.get(i, digest) != digest]
     if changed:
         raise ValueError(
@@ -273,6 +270,7 @@ def check_pretrained(
             "ids, so their pretrained views answer another puzzle: adapt them with strategy "
             "embedding"
         )
+    return grouped
 
 
 def demo_exact(model: HRM, demo: Examples, batch_size: int, device: torch.device) -> float:

@@ -86,8 +86,14 @@ def remove_cut_writes(path: str | os.PathLike) -> None:
     """Delete what writes to `path` that a hard kill cut short left behind (their temporary
     files, gigabytes for a large checkpoint); only while no other process may be writing it."""
     path = Path(path)
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    prefix, suffix = _temporary_affixes(path)
+    for tmp in path.parent.glob(f"{glob.escape(prefix)}*{suffix}"):
         tmp.unlink(missing_ok=True)
+
+
+def _temporary_affixes(path: Path) -> tuple[str, str]:
+    """How `write_atomic` names its temporary file beside `path`: hidden, marked as temporary."""
+    return f".{path.name}.", ".tmp"
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
@@ -97,7 +103,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     make_folder(path.parent)
     try:
         # Same directory as the target, so os.replace is a rename within one filesystem.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        prefix, suffix = _temporary_affixes(path)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     except OSError as e:  # it names a temporary file the user never asked for
         raise OSError(e.errno, e.strerror, str(path)) from e
     try:

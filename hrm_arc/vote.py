@@ -33,22 +33,22 @@ from .predictions import Candidate, Predictions
 SortKey = tuple
 
 
-def _grid_key(c: Candidate) -> tuple:
+def _tie_key(c: Candidate) -> tuple:
     """The last tie-breakers: the first view that voted for it, then its shape and raw cells
     (which identify the grid exactly, for candidates made without view order)."""
     return (c.first_vote, c.grid.shape, c.grid.tobytes())
 
 
 def _by_votes(c: Candidate) -> SortKey:
-    return (-c.votes, -c.q_halt, _grid_key(c))
+    return (-c.votes, -c.q_halt, _tie_key(c))
 
 
 def _by_logprob(c: Candidate) -> SortKey:
-    return (-c.logprob, -c.votes, -c.q_halt, _grid_key(c))
+    return (-c.logprob, -c.votes, -c.q_halt, _tie_key(c))
 
 
 def _by_combined(c: Candidate) -> SortKey:
-    return (-c.votes, -c.logprob, -c.q_halt, _grid_key(c))
+    return (-c.votes, -c.logprob, -c.q_halt, _tie_key(c))
 
 
 RANKINGS: dict[str, Callable[[Candidate], SortKey]] = {
