@@ -27,15 +27,15 @@ from pathlib import Path
 import torch
 
 from hrm_arc.adapt import AdaptConfig, demo_exact, fit_fresh_embeddings
-from hrm_arc.augment import count_unique_variants
-from hrm_arc.dataset import make_views, view_examples, views_by_task
-from hrm_arc.encoding import canvas_for
+from hrm_arc.data.augment import count_unique_variants
+from hrm_arc.data.dataset import make_views, view_examples, views_by_task
+from hrm_arc.data.encoding import canvas_for
+from hrm_arc.data.tasks import load_tasks
 from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.hrm_core.sampling import steps_for_epochs
 from hrm_arc.hrm_core.trainer import TRAIN_PRESETS
 from hrm_arc.predict import compiled, forward_all_segments, predict_task
-from hrm_arc.tasks import load_tasks
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hrm_arc.augment import NUM_DIHEDRAL, Augmentation, dihedral, variants
-from hrm_arc.encoding import DEFAULT_CANVAS, encode_grid, encode_views
-from hrm_arc.tasks import Pair, Task, load_tasks
+from hrm_arc.data.augment import NUM_DIHEDRAL, Augmentation, dihedral, variants
+from hrm_arc.data.encoding import DEFAULT_CANVAS, encode_grid, encode_views
+from hrm_arc.data.tasks import Pair, Task, load_tasks
 
 OFFICIAL_SECONDS = 346.0  # official builder, 5 min 46 s wall on this 2-core machine (brief)
 NUM_AUG = 1000

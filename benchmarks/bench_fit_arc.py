@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from curves import EvalCurve, add_run_options, run_configs
 
+from hrm_arc.data.tasks import TaskSet, load_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.pretrain import build_pretraining_data, heldout_evaluator, pretrain
-from hrm_arc.tasks import TaskSet, load_tasks
 
 RESULTS = Path(__file__).parent / "results"
 CPU = torch.device("cpu")

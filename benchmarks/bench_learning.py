@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from curves import EvalCurve, add_run_options, run_configs
 
-from hrm_arc.families import shortest_path_tasks
+from hrm_arc.data.families import shortest_path_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.pretrain import (
     build_pretraining_data,

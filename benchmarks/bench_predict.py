@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from rss import peak_rss_kib, rss_kib
 
-from hrm_arc.augment import variants
-from hrm_arc.dataset import View
-from hrm_arc.encoding import decode_batch, encode_batch
+from hrm_arc.data.augment import variants
+from hrm_arc.data.dataset import View
+from hrm_arc.data.encoding import decode_batch, encode_batch
+from hrm_arc.data.tasks import Pair, Task
 from hrm_arc.hrm_core import HRM, LOG_PROBS, make_config
 from hrm_arc.predict import candidate_logprob, forward_all_segments, predict_task
 from hrm_arc.predictions import Candidate
-from hrm_arc.tasks import Pair, Task
 from hrm_arc.vote import collect_candidates
 
 RESULTS = Path(__file__).parent / "results"

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .dataset import View, make_views, view_examples, views_by_task
-from .encoding import PAD
+from .data.dataset import View, make_views, view_examples, views_by_task
+from .data.encoding import PAD
+from .data.tasks import Task
 from .hrm_core import HRM
 from .hrm_core.distributed import DistInfo
 from .hrm_core.sampling import Examples, steps_for_epochs
 from .hrm_core.trainer import MAX_SEED, TrainConfig, Trainer
 from .predict import compiled, forward_all_segments
-from .tasks import Task
 from .text import count
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
+from .data.summary import summarize
+from .data.tasks import MAX_SIDE, TaskSet, dataset_paths, load_tasks, merge_task_sets
 from .errors import DatasetError
-from .signals import signal_handlers
-from .summary import summarize
-from .tasks import MAX_SIDE, TaskSet, dataset_paths, load_tasks, merge_task_sets
+from .hrm_core.signals import signal_handlers
 from .text import count, printable
 from .vote import RANKINGS
 
@@ -339,7 +339,7 @@ def export(predictions_path, out, dataset, rank):
       hrm-arc export preds/a/predictions.json -o submission.json \\
           --dataset arc-agi-1/evaluation --rank combined
     """
-    from .jsonio import write_json_atomic
+    from .files.jsonio import write_json_atomic
     from .predictions import load_predictions
     from .submission import missing_tasks, submission_from_predictions
     from .vote import rank_predictions
@@ -433,7 +433,7 @@ def score(submission_path, dataset, solutions, json_out, only_submitted):
       hrm-arc score submission.json -d arc-prize-2025/arc-agi_evaluation_challenges.json \\
           --solutions arc-prize-2025/arc-agi_evaluation_solutions.json --json score.json
     """
-    from .jsonio import write_json_atomic
+    from .files.jsonio import write_json_atomic
     from .score import score_submission
     from .submission import load_submission
 
@@ -680,7 +680,7 @@ def pretrain(
           --include-eval-demos arc-agi-1/evaluation --train-test-pairs --preset paper \\
           -a 1000 --epochs 100000 --eval-every 10000 --checkpoint-every 2000 --out runs/paper
     """
-    from .folder_lock import folder_lock
+    from .files.folder_lock import folder_lock
     from .hrm_core.distributed import init_distributed, shutdown_distributed
     from .pretrain import (
         PRESET_AUGMENTATIONS,
@@ -972,7 +972,7 @@ def adapt_and_predict_command(
       hrm-arc adapt-and-predict runs/a -d kaggle_challenges.json --out preds/k --time-budget 11h
     """
     from .adapt import AdaptConfig
-    from .folder_lock import folder_lock
+    from .files.folder_lock import folder_lock
     from .hrm_core.distributed import init_distributed, shutdown_distributed
     from .out_dir import OUTPUTS, TASKS, count_saved
     from .overrides import apply_overrides

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .adapt import AdaptConfig
-from .families import family_puzzles
-from .tasks import TaskSet, save_tasks
+from .data.families import family_puzzles
+from .data.tasks import TaskSet, save_tasks
 
 
 @dataclass(frozen=True)

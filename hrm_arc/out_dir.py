@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
+from .data.tasks import Task
 from .errors import DatasetError
-from .jsonio import read_json, write_json_atomic
+from .files.jsonio import read_json, write_json_atomic
 from .predictions import Candidate, is_predictions_file, load_predictions, save_predictions
-from .tasks import Task
 from .text import changed_fields, count
 
 SETTINGS = "settings.json"

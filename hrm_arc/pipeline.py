@@ -21,11 +21,12 @@ import orjson
 import torch
 
 from .adapt import AdaptConfig, adapt_tasks, check_pretrained
-from .augment import count_unique_variants
-from .dataset import View, views_by_task
-from .encoding import canvas_for
+from .data.augment import count_unique_variants
+from .data.dataset import View, views_by_task
+from .data.encoding import canvas_for
+from .data.tasks import Task, TaskSet
+from .files.jsonio import write_json_atomic
 from .hrm_core.distributed import DistInfo
-from .jsonio import write_json_atomic
 from .out_dir import (
     PREDICTIONS,
     SCORE,
@@ -41,7 +42,6 @@ from .predictions import Candidate, Predictions, load_predictions, save_predicti
 from .pretrain import PretrainedRun
 from .score import ScoreReport, score_submission
 from .submission import submission_from_predictions
-from .tasks import Task, TaskSet
 from .vote import rank_candidates, rank_predictions
 
 log = logging.getLogger(__name__)

@@ -23,11 +23,11 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from .dataset import View
-from .encoding import IGNORE_LABEL, decode_batch, encode_batch, labels_from_tokens
+from .data.dataset import View
+from .data.encoding import IGNORE_LABEL, decode_batch, encode_batch, labels_from_tokens
+from .data.tasks import Task
 from .hrm_core import HRM, LOG_PROBS
 from .predictions import Candidate
-from .tasks import Task
 from .vote import VoteTally
 
 

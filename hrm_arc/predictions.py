@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .data.tasks import parse_grid
 from .errors import DatasetError
-from .jsonio import read_json, write_json_atomic
-from .tasks import parse_grid
+from .files.jsonio import read_json, write_json_atomic
 
 FORMAT = "hrm-arc-predictions"
 VERSION = 1

@@ -17,11 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import remove_cut_writes
-from .augment import Augmentation
-from .dataset import View, make_views, view_examples, views_by_task
-from .encoding import VOCAB_SIZE, canvas_for
+from .data.augment import Augmentation
+from .data.dataset import View, make_views, view_examples, views_by_task
+from .data.encoding import VOCAB_SIZE, canvas_for
+from .data.tasks import Task, TaskSet
 from .errors import DatasetError
+from .files.atomic import remove_cut_writes
+from .files.jsonio import read_json, write_json_atomic
 from .hrm_core import HRM, PRESETS, HRMConfig
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_state
 from .hrm_core.distributed import DistInfo
@@ -35,12 +37,10 @@ from .hrm_core.trainer import (
     Trainer,
     stop_on_signals,
 )
-from .jsonio import read_json, write_json_atomic
 from .overrides import apply_overrides
 from .predict import vote_task
 from .score import score_submission
 from .submission import submission_from_predictions
-from .tasks import Task, TaskSet
 from .text import changed_fields, count
 from .vote import rank_candidates
 

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from .data.tasks import Task, TaskSet
 from .errors import DatasetError
 from .submission import validate_submission
-from .tasks import Task, TaskSet
 from .text import count
 
 CONFIDENCE = 0.95

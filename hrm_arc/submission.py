@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 
+from .data.tasks import MAX_SIDE, NUM_COLOURS, TaskSet
 from .errors import DatasetError
-from .jsonio import read_json
+from .files.jsonio import read_json
 from .predictions import FORMAT, Predictions
-from .tasks import MAX_SIDE, NUM_COLOURS, TaskSet
 from .text import brief, count
 from .vote import top2
 

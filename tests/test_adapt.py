@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from hrm_arc.adapt import AdaptConfig, adapt_tasks, fresh_table
-from hrm_arc.augment import count_unique_variants
-from hrm_arc.dataset import make_views
-from hrm_arc.families import family_puzzles
+from hrm_arc.data.augment import count_unique_variants
+from hrm_arc.data.dataset import make_views
+from hrm_arc.data.families import family_puzzles
 from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.out_dir import SETTINGS, task_file
@@ -171,7 +171,7 @@ def test_a_group_is_planned_from_its_own_rows_and_left_out_when_unaffordable(tas
 
 
 def test_the_pretrained_strategy_is_priced_for_the_views_pretraining_made(tasks) -> None:
-    from hrm_arc.dataset import make_views
+    from hrm_arc.data.dataset import make_views
 
     pretrained = make_views(tasks[:2], 1, seed=0)  # one view each, whatever -a asks
     adapt = AdaptConfig(augmentations=8, strategy="pretrained")
@@ -285,7 +285,7 @@ def test_cli_refuses_a_negative_group_size_before_writing_anything(tasks, tmp_pa
     from click.testing import CliRunner
 
     from hrm_arc.cli import main
-    from hrm_arc.tasks import save_tasks
+    from hrm_arc.data.tasks import save_tasks
 
     data, run, out = save_tasks(tasks, tmp_path / "data"), tmp_path / "run", tmp_path / "out"
     run.mkdir()
@@ -298,8 +298,8 @@ def test_cli_refuses_a_negative_group_size_before_writing_anything(tasks, tmp_pa
 
 def test_rerun_continues_only_with_the_same_model_settings_and_tasks(tasks, tmp_path) -> None:
     from hrm_arc import pipeline
+    from hrm_arc.data.tasks import Pair, Task, TaskSet
     from hrm_arc.pretrain import PretrainedRun
-    from hrm_arc.tasks import Pair, Task, TaskSet
 
     run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
     adapt, predict = AdaptConfig(augmentations=1, epochs=1, batch_size=8), PredictConfig()
@@ -360,8 +360,8 @@ def test_out_dir_with_predictions_but_no_settings_is_refused(tasks, tmp_path) ->
 
 
 def test_a_hidden_test_output_larger_than_the_canvas_does_not_stop_prediction(tasks) -> None:
+    from hrm_arc.data.tasks import Pair, Task
     from hrm_arc.pipeline import fits_canvas
-    from hrm_arc.tasks import Pair, Task
 
     task = tasks[0]
     huge = Pair(task.test[0].input, np.zeros((CANVAS + 1, CANVAS + 1), dtype=np.uint8))

@@ -20,15 +20,15 @@ from click.testing import CliRunner
 
 from hrm_arc import pipeline
 from hrm_arc.cli import main
-from hrm_arc.families import family_puzzles
-from hrm_arc.folder_lock import LOCK, folder_lock
+from hrm_arc.data.families import family_puzzles
+from hrm_arc.data.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
+from hrm_arc.files.folder_lock import LOCK, folder_lock
 from hrm_arc.hrm_core.checkpoint import load_checkpoint, save_checkpoint
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.predictions import load_predictions
 from hrm_arc.pretrain import load_run
 from hrm_arc.score import score_submission
 from hrm_arc.submission import load_submission, validate_submission
-from hrm_arc.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
 
 TINY = ["--preset", "tiny", "--device", "cpu", "-a", "2", "--batch-size", "8",
         "--set", "model.hidden_size=32", "--set", "model.puzzle_emb_ndim=32",
@@ -149,7 +149,7 @@ def test_pretrain_refuses_bad_options_naming_them(option, value, message, data, 
 
 
 def test_the_paper_preset_defaults_to_the_official_1000_views_a_task(data, tmp_path) -> None:
-    from hrm_arc.augment import count_unique_variants
+    from hrm_arc.data.augment import count_unique_variants
 
     run = tmp_path / "run"
     ok(invoke("pretrain", "-d", data["pretrain"], "--out", run, "--preset", "paper",
@@ -349,7 +349,9 @@ def test_every_rank_exits_as_the_signal_that_stopped_training(data, tmp_path,
     monkeypatch.setattr(distributed, "init_distributed",
                         lambda device: DistInfo(1, 2, torch.device("cpu")))  # fmt: skip
     monkeypatch.setattr(distributed, "shutdown_distributed", lambda: None)
-    monkeypatch.setattr("hrm_arc.folder_lock.from_main", lambda obj, info: obj)  # no group here
+    monkeypatch.setattr(
+        "hrm_arc.files.folder_lock.from_main", lambda obj, info: obj
+    )  # no group here
     monkeypatch.setattr("hrm_arc.pretrain.pretrain", lambda *args, **kwargs: stopped)
     result = invoke("pretrain", "-d", data["pretrain"], "--out", tmp_path / "run", *TINY)
     assert result.exit_code == 143, result.output

@@ -6,8 +6,8 @@ import numpy as np
 import orjson
 import pytest
 
+from hrm_arc.data.tasks import DatasetError, Pair, Task, TaskSet, load_tasks
 from hrm_arc.score import bootstrap_ci, score_submission
-from hrm_arc.tasks import DatasetError, Pair, Task, TaskSet, load_tasks
 
 
 def g(rows) -> np.ndarray:

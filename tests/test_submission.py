@@ -7,7 +7,8 @@ import numpy as np
 import orjson
 import pytest
 
-from hrm_arc.jsonio import read_json, write_json_atomic
+from hrm_arc.data.tasks import DatasetError, Pair, Task, TaskSet
+from hrm_arc.files.jsonio import read_json, write_json_atomic
 from hrm_arc.predictions import Candidate, load_predictions, save_predictions
 from hrm_arc.submission import (
     load_submission,
@@ -15,7 +16,6 @@ from hrm_arc.submission import (
     submission_from_predictions,
     validate_submission,
 )
-from hrm_arc.tasks import DatasetError, Pair, Task, TaskSet
 
 
 def g(rows) -> np.ndarray:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..atomic import write_atomic
-from ..signals import held_signals
+from ..files.atomic import write_atomic
+from .signals import held_signals
 
 FORMAT = "hrm-arc-checkpoint"
 REQUIRED_KEYS = ("format", "version", "model_config", "train_config", "model", "step")

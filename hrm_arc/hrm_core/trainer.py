@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..atomic import make_folder, write_atomic
-from ..signals import held_signals, signal_handlers
+from ..files.atomic import make_folder, write_atomic
 from ..text import count
 from .checkpoint import CheckpointError, load_model_state, save_checkpoint
 from .distributed import DistInfo, gather_to_main
@@ -32,6 +31,7 @@ from .losses import LOSSES, MEAN_METRICS, act_loss, summarize_metrics
 from .model import HRM, Carry
 from .optimizer import AdamATan2, SignSGD
 from .sampling import SAMPLERS, Examples
+from .signals import held_signals, signal_handlers
 
 log = logging.getLogger(__name__)
 CHECKPOINT, METRICS = "checkpoint.pt", "metrics.jsonl"  # what a trainer writes in its run_dir

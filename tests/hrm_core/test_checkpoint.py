@@ -355,7 +355,7 @@ def test_ctrl_c_during_a_checkpoint_write_takes_effect_once_it_is_written(tmp_pa
 
 
 def test_a_signal_held_through_a_failed_write_still_reaches_its_handler(tmp_path) -> None:
-    from hrm_arc.signals import held_signals
+    from hrm_arc.hrm_core.signals import held_signals
 
     seen = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))

@@ -16,12 +16,12 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from hrm_arc.families import family_puzzles
-from hrm_arc.folder_lock import folder_lock
+from hrm_arc.data.families import family_puzzles
+from hrm_arc.data.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
+from hrm_arc.files.folder_lock import folder_lock
 from hrm_arc.hrm_core.checkpoint import load_checkpoint
 from hrm_arc.hrm_core.distributed import DistInfo, init_distributed, resolve_device
 from hrm_arc.submission import validate_submission
-from hrm_arc.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
 
 TIMEOUT_S = 180
 

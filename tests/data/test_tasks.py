@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from hrm_arc.tasks import BUNDLED_SETS, DatasetError, load_tasks
+from hrm_arc.data.tasks import BUNDLED_SETS, DatasetError, load_tasks
 
 GOOD_TASK = {
     "train": [{"input": [[1, 0], [0, 1]], "output": [[2, 0], [0, 2]]}],

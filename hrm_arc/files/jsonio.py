@@ -9,8 +9,8 @@ from pathlib import Path
 
 import orjson
 
+from ..errors import DatasetError
 from .atomic import write_atomic, write_named
-from .errors import DatasetError
 
 
 def write_json_atomic(

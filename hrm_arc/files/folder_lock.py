@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from ..hrm_core.distributed import DistInfo, from_main
 from .atomic import make_folder
-from .hrm_core.distributed import DistInfo, from_main
 
 try:
     import fcntl

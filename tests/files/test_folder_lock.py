@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from hrm_arc import folder_lock as module
-from hrm_arc.folder_lock import LOCK, folder_lock
+from hrm_arc.files import folder_lock as module
+from hrm_arc.files.folder_lock import LOCK, folder_lock
 from hrm_arc.hrm_core.distributed import DistInfo
 
 ONE = DistInfo(0, 1, torch.device("cpu"))

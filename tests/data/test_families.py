@@ -4,7 +4,7 @@ from functools import cache
 import numpy as np
 import pytest
 
-from hrm_arc.families import (
+from hrm_arc.data.families import (
     FAMILIES,
     Family,
     family_puzzles,
@@ -13,7 +13,7 @@ from hrm_arc.families import (
     parse_puzzle_id,
     shortest_path_tasks,
 )
-from hrm_arc.tasks import Pair
+from hrm_arc.data.tasks import Pair
 
 
 @cache

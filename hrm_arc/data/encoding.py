@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from hrm_arc.tasks import NUM_COLOURS, Task
+from hrm_arc.data.tasks import NUM_COLOURS, Task
 
 PAD = 0
 EOS = 1

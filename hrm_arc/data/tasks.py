@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .errors import DatasetError
-from .jsonio import read_json
-from .text import brief, count
+from ..errors import DatasetError
+from ..files.jsonio import read_json
+from ..text import brief, count
 
 logger = logging.getLogger(__name__)
 

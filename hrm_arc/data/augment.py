@@ -37,7 +37,7 @@ from itertools import permutations
 
 import numpy as np
 
-from hrm_arc.tasks import NUM_COLOURS, Pair, Task
+from hrm_arc.data.tasks import NUM_COLOURS, Pair, Task
 
 DIHEDRAL_NAMES = (
     "identity",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrm_arc.augment import IDENTITY
-from hrm_arc.dataset import BLANK_ID, make_views, view_examples, views_by_task
-from hrm_arc.encoding import COLOUR_OFFSET
+from hrm_arc.data.augment import IDENTITY
+from hrm_arc.data.dataset import BLANK_ID, make_views, view_examples, views_by_task
+from hrm_arc.data.encoding import COLOUR_OFFSET
+from hrm_arc.data.tasks import Pair, Task, TaskSet
 from hrm_arc.pretrain import build_pretraining_data
-from hrm_arc.tasks import Pair, Task, TaskSet
 
 CANVAS = 10
 

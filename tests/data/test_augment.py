@@ -8,7 +8,7 @@ from itertools import permutations
 import numpy as np
 import pytest
 
-from hrm_arc.augment import (
+from hrm_arc.data.augment import (
     DIHEDRAL_INVERSE,
     DIHEDRAL_NAMES,
     IDENTITY,
@@ -20,7 +20,7 @@ from hrm_arc.augment import (
     translate,
     variants,
 )
-from hrm_arc.tasks import Pair, Task, load_tasks
+from hrm_arc.data.tasks import Pair, Task, load_tasks
 
 SETS = ("arc-agi-1/training", "arc-agi-1/evaluation", "arc-agi-2/training", "arc-agi-2/evaluation")
 

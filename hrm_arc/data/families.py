@@ -2,7 +2,7 @@
 
 A :class:`Family` is a transformation whose parameter is a tuple of *ingredients*, one value
 per axis (gravity: direction x falling colour). A *puzzle* is one family with one parameter
-tuple, packaged as a :class:`~hrm_arc.tasks.Task` whose demonstration and test pairs all obey
+tuple, packaged as a :class:`~hrm_arc.data.tasks.Task` whose demonstration and test pairs all obey
 that rule. Every family's parameter space is split once, deterministically, into pretraining
 and held-out tuples: a tuple is held out when the sum of its ingredient indices is a multiple of
 the family's ``holdout_period``. Held-out tuples are therefore new combinations of ingredients
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hrm_arc.tasks import MAX_SIDE, Pair, Task, TaskSet
+from hrm_arc.data.tasks import MAX_SIDE, Pair, Task, TaskSet
 
 Param = tuple
 Grid = np.ndarray

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..hrm_core.sampling import Examples
 from .augment import Augmentation, translate, variants
 from .encoding import encode_batch
-from .hrm_core.sampling import Examples
 from .tasks import Pair, Task
 
 BLANK_ID = 0

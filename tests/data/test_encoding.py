@@ -7,8 +7,8 @@ from functools import cache
 import numpy as np
 import pytest
 
-from hrm_arc.augment import Augmentation, random_augmentation
-from hrm_arc.encoding import (
+from hrm_arc.data.augment import Augmentation, random_augmentation
+from hrm_arc.data.encoding import (
     COLOUR_OFFSET,
     DEFAULT_CANVAS,
     EOS,
@@ -23,7 +23,7 @@ from hrm_arc.encoding import (
     encode_views,
     labels_from_tokens,
 )
-from hrm_arc.tasks import Pair, Task, load_tasks
+from hrm_arc.data.tasks import Pair, Task, load_tasks
 
 SETS = ("arc-agi-1/training", "arc-agi-1/evaluation", "arc-agi-2/training", "arc-agi-2/evaluation")
 

@@ -9,8 +9,8 @@ import threading
 import orjson
 import pytest
 
-from hrm_arc.atomic import make_folder, write_atomic
-from hrm_arc.jsonio import read_json, write_json_atomic
+from hrm_arc.files.atomic import make_folder, write_atomic
+from hrm_arc.files.jsonio import read_json, write_json_atomic
 
 
 def test_a_named_file_is_written_through_its_link_and_a_run_s_own_file_replaces_its(tmp_path):
@@ -42,7 +42,7 @@ def test_a_named_pipe_is_written_in_place(tmp_path):
 def test_dev_stdout_redirected_to_a_file_is_appended_to_not_replaced(tmp_path):
     log = tmp_path / "run.log"
     log.write_text("earlier\n")
-    script = ("from hrm_arc.jsonio import write_json_atomic; print('before'); "
+    script = ("from hrm_arc.files.jsonio import write_json_atomic; print('before'); "
               "write_json_atomic('/dev/stdout', {'c': 3}, named=True); print('\\nafter')")
     with open(log, "ab") as out:  # as `>> run.log` opens it
         subprocess.run([sys.executable, "-c", script], stdout=out, check=True)

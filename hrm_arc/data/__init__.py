@@ -1,0 +1,1 @@
+"""ARC data: tasks, their loaders, augmentations, the token encoding, views, generated puzzles."""
