@@ -17,6 +17,7 @@ import torch
 
 from .data.tasks import Task
 from .errors import DatasetError
+from .files.atomic import remove_cut_writes_in
 from .files.jsonio import read_json, write_json_atomic
 from .predictions import Candidate, is_predictions_file, load_predictions, save_predictions
 from .text import changed_fields, count
@@ -71,9 +72,13 @@ def check_out_dir(out_dir: Path, settings: dict, tasks: Iterable[Task]) -> dict[
     return {task.id: info for task in tasks if (info := saved_info(out_dir, task)) is not None}
 
 
-def claim_out_dir(out_dir: Path, settings: dict, restart: bool) -> None:
+def claim_out_dir(out_dir: Path, settings: dict, restart: bool, tasks: Iterable[Task]) -> None:
     """Record `settings` as what `out_dir` holds, first discarding the merged files (the run
-    rewrites them when it finishes) and, if `restart`, every saved task."""
+    rewrites them when it finishes), the temporary files of writes a killed run left (of the
+    files beside TASKS and of `tasks`' files) and, if `restart`, every saved task. Called while
+    this run holds the folder's lock, so that no other run is writing there."""
+    remove_cut_writes_in(out_dir, OUTPUTS)
+    remove_cut_writes_in(out_dir / TASKS, [task_file(out_dir, task.id).name for task in tasks])
     stale = [out_dir / name for name in (PREDICTIONS, SUBMISSION, SCORE)]
     for path in stale + (saved_task_files(out_dir) if restart else []):
         path.unlink(missing_ok=True)

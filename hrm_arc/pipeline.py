@@ -188,7 +188,7 @@ def adapt_and_predict(
     saved = {} if restart else check_out_dir(out_dir, settings, tasks)
     dist.barrier()  # every rank has read the saved tasks before the main one discards or records
     if dist.is_main:
-        claim_out_dir(out_dir, settings, restart)
+        claim_out_dir(out_dir, settings, restart, tasks)
     fitting = sort_tasks(tasks, out_dir, run.canvas, dist, on_task, saved)
     # Groups are cut from every task that fits, saved or not, so that a run stopped part-way
     # through a group adapts each group again with the same tasks (and so the same seed,

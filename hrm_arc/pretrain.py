@@ -22,7 +22,7 @@ from .data.dataset import View, make_views, view_examples, views_by_task
 from .data.encoding import VOCAB_SIZE, canvas_for
 from .data.tasks import Task, TaskSet
 from .errors import DatasetError
-from .files.atomic import remove_cut_writes
+from .files.atomic import remove_cut_writes_in
 from .files.jsonio import read_json, write_json_atomic
 from .hrm_core import HRM, PRESETS, HRMConfig
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_state
@@ -264,7 +264,7 @@ def pretrain(
     if trainer.step >= train_config.steps:
         return trainer  # nothing to train: leave the run as it is
     if dist.is_main:
-        remove_cut_writes(checkpoint)  # the folder is this run's alone (the CLI locks it)
+        remove_cut_writes_in(run_dir, RUN_FILES)  # the folder is this run's alone (CLI-locked)
         write_json_atomic(
             run_dir / CONFIG,
             {

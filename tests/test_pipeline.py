@@ -216,7 +216,8 @@ def test_resume_continues_to_the_new_step_count(run_dir, data, tmp_path) -> None
     run = copy_run(run_dir, tmp_path)
     cut = run / ".checkpoint.pt.k1ll3d.tmp"  # a checkpoint write a SIGKILL cut short
     cut.write_bytes(b"\0" * 1000)
-    (run / ".metrics.jsonl.k1ll3d.tmp").write_text("")  # not a checkpoint's: left alone
+    (run / ".metrics.jsonl.k1ll3d.tmp").write_text("")  # a trim of the log, cut short
+    (run / ".notes.txt.k1ll3d.tmp").write_text("")  # not a file of the run's: left alone
     result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 5, "--resume",
                     *TINY)
     ok(result)
@@ -224,7 +225,8 @@ def test_resume_continues_to_the_new_step_count(run_dir, data, tmp_path) -> None
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [3, 5]  # the first run's record, then the resumed run's last step
     assert json.loads((run / "config.json").read_text())["train"]["steps"] == 5
-    assert not cut.exists() and (run / ".metrics.jsonl.k1ll3d.tmp").exists()
+    assert sorted(p.name for p in run.iterdir()) == [
+        ".notes.txt.k1ll3d.tmp", "checkpoint.pt", "config.json", "metrics.jsonl"]
 
 
 def test_resume_past_the_step_count_leaves_the_run_as_it_is(run_dir, data, tmp_path) -> None:
@@ -598,6 +600,56 @@ def test_an_interrupted_restart_leaves_no_older_submission(predicted, run_dir, d
             and "(1 placeholder for tasks too large for the canvas)" in result.output)
     for merged in ("predictions.json", "submission.json", "score.json"):
         assert not (out / merged).exists(), f"{merged} is older than the tasks beside it"
+
+
+# Runs the CLI with its arguments, killed by SIGKILL halfway through writing predictions.json.
+KILLED_WRITING_PREDICTIONS = """
+import io, os, signal, sys
+import torch
+from hrm_arc.files import jsonio
+from hrm_arc.cli import main
+
+torch.set_num_threads(1)  # as the tests' one_thread: the same sums in the same order
+write_atomic = jsonio.write_atomic
+
+def cut_short(path, write):
+    if os.path.basename(path) != "predictions.json":
+        return write_atomic(path, write)
+    data = io.BytesIO()
+    write(data)
+    def half(f):
+        f.write(data.getvalue()[: len(data.getvalue()) // 2])
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    write_atomic(path, half)
+
+jsonio.write_atomic = cut_short
+main(sys.argv[1:])
+"""
+
+
+def test_a_rerun_after_a_kill_mid_write_leaves_only_the_runs_files(predicted, run_dir, data,
+                                                                  tmp_path) -> None:
+    out = tmp_path / "out"
+    args = [str(a) for a in (run_dir, "-d", data["heldout"], "--out", out, *ADAPT)]
+    killed = subprocess.run([sys.executable, "-c", KILLED_WRITING_PREDICTIONS,
+                             "adapt-and-predict", *args], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    assert [p.name for p in out.glob(".predictions.json.*.tmp")] != []
+    assert not (out / "predictions.json").exists()
+    task_id = load_tasks(data["heldout"]).ids[0]
+    (out / "tasks" / f".{task_id}.json.k1ll3d.tmp").write_text("")  # as a task's cut write
+    (out / "tasks" / ".notes.json.k1ll3d.tmp").write_text("")  # not the run's: left alone
+    rerun = subprocess.run([sys.executable, "-m", "hrm_arc.cli", "adapt-and-predict", *args],
+                           capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+
+    def files(folder: Path) -> list[str]:
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+    assert files(out) == sorted([*files(predicted), "tasks/.notes.json.k1ll3d.tmp"])
+    submission = (out / "submission.json").read_bytes()
+    assert submission == (predicted / "submission.json").read_bytes()  # as if never killed
 
 
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])

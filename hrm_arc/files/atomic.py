@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import errno
-import glob
 import os
 import re
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -82,13 +81,35 @@ def write_named(path: str | os.PathLike, write: Callable[[BinaryIO], object]) ->
         write_atomic(os.path.realpath(path), write)
 
 
-def remove_cut_writes(path: str | os.PathLike) -> None:
-    """Delete what writes to `path` that a hard kill cut short left behind (their temporary
-    files, gigabytes for a large checkpoint); only while no other process may be writing it."""
-    path = Path(path)
-    prefix, suffix = _temporary_affixes(path)
-    for tmp in path.parent.glob(f"{glob.escape(prefix)}*{suffix}"):
-        tmp.unlink(missing_ok=True)
+def remove_cut_writes_in(folder: str | os.PathLike, names: Iterable[str]) -> None:
+    """Delete the temporary files that writes to the files `names` in `folder` left when a hard
+    kill cut them short (gigabytes for a large checkpoint); only while no other process may be
+    writing there (a folder that a run holds locked). Other files, hidden or ending in .tmp, are
+    left alone. A file the user names (`write_named`) gets no such clean-up: no lock keeps
+    other processes from writing beside it.
+    """
+    folder = Path(folder)
+    affixes = [_temporary_affixes(folder / name) for name in names]
+    if not affixes or not folder.is_dir():
+        return
+    with os.scandir(folder) as entries:
+        files = [e for e in entries if e.is_file(follow_symlinks=False)]
+    cut = [e.path for e in files if any(_is_temporary(e.name, *pair) for pair in affixes)]
+    for tmp in cut:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _is_temporary(name: str, prefix: str, suffix: str) -> bool:
+    """Whether `name` is a temporary file named by `prefix` and `suffix` (`_temporary_affixes`):
+    mkstemp's random part between them holds no dot, so that the temporary of NAME.bak,
+    `.NAME.bak.<random>.tmp`, is not taken for one of NAME's."""
+    middle = name[len(prefix) : len(name) - len(suffix)]
+    return (
+        len(name) > len(prefix) + len(suffix)
+        and name.startswith(prefix)
+        and name.endswith(suffix)
+        and "." not in middle
+    )
 
 
 def _temporary_affixes(path: Path) -> tuple[str, str]:

@@ -9,7 +9,7 @@ import threading
 import orjson
 import pytest
 
-from hrm_arc.files.atomic import make_folder, write_atomic
+from hrm_arc.files.atomic import make_folder, remove_cut_writes_in, write_atomic
 from hrm_arc.files.jsonio import read_json, write_json_atomic
 
 
@@ -70,3 +70,29 @@ def test_a_link_to_nothing_is_named_as_such(tmp_path):
     for folder in (tmp_path / "dangling", tmp_path / "dangling" / "run"):
         with pytest.raises(FileNotFoundError, match="a link to .*nowhere/x, which does not exist"):
             make_folder(folder)
+
+
+def test_cut_writes_of_the_named_files_are_removed_and_nothing_else(tmp_path):
+    def cut_short(f):  # as a SIGKILL would, but the temporary file stays for the test
+        f.write(b"half")
+        raise SystemExit
+
+    with pytest.raises(SystemExit), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "unlink", lambda path, **kw: None)  # write_atomic's own clean-up
+        write_atomic(tmp_path / "submission.json", cut_short)
+    (cut,) = [p.name for p in tmp_path.iterdir()]  # named as write_atomic names them
+    assert cut.startswith(".submission.json.") and cut.endswith(".tmp")
+    (tmp_path / ".config.json.k1ll3d.tmp").write_text("")
+    kept = [
+        "submission.json.tmp",  # not hidden
+        ".submission.json.tmp",  # no random part
+        ".submission.json.bak.k1ll3d.tmp",  # a temporary of submission.json.bak
+        ".notes.json.k1ll3d.tmp",  # of a file the caller does not name
+        ".submission.json.k1ll3d.temp",
+    ]
+    for name in kept:
+        (tmp_path / name).write_text("")
+    (tmp_path / ".score.json.k1ll3d.tmp").mkdir()  # a folder is no temporary file
+    remove_cut_writes_in(tmp_path, ["submission.json", "config.json", "score.json"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, ".score.json.k1ll3d.tmp"])
+    remove_cut_writes_in(tmp_path / "missing", ["submission.json"])  # nothing to do
