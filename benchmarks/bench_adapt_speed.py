@@ -120,8 +120,8 @@ def main() -> None:
     n_tasks = args.sample_tasks or (16 if gpu else 4)
     views = args.views or (64 if gpu else 8)
     sample_epochs = args.sample_epochs or (8 if gpu else 2)
-    # A paper-preset step at canvas 30 keeps ~170 MiB an example for its backward
-    # (bench_activation_memory.py), the demonstration check 4 batches' forward: 192 fits 80 GB.
+    # Sized by a paper-preset step's activations per example (bench_activation_memory.py,
+    # benchmarks/README.md) and the demonstration check's 4 batches' forward: 192 fits 80 GB.
     batch = args.batch_size or (192 if gpu else 64)
 
     tasks = load_tasks(args.dataset)

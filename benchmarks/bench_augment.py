@@ -38,7 +38,7 @@ from hrm_arc.data.augment import NUM_DIHEDRAL, Augmentation, dihedral, variants
 from hrm_arc.data.encoding import DEFAULT_CANVAS, encode_grid, encode_views
 from hrm_arc.data.tasks import Pair, Task, load_tasks
 
-OFFICIAL_SECONDS = 346.0  # official builder, 5 min 46 s wall on this 2-core machine (brief)
+OFFICIAL_SECONDS = 346.0  # the official builder's wall time, timed once (benchmarks/README.md)
 NUM_AUG = 1000
 CANVAS = DEFAULT_CANVAS
 SETS = ("arc-agi-1/training", "arc-agi-1/evaluation")

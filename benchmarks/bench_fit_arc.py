@@ -10,8 +10,8 @@ tasks' test pairs too, the official split, so only the evaluation tasks are scor
 
     python benchmarks/bench_fit_arc.py --minutes 40 [--set model.forward_dtype=bfloat16]
 
-64 views a task by default: with 16 the training tasks' test pairs stalled near 0.5 while
-their demonstrations were learnt (results/bench_fit_arc_16views.json).
+64 views a task by default: with fewer, the demonstrations were learnt but the test pairs
+stalled (benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ weights.
 
 Units. A step is one ACT segment for every row of the batch, so
 ``segments/s = batch * steps/s`` (the figure the official code's speed is usually quoted in;
-the brief's reference, "official, hidden 128, 2+2 layers, canvas 10, batch 16: 43 examples/s",
-is this figure: see the JSON's ``reference`` entry). ``examples/s`` in the table is that same
+the brief's reference, ``REFERENCE_OFFICIAL_PER_S``, is this figure: see the JSON's
+``reference`` entry). ``examples/s`` in the table is that same
 segments/s; ``finished/s = segments/s / halt_max_steps`` is also given (examples completing
 all their segments; an upper bound of the rate at which examples are replaced while Q-halting
 has not learned to stop early).
@@ -65,8 +65,8 @@ Run (GPU):
     python benchmarks/bench_train_step.py --device cuda --preset paper [--compile]
 
 On CPU, glibc malloc hands large freed buffers back to the kernel, and every step faults their
-pages in again: on the bf16 runs ours took 22,000-33,000 page faults a step and the official
-0-18,000, in either order. To time the compute alone, keep freed memory:
+pages in again, unequally for the two sides (benchmarks/README.md). To time the compute alone,
+keep freed memory:
     MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=10000000000 python benchmarks/...
 (the JSON records any MALLOC_* variables set).
 
@@ -117,8 +117,8 @@ PRESETS = {
         steps=6, warmup=2,
     ),
     # The paper's ARC model. Batch 96 is the official run's per-GPU batch (768 global over
-    # 8 GPUs); a batch of 768 on one GPU saves 128 GiB of activations for its backward alone
-    # (bench_activation_memory.py). Override with --batch.
+    # 8 GPUs); a batch of 768 does not fit one GPU's memory for its activations alone
+    # (bench_activation_memory.py, benchmarks/README.md). Override with --batch.
     "paper": dict(
         hidden=512, heads=8, H_layers=4, L_layers=4, H_cycles=2, L_cycles=2, expansion=4.0,
         canvas=30, batch=96, halt_max_steps=16, num_puzzle_ids=1000, dtype="bfloat16",

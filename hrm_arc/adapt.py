@@ -44,8 +44,8 @@ class AdaptConfig:
     epochs: float = 100.0
     """Times each demonstration pair of each view is drawn into a batch; 0 = no adaptation.
     Steps follow from it, so every embedding gets the same number of updates whatever the
-    number of views or tasks in a group (a fixed step count starves the embeddings as the
-    views grow: measured, 8 views at 300 steps fitted 7% of demonstrations, at 100 epochs 48%)."""
+    number of views or tasks in a group: a fixed step count starves the embeddings as the views
+    grow (benchmarks/README.md)."""
     batch_size: int = 64
     puzzle_emb_lr: float = 3e-2
     puzzle_emb_weight_decay: float = 0.1
@@ -56,18 +56,17 @@ class AdaptConfig:
     full_lr: float = 1e-4
     init: str = "mean"
     """Fresh rows start at the pretrained table's mean or at zero (the paper's initialisation).
-    On unseen puzzle rules (bench_adapt, 48 puzzles, 4 views) the mean led by 0.146 on one
-    30-minute run and trailed by 0.021 and 0.042 on two others: ahead on average, within
-    noise per run."""
+    The mean is ahead on unseen puzzle rules on average, within noise per run
+    (benchmarks/README.md)."""
     translate: bool = True
     """Place demonstration pairs at random offsets, as pretraining did."""
     seed: int = 0
     compile: bool = False
     """torch.compile the model for fitting, the demonstration check and prediction: on a GPU
-    about twice the pace (a paper-scale training step 157 against 323 ms on an H100) for a
-    minute or so of compiling at the start (under a time budget, the first group's measured
-    pace includes it, so the next groups are planned a little short). Candidates can differ by
-    rounding, as with the group size, so a rerun may continue with or without it."""
+    about twice the pace, after some compiling at the start (benchmarks/README.md; under a time
+    budget, the first group's measured pace includes it, so the next groups are planned a little
+    short). Candidates can differ by rounding, as with the group size, so a rerun may continue
+    with or without it."""
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:

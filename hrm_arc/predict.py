@@ -10,9 +10,9 @@ stablemax or softmax); summed over views it ranks candidates as a product of exp
 
 Memory stays flat in the number of views: views run one batch at a time, a first pass tallies
 the votes, and a second pass re-runs the same (deterministic) batches to score every kept
-candidate under every view. The second pass costs one more forward per view (at paper scale
-on an H100, 2.2 of the 120 hours of ARC-AGI-1's evaluation set at 1000 views and 100 epochs),
-where holding every view's log-probabilities would cost canvas² x 12 values per view
+candidate under every view. The second pass costs one more forward per view, a small part of
+a run (benchmarks/README.md), where holding every view's log-probabilities would cost
+canvas² x 12 values per view
 (21.6 MB per test input at 1000 views in float16).
 """
 

@@ -106,8 +106,8 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return (x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin).to(dtype)
 
 
-# Measured on an AVX512-BF16 CPU: for bf16 sequences up to about this length, SDPA's math kernel
-# trains 2-9x faster than its CPU flash kernel, whose bf16 backward is slow on short sequences.
+# Up to about this length, SDPA's CPU flash kernel has a slow bf16 backward, so the math kernel
+# trains faster (benchmarks/README.md).
 _CPU_BF16_MATH_MAX_LEN = 256
 
 

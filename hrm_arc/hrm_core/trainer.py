@@ -50,9 +50,8 @@ class TrainConfig:
     warmup_steps: int = 2000
     lr_min_ratio: float = 1.0
     """After warm-up, learning rates follow a half cosine from `lr` down to `lr * lr_min_ratio`
-    at `steps` (the official schedule); 1 keeps them constant, as the paper trains. Measured on
-    held-out shortest-path boards (tiny, to 0.1): ahead at 3000 steps (0.665 against 0.535), but
-    over 5400 steps it peaked at 0.690 and fell to 0.570; constant reached 0.805 by 5500."""
+    at `steps` (the official schedule); 1 keeps them constant, as the paper trains: the cosine
+    led early but ended lower in short CPU runs (benchmarks/README.md)."""
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
