@@ -27,14 +27,15 @@ from hrm_arc.demo import DEMO, DemoSettings, demo_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.hrm_core.sampling import steps_for_epochs
 from hrm_arc.pipeline import PredictConfig, adapt_and_predict, collect_predictions
-from hrm_arc.pretrain import (
+from hrm_arc.presets import get_preset
+from hrm_arc.pretraining import (
     PretrainData,
     build_pretraining_data,
     heldout_evaluator,
-    load_run,
-    pretrain,
-    resolve_pretrain_configs,
+    sized_configs,
+    train_run,
 )
+from hrm_arc.run_dir import load_run
 from hrm_arc.score import score_submission
 from hrm_arc.submission import submission_from_predictions
 from hrm_arc.vote import RANKINGS, rank_predictions
@@ -46,12 +47,12 @@ CPU = DistInfo(0, 1, torch.device("cpu"))
 def pretrain_run(
     out: Path, minutes: float, overrides: list[str], data: PretrainData, demo: DemoSettings
 ) -> dict:
-    limit = f"train.time_limit_s={minutes * 60}"
-    model_cfg, train_cfg = resolve_pretrain_configs(
-        demo.preset, [*overrides, limit], data, steps=10**6, checkpoint_every=500
-    )
+    limit = minutes * 60
+    values = {"train.steps": 10**6, "train.checkpoint_every": 500, "train.time_limit_s": limit}
+    preset = get_preset(demo.preset).configured(values, overrides)
+    model_cfg, train_cfg = sized_configs(preset, data)
     start = time.perf_counter()
-    trainer = pretrain(out, model_cfg, train_cfg, data, CPU, {})
+    trainer = train_run(out, model_cfg, train_cfg, data, CPU, {}, False, None, None)
     return {
         "steps": trainer.step,
         "minutes": (time.perf_counter() - start) / 60,

@@ -31,11 +31,11 @@ from hrm_arc.data.augment import count_unique_variants
 from hrm_arc.data.dataset import make_views, view_examples, views_by_task
 from hrm_arc.data.encoding import canvas_for
 from hrm_arc.data.tasks import load_tasks
-from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.distributed import DistInfo
+from hrm_arc.hrm_core.model import HRM
 from hrm_arc.hrm_core.sampling import steps_for_epochs
-from hrm_arc.hrm_core.trainer import TRAIN_PRESETS
 from hrm_arc.predict import compiled, forward_all_segments, predict_task
+from hrm_arc.presets import PRESETS, make_config
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -135,7 +135,7 @@ def main() -> None:
     # Short passes first warm up kernels and allocator (and compile); only the last is reported.
     # Compiled, a second pass of other sizes has torch.compile make the batch size dynamic, so
     # the sizes of the reported pass compile nothing new.
-    loss = TRAIN_PRESETS[preset].loss  # adaptation reuses pretraining's loss
+    loss = PRESETS[preset].train.loss  # adaptation reuses pretraining's loss
     warm_up = dataclasses.replace(adapt, augmentations=2, epochs=1)
     start = time.perf_counter()
     for n in (1, 2) if args.compile else (1,):

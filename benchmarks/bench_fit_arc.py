@@ -27,7 +27,7 @@ from curves import EvalCurve, add_run_options, run_configs
 
 from hrm_arc.data.tasks import TaskSet, load_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
-from hrm_arc.pretrain import build_pretraining_data, heldout_evaluator, pretrain
+from hrm_arc.pretraining import build_pretraining_data, heldout_evaluator, train_run
 
 RESULTS = Path(__file__).parent / "results"
 CPU = torch.device("cpu")
@@ -69,9 +69,9 @@ def main() -> None:
     curve = EvalCurve(fields)
     run_dir = Path(args.out) / str(int(time.time()))
     specs = {"train": [train.name], "eval_demos": [evaluation.name]}
-    trainer = pretrain(
-        run_dir, model_cfg, train_cfg, data, DistInfo(0, 1, CPU), specs, on_log=curve,
-        evaluate=evaluate,
+    trainer = train_run(
+        run_dir, model_cfg, train_cfg, data, DistInfo(0, 1, CPU), specs, resume=False,
+        on_event=curve, evaluate=evaluate,
     )  # fmt: skip
     result = {
         "benchmark": "learning/arc-small-combined",

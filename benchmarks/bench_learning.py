@@ -19,11 +19,7 @@ from curves import EvalCurve, add_run_options, run_configs
 
 from hrm_arc.data.families import shortest_path_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
-from hrm_arc.pretrain import (
-    build_pretraining_data,
-    heldout_evaluator,
-    pretrain,
-)
+from hrm_arc.pretraining import build_pretraining_data, heldout_evaluator, train_run
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -44,14 +40,15 @@ def main() -> None:
     model_cfg, train_cfg = run_configs(args, data)
     curve = EvalCurve({"heldout_exact": "eval_view_exact"})
 
-    pretrain(
+    train_run(
         Path(args.out) / str(int(time.time())),
         model_cfg,
         train_cfg,
         data,
         DistInfo(0, 1, device),
         {"train": ["shortest-path"]},
-        on_log=curve,
+        resume=False,
+        on_event=curve,
         evaluate=evaluate,
     )
     best = curve.best("heldout_exact")

@@ -30,9 +30,11 @@ from hrm_arc.data.augment import variants
 from hrm_arc.data.dataset import View
 from hrm_arc.data.encoding import decode_batch, encode_batch
 from hrm_arc.data.tasks import Pair, Task
-from hrm_arc.hrm_core import HRM, LOG_PROBS, make_config
+from hrm_arc.hrm_core.losses import LOG_PROBS
+from hrm_arc.hrm_core.model import HRM
 from hrm_arc.predict import candidate_logprob, forward_all_segments, predict_task
 from hrm_arc.predictions import Candidate
+from hrm_arc.presets import make_config
 from hrm_arc.vote import collect_candidates
 
 RESULTS = Path(__file__).parent / "results"

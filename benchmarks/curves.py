@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from hrm_arc.hrm_core import HRMConfig
+from hrm_arc.events import TrainingLog
+from hrm_arc.hrm_core.model import HRMConfig
 from hrm_arc.hrm_core.trainer import TrainConfig
-from hrm_arc.pretrain import PretrainData, resolve_pretrain_configs
+from hrm_arc.presets import get_preset
+from hrm_arc.pretraining import PretrainData, sized_configs
 
 
 def add_run_options(parser: argparse.ArgumentParser, steps_per_eval: int, out: str) -> None:
@@ -25,30 +27,29 @@ def add_run_options(parser: argparse.ArgumentParser, steps_per_eval: int, out: s
 
 def run_configs(args: argparse.Namespace, data: PretrainData) -> tuple[HRMConfig, TrainConfig]:
     """The preset with --set overrides, stopping at --steps or after --minutes."""
-    limit = f"train.time_limit_s={args.minutes * 60}"
-    return resolve_pretrain_configs(
-        args.preset,
-        [*args.overrides, limit],
-        data,
-        steps=args.steps,
-        eval_every=args.steps_per_eval,
-    )
+    values = {
+        "train.steps": args.steps,
+        "train.eval_every": args.steps_per_eval,
+        "train.time_limit_s": args.minutes * 60,
+    }
+    return sized_configs(get_preset(args.preset).configured(values, args.overrides), data)
 
 
 class EvalCurve:
-    """An `on_log` callback for `pretrain`; `fields` maps curve names to evaluation record keys."""
+    """An `on_event` callback for `train_run`; `fields` maps curve names to evaluation keys."""
 
     def __init__(self, fields: dict[str, str]) -> None:
         self.fields, self.points, self.start = fields, [], time.perf_counter()
 
-    def __call__(self, step: int, record: dict) -> None:
-        if not all(key in record for key in self.fields.values()):
+    def __call__(self, log: TrainingLog) -> None:
+        if not all(key in log.evals for key in self.fields.values()):
             return  # a plain log record, no evaluation in it
+        step = log.step
         point = {
             "step": step,
             "minutes": (time.perf_counter() - self.start) / 60,
-            "train_exact": record.get("exact_accuracy"),
-            **{name: record[key] for name, key in self.fields.items()},
+            "train_exact": log.exact_accuracy,
+            **{name: log.evals[key] for name, key in self.fields.items()},
         }
         self.points.append(point)
         scores = "  ".join(f"{name} {point[name]:.3f}" for name in self.fields)

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from .data.dataset import View, make_views, view_examples, views_by_task
-from .data.encoding import PAD
 from .data.tasks import Task
-from .hrm_core import HRM
 from .hrm_core.distributed import DistInfo
+from .hrm_core.model import HRM
 from .hrm_core.sampling import Examples, steps_for_epochs
+from .hrm_core.tokens import PAD
 from .hrm_core.trainer import MAX_SEED, TrainConfig, Trainer
 from .predict import compiled, forward_all_segments
 from .text import count
@@ -98,11 +98,11 @@ class AdaptConfig:
             )
 
     @classmethod
-    def following(cls, pretraining: dict, **settings) -> AdaptConfig:
+    def following(cls, pretraining: TrainConfig, **settings) -> AdaptConfig:
         """`settings` over pretraining's embedding step size and weight decay (``pretraining``:
         the run's train config): the paper adapts "using the same training procedure", so a
         `paper` run adapts at its 1e-2 and a `tiny` one at its 3e-2."""
-        inherited = {k: pretraining[k] for k in INHERITED if k in pretraining}
+        inherited = {k: getattr(pretraining, k) for k in INHERITED}
         return cls(**inherited | settings)
 
     @property

@@ -1,5 +1,13 @@
-"""The error every reader of user files raises, in a module of its own so all of them can."""
+"""The errors the library raises on what a user gave it, in a module of its own so all can."""
 
 
 class DatasetError(ValueError):
     """Bad input data; the message names the file, task and pair."""
+
+
+class OutOfMemory(RuntimeError):
+    """A device ran out of memory; `advice` says which setting to lower."""
+
+    def __init__(self, message: str, advice: str) -> None:
+        super().__init__(message)
+        self.advice = advice

@@ -92,7 +92,7 @@ def _changes(before: object, now: dict) -> list[str]:
     for key, value in now.items():
         old = before.get(key)
         if key not in before:
-            changes.append(f"{key}: not recorded (an older hrm-arc) -> {value!r}")
+            changes.append(f"{key}: not recorded -> {value!r}")
         elif key == "model" and old != value:
             changes.append("the model's weights differ (pretraining went on, or another run)")
         elif isinstance(value, dict) and isinstance(old, dict):

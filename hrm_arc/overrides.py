@@ -7,10 +7,15 @@ is an error naming the key and the choices, never a silent no-op.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 
 
-def parse_value(text: str, kind: type, key: str):
+def parse_value(text: str, kind: object, key: str):
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # an optional field
+        if text.lower() == "none":
+            return None
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
     if kind is bool:
         lowered = text.lower()
         if lowered in ("true", "1", "yes"):
@@ -24,24 +29,39 @@ def parse_value(text: str, kind: type, key: str):
         raise ValueError(f"{key}: expected {kind.__name__}, got {text!r}") from None
 
 
+def _field_type(configs: dict[str, object], key: str, item: str) -> object:
+    """The declared type of `section.field`, refusing an unknown section or field."""
+    section, dot, field = key.partition(".")
+    if section not in configs:
+        raise ValueError(
+            f"override {item!r}: unknown section {section!r}; choose from {sorted(configs)}"
+        )
+    names = [f.name for f in dataclasses.fields(configs[section])]
+    if field not in names:
+        raise ValueError(
+            f"override {item!r}: {section} has no field {field!r}; fields are {', '.join(names)}"
+        )
+    return typing.get_type_hints(type(configs[section]))[field]
+
+
+def set_values(configs: dict[str, object], values: dict[str, object]) -> dict[str, object]:
+    """Copies of `configs` (section name -> dataclass) with each typed `section.field` value."""
+    changes: dict[str, dict] = {name: {} for name in configs}
+    for key, value in values.items():
+        _field_type(configs, key, key)
+        section, _, field = key.partition(".")
+        changes[section][field] = value
+    return {name: dataclasses.replace(cfg, **changes[name]) for name, cfg in configs.items()}
+
+
 def apply_overrides(configs: dict[str, object], items: list[str]) -> dict[str, object]:
     """Copies of `configs` (section name -> dataclass) with every `section.field=value` set."""
-    changes: dict[str, dict] = {name: {} for name in configs}
+    values = {}
     for item in items:
         key, sep, text = item.partition("=")
-        section, dot, field = key.strip().partition(".")
-        if not sep or not dot:
+        key = key.strip()
+        section, dot, field = key.partition(".")
+        if not sep or not dot or not section or not field:
             raise ValueError(f"override {item!r} must look like section.field=value")
-        if section not in configs:
-            raise ValueError(
-                f"override {item!r}: unknown section {section!r}; choose from {sorted(configs)}"
-            )
-        hints = typing.get_type_hints(type(configs[section]))
-        names = [f.name for f in dataclasses.fields(configs[section])]
-        if field not in names:
-            raise ValueError(
-                f"override {item!r}: {section} has no field {field!r}; "
-                f"fields are {', '.join(names)}"
-            )
-        changes[section][field] = parse_value(text.strip(), hints[field], key)
-    return {name: dataclasses.replace(cfg, **changes[name]) for name, cfg in configs.items()}
+        values[key] = parse_value(text.strip(), _field_type(configs, key, item), key)
+    return set_values(configs, values)

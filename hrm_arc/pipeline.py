@@ -25,6 +25,9 @@ from .data.augment import count_unique_variants
 from .data.dataset import View, views_by_task
 from .data.encoding import canvas_for
 from .data.tasks import Task, TaskSet
+from .errors import OutOfMemory
+from .events import BudgetCut, Skip, TaskDone, TaskEvent, TaskResumed, TaskSkipped
+from .files.folder_lock import folder_lock
 from .files.jsonio import write_json_atomic
 from .hrm_core.distributed import DistInfo
 from .out_dir import (
@@ -37,21 +40,20 @@ from .out_dir import (
     save_task,
     task_file,
 )
+from .overrides import apply_overrides, set_values
 from .predict import compiled, predict_task
 from .predictions import Candidate, Predictions, load_predictions, save_predictions
-from .pretrain import PretrainedRun
+from .run_dir import PretrainedRun
 from .score import ScoreReport, score_submission
 from .submission import submission_from_predictions
-from .vote import rank_candidates, rank_predictions
+from .text import count, listed
+from .vote import RANKINGS, rank_candidates, rank_predictions
 
 log = logging.getLogger(__name__)
 
 
 # Bumped when a change of hrm-arc changes what the same settings predict, so that a rerun does
-# not mix old and new: 2 = candidates scored under the training loss's own distribution, and
-# one demonstration per view left untranslated; 3 = a view whose output holds no grid casts no
-# vote, and a group smaller than an adaptation batch is not drawn twice into one; 4 = equal
-# evidence ranked in view order (each candidate's first vote, which a task's file now keeps).
+# not mix the predictions of two versions.
 METHOD_VERSION = 4
 
 
@@ -76,6 +78,28 @@ class PredictConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.time_budget_s is not None and not 0 < self.time_budget_s < math.inf:
             raise ValueError(f"the time budget must be positive, got {self.time_budget_s} s")
+        if self.rank not in RANKINGS:
+            raise ValueError(f"PredictConfig.rank must be one of {list(RANKINGS)}: {self.rank!r}")
+
+
+# The paper's procedure as the official evaluator runs it, where the defaults differ.
+PAPER = {
+    "adapt.strategy": "embedding",
+    "adapt.init": "zero",
+    "adapt.augmentations": 1000,
+    "adapt.epochs": 100.0,
+    "predict.rank": "votes",
+}
+
+
+def configure(
+    run: PretrainedRun, values: dict[str, object] | None = None, items: Sequence[str] = ()
+) -> tuple[AdaptConfig, PredictConfig]:
+    """Adaptation following `run`'s pretraining and the default prediction settings, with the
+    typed `values` ({"adapt.epochs": 10.0}) and then the `items` ("adapt.epochs=10") set."""
+    sections = {"adapt": AdaptConfig.following(run.train_config), "predict": PredictConfig()}
+    sections = apply_overrides(set_values(sections, values or {}), list(items))
+    return sections["adapt"], sections["predict"]
 
 
 @dataclass
@@ -87,6 +111,8 @@ class GroupPace:
     """Fitting seconds per demonstration row drawn into a batch (either kind of epoch)."""
     fixed_s_per_row: float
     """Checking and predicting seconds per row run (see `group_rows`)."""
+    time_limited: bool = False
+    """Its fitting stopped at its time limit, short of its epochs."""
 
 
 def view_counts(tasks: Sequence[Task], adapt: AdaptConfig, pretrained: Sequence[View]) -> list[int]:
@@ -141,11 +167,6 @@ def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, device: torch.de
     return orjson.loads(orjson.dumps(settings))  # as it reads back from settings.json
 
 
-# Why a task was not predicted, as its note says.
-TOO_LARGE = "grid larger than canvas"
-TIME_SPENT = "the time budget was spent"
-
-
 def placeholder(task: Task) -> list[list[Candidate]]:
     """No candidate for any test input: the export writes 1x1 zero attempts for it."""
     return [[] for _ in task.test]
@@ -155,14 +176,94 @@ def adapt_and_predict(
     run: PretrainedRun,
     tasks: TaskSet,
     out_dir: str | Path,
+    adapt: AdaptConfig | None = None,
+    predict: PredictConfig | None = None,
+    dist: DistInfo | None = None,
+    on_event: Callable[[TaskEvent], None] | None = None,
+    restart: bool = False,
+) -> ScoreReport | None:
+    """Adapt every task of `tasks` not yet saved in `out_dir` and predict it, then (on the main
+    rank) merge them into predictions.json and submission.json and score them when the
+    solutions are known. Under torchrun each rank adapts its share; the main rank returns the
+    score.
+
+    Args:
+        adapt: how to adapt; by default as pretraining trained (`AdaptConfig.following`).
+        dist: this process's place under torchrun; one process on the run's device by default.
+        on_event: told of each task as it is saved, resumed or skipped (main rank: every task
+            not predicted for want of time is told at the end, whichever rank had it).
+        restart: discard what an earlier run saved in `out_dir` instead of continuing it.
+
+    Raises:
+        ValueError: `out_dir` holds predictions made with another model or settings, or for
+            other tasks of the same ids (unless `restart`).
+        OutOfMemory: the device ran out of memory.
+    """
+    adapt = adapt or AdaptConfig.following(run.train_config)
+    predict = predict or PredictConfig()
+    dist = dist or DistInfo(0, 1, next(run.model.parameters()).device)
+    if dist.is_main:
+        warn_of_seen_tasks(run, tasks, adapt)
+    with folder_lock(out_dir, dist):
+        try:
+            predict_tasks(run, tasks, out_dir, adapt, predict, dist, on_event, restart)
+        except torch.cuda.OutOfMemoryError as e:
+            raise OutOfMemory(
+                str(e).splitlines()[0] if str(e) else "out of memory",
+                "lower --group-size or --set adapt.batch_size=N; the same command continues "
+                "after the tasks already saved",
+            ) from None
+        if not dist.is_main:
+            return None
+        unpredicted = [t for t in tasks if not task_file(Path(out_dir), t.id).exists()]
+        for task in unpredicted:  # every rank's, from the files
+            if on_event:
+                on_event(TaskSkipped(task.id, Skip.TIME_SPENT))
+        meta = {
+            "run": str(run.path),
+            "dataset": tasks.name,
+            "adapt": dataclasses.asdict(adapt),
+            "rank": predict.rank,
+        }
+        return finish(out_dir, tasks, meta, predict.rank)
+
+
+def warn_of_seen_tasks(run: PretrainedRun, tasks: TaskSet, adapt: AdaptConfig) -> None:
+    """Warn of tasks whose scores are not held out (pretraining trained their test pairs, or
+    their demonstrations) or that cannot be solved on the run's canvas."""
+    # arc-agi-2/training holds 376 of arc-agi-1/evaluation's 400 tasks, for one.
+    answered = sorted(set(run.test_pairs_trained) & set(tasks.ids))
+    of = f"of {count(tasks, 'task')}"
+    if answered:
+        log.warning(
+            "pretraining trained the test pairs (--train-test-pairs) of training tasks with the "
+            "ids of %d %s, so their scores are not held out: %s", len(answered), of,
+            listed(answered),
+        )  # fmt: skip
+    if beyond := outputs_beyond(tasks, run.canvas):
+        log.warning(
+            "a test output larger than the run's %dx%d canvas, which no attempt can match, "
+            "belongs to %d %s: %s", run.canvas, run.canvas, len(beyond), of, listed(beyond),
+        )  # fmt: skip
+    trained = sorted({view.task_id for view in run.views} & set(tasks.ids) - set(answered))
+    if trained and adapt.strategy != "pretrained":
+        log.warning(
+            "pretraining trained the demonstrations of %d %s, so they are not unseen: %s",
+            len(trained), of, listed(trained),
+        )  # fmt: skip
+
+
+def predict_tasks(
+    run: PretrainedRun,
+    tasks: TaskSet,
+    out_dir: str | Path,
     adapt: AdaptConfig,
     predict: PredictConfig,
     dist: DistInfo,
-    on_task: Callable[[str, dict], None] | None = None,
+    on_event: Callable[[TaskEvent], None] | None = None,
     restart: bool = False,
-) -> list[str]:
+) -> None:
     """Adapt and predict every task not yet saved in `out_dir`; each rank does its share.
-    Returns the tasks left unpredicted (a time budget spent), on every rank.
 
     Raises:
         ValueError: `out_dir` holds predictions made with another model or settings, or for
@@ -182,14 +283,14 @@ def adapt_and_predict(
         )
     if adapt.strategy == "pretrained":  # refused now, not when its group comes
         fitting = [t for t in tasks if fits_canvas(t, run.canvas)]
-        check_pretrained(fitting, run.views, run.state.get("demo_digests"))
+        check_pretrained(fitting, run.views, run.demo_digests)
     settings = prediction_settings(run, adapt, dist.device)
     # Read on every rank, so that a refusal ends them all alike, before anything is discarded.
     saved = {} if restart else check_out_dir(out_dir, settings, tasks)
     dist.barrier()  # every rank has read the saved tasks before the main one discards or records
     if dist.is_main:
         claim_out_dir(out_dir, settings, restart, tasks)
-    fitting = sort_tasks(tasks, out_dir, run.canvas, dist, on_task, saved)
+    fitting = sort_tasks(tasks, out_dir, run.canvas, dist, on_event, saved)
     # Groups are cut from every task that fits, saved or not, so that a run stopped part-way
     # through a group adapts each group again with the same tasks (and so the same seed,
     # translations and batches) as an uninterrupted run did; only a whole saved group is passed.
@@ -200,13 +301,12 @@ def adapt_and_predict(
         for g, group in enumerate(groups)
         if g % dist.world_size == dist.rank and any(t.id not in saved for t in group)
     ]
-    run_groups(run, mine, out_dir, adapt, predict, dist, on_task, set(saved))
+    run_groups(run, mine, out_dir, adapt, predict, dist, on_event, set(saved))
     dist.barrier()  # every rank's tasks are saved when this returns, for the main one to merge
-    return [t.id for t in fitting if not task_file(out_dir, t.id).exists()]
 
 
 def sort_tasks(
-    tasks: TaskSet, out_dir: Path, canvas: int, dist: DistInfo, on_task, saved: dict[str, dict]
+    tasks: TaskSet, out_dir: Path, canvas: int, dist: DistInfo, on_event, saved: dict[str, dict]
 ) -> list[Task]:
     """The tasks that fit the canvas, each task reported to `on_task` if an earlier run `saved`
     it; the main rank saves a placeholder for each task too large (a valid submission entry all
@@ -217,17 +317,19 @@ def sort_tasks(
         if fits:
             fitting.append(task)
         if (info := saved.get(task.id)) is not None:  # finished by an earlier run
-            note = {"resumed": True} | ({"skipped": info["skipped"]} if "skipped" in info else {})
+            skipped = Skip.from_note(info["skipped"]) if "skipped" in info else None
+            event = TaskResumed(task.id, skipped)
         elif not fits:
-            note = {"skipped": f"{TOO_LARGE} {canvas}"}
-            oversized.append((task, note))
+            event = TaskSkipped(task.id, Skip.TOO_LARGE)
+            oversized.append(task)
         else:
             continue
-        if on_task:
-            on_task(task.id, note)
+        if on_event:
+            on_event(event)
     dist.barrier()  # every rank has its task list, and the main one has claimed, before saves
     if dist.is_main:
-        for task, note in oversized:
+        note = {"skipped": f"{Skip.TOO_LARGE.value} {canvas}"}
+        for task in oversized:
             save_task(out_dir, task, placeholder(task), note)
     return fitting
 
@@ -239,7 +341,7 @@ def run_groups(
     adapt: AdaptConfig,
     predict: PredictConfig,
     dist: DistInfo,
-    on_task,
+    on_event,
     saved: set[str],
 ) -> None:
     """This rank's groups in turn, each within its share of the time budget (if any)."""
@@ -252,11 +354,12 @@ def run_groups(
             views = view_counts(group, adapt, run.views)
             config, fit_limit_s = plan_group(adapt, group, views, remaining, len(groups) - i, pace)
         if config is None:  # no time left: left unsaved, so a rerun tries it again
-            for task in (t for t in group if t.id not in saved):
-                if on_task:
-                    on_task(task.id, {"skipped": TIME_SPENT})
             continue
-        pace = run_group(run, group, out_dir, config, predict, dist, on_task, saved, fit_limit_s)
+        pace = run_group(run, group, out_dir, config, predict, dist, on_event, saved, fit_limit_s)
+        if pace.time_limited or config.fitting_epochs < adapt.fitting_epochs:
+            if on_event:
+                planned = (adapt.epochs, adapt.full_epochs)
+                on_event(BudgetCut(next(t.id for t in group if t.id not in saved), planned))
 
 
 def plan_group(
@@ -305,7 +408,7 @@ def run_group(
     config: AdaptConfig,
     predict: PredictConfig,
     dist: DistInfo,
-    on_task,
+    on_event,
     saved: set[str] = frozenset(),
     fit_limit_s: float | None = None,
 ) -> GroupPace:
@@ -351,10 +454,11 @@ def run_group(
             "epochs_fitted": adapted.fit_rows / max(demos, 1),  # either kind, as they ran
         }
         save_task(out_dir, task, ranked, info)
-        if on_task:
-            on_task(task.id, info)
+        if on_event:
+            on_event(TaskDone(task.id, adapted.demo_exact))
     fixed_s = time.perf_counter() - start - adapted.fit_s
-    return GroupPace(adapted.fit_s / max(adapted.fit_rows, 1), fixed_s / max(rows, 1))
+    fit_pace = adapted.fit_s / max(adapted.fit_rows, 1)
+    return GroupPace(fit_pace, fixed_s / max(rows, 1), adapted.time_limited)
 
 
 def collect_predictions(out_dir: str | Path, tasks: TaskSet) -> tuple[Predictions, dict]:
@@ -376,7 +480,8 @@ def finish(out_dir: str | Path, tasks: TaskSet, meta: dict, rank: str) -> ScoreR
     out_dir = Path(out_dir)
     predictions, info = collect_predictions(out_dir, tasks)
     for task in (t for t in tasks if t.id not in predictions):
-        predictions[task.id], info[task.id] = placeholder(task), {"skipped": TIME_SPENT}
+        predictions[task.id] = placeholder(task)
+        info[task.id] = {"skipped": Skip.TIME_SPENT.value}
     predictions = rank_predictions(predictions, rank)
     save_predictions(out_dir / PREDICTIONS, predictions, {**meta, "tasks": info})
     submission = submission_from_predictions(predictions, tasks)

@@ -24,9 +24,11 @@ import numpy as np
 import torch
 
 from .data.dataset import View
-from .data.encoding import IGNORE_LABEL, decode_batch, encode_batch, labels_from_tokens
+from .data.encoding import decode_batch, encode_batch
 from .data.tasks import Task
-from .hrm_core import HRM, LOG_PROBS
+from .hrm_core.losses import LOG_PROBS
+from .hrm_core.model import HRM, make_batch
+from .hrm_core.tokens import IGNORE_LABEL, labels_from_tokens
 from .predictions import Candidate
 from .vote import VoteTally
 
@@ -38,11 +40,7 @@ def forward_all_segments(
     """One batch through all ACT segments: float32 logits (B, S, V) on `device`, and
     sigmoid(q_halt) (B,)."""
     model.eval()
-    batch = {
-        "inputs": torch.from_numpy(inputs).long().to(device),
-        "labels": torch.full(inputs.shape, IGNORE_LABEL, dtype=torch.long, device=device),
-        "puzzle_ids": torch.from_numpy(np.asarray(puzzle_ids)).long().to(device),
-    }
+    batch = make_batch(inputs, puzzle_ids, device)
     carry = model.initial_carry(batch)
     for _ in range(model.config.halt_max_steps):
         carry, output = model(carry, batch)

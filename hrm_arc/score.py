@@ -15,6 +15,7 @@ Also reported:
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ from scipy import stats
 
 from .data.tasks import Task, TaskSet
 from .errors import DatasetError
-from .submission import validate_submission
+from .submission import load_submission, validate_submission
 from .text import count
 
 CONFIDENCE = 0.95
@@ -93,6 +94,27 @@ def score_submission(submission: object, tasks: TaskSet, where: str = "submissio
         ci_high=high,
         n_tasks=len(rows),
     )
+
+
+def score_file(
+    path: str | os.PathLike, tasks: TaskSet, only_submitted: bool = False
+) -> tuple[ScoreReport, str]:
+    """Score the submission file at `path` against `tasks` (with `only_submitted`, against those
+    of them it holds); also a title naming what was scored."""
+    submission = load_submission(path)  # its errors name the file
+    title = f"{path} on {tasks.name}"
+    if only_submitted and isinstance(submission, dict):
+        held = [t for t in tasks if t.id in submission]
+        if not held:
+            raise DatasetError(f"{path}: holds none of {tasks.name}'s tasks")
+        title += f" (the {len(held)} of its {count(tasks, 'task')} submitted)"
+        tasks = TaskSet(held, name=tasks.name)
+    try:
+        return score_submission(submission, tasks, where=str(path)), title
+    except DatasetError as e:
+        lacking = isinstance(submission, dict) and any(t.id not in submission for t in tasks)
+        hint = "\n(--only-submitted scores the tasks it holds)" if lacking else ""
+        raise DatasetError(f"{e}{hint}") from None
 
 
 def bootstrap_ci(scores: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:

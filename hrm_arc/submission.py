@@ -12,9 +12,9 @@ import os
 from .data.tasks import MAX_SIDE, NUM_COLOURS, TaskSet
 from .errors import DatasetError
 from .files.jsonio import read_json
-from .predictions import FORMAT, Predictions
+from .predictions import FORMAT, Predictions, load_predictions
 from .text import brief, count
-from .vote import top2
+from .vote import rank_predictions, top2
 
 ATTEMPTS = ("attempt_1", "attempt_2")
 
@@ -42,6 +42,22 @@ def submission_from_predictions(predictions: Predictions, tasks: TaskSet | None 
         per_test = predictions.get(task.id, [[] for _ in task.test])
         submission[task.id] = [_entry(ranked) for ranked in per_test]
     return submission
+
+
+def export_submission(
+    predictions_path: str | os.PathLike, tasks: TaskSet | None = None, rank: str | None = None
+) -> tuple[dict, list[str]]:
+    """A Kaggle submission from a predictions file, its candidates re-ranked by `rank` when
+    given; with `tasks`, covering that set. Also the ids of the set's tasks that had no
+    predictions (given 1x1 zero attempts)."""
+    predictions, _meta = load_predictions(predictions_path)
+    if rank is not None:
+        predictions = rank_predictions(predictions, rank)
+    filled = missing_tasks(predictions, tasks) if tasks is not None else []
+    try:
+        return submission_from_predictions(predictions, tasks), filled
+    except DatasetError as e:  # the predictions do not fit the tasks
+        raise DatasetError(f"{predictions_path}: {e}") from None
 
 
 def load_submission(path: str | os.PathLike) -> dict:

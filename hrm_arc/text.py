@@ -37,3 +37,8 @@ def changed_fields(before: dict, now: dict, prefix: str = "") -> list[str]:
     return [
         f"{prefix}{k}: {before.get(k)!r} -> {v!r}" for k, v in now.items() if before.get(k) != v
     ]
+
+
+def listed(ids: list[str], most: int = 10) -> str:
+    """The first `most` ids, comma-separated, '...' after them if there are more."""
+    return ", ".join(ids[:most]) + (" ..." if len(ids) > most else "")

@@ -14,8 +14,9 @@ from hrm_arc.adapt import AdaptConfig, adapt_tasks, fresh_table
 from hrm_arc.data.augment import count_unique_variants
 from hrm_arc.data.dataset import make_views
 from hrm_arc.data.families import family_puzzles
-from hrm_arc.hrm_core import HRM, make_config
+from hrm_arc.events import BudgetCut, Skip, TaskDone, TaskResumed, TaskSkipped
 from hrm_arc.hrm_core.distributed import DistInfo
+from hrm_arc.hrm_core.model import HRM
 from hrm_arc.out_dir import SETTINGS, task_file
 from hrm_arc.pipeline import (
     METHOD_VERSION,
@@ -27,6 +28,7 @@ from hrm_arc.pipeline import (
     view_counts,
 )
 from hrm_arc.predictions import load_predictions
+from hrm_arc.presets import make_config
 
 CANVAS = 5
 CPU = DistInfo(0, 1, torch.device("cpu"))
@@ -110,9 +112,10 @@ def test_groups_leave_the_pretrained_model_and_table_as_they_were(tasks, tmp_pat
     """Each group adapts a copy that shares the pretrained table (it is not copied): the table
     and every weight of the run's model are as before, whatever the groups fitted."""
     from hrm_arc import pipeline
-    from hrm_arc.pretrain import PretrainedRun
+    from hrm_arc.hrm_core.trainer import TrainConfig
+    from hrm_arc.run_dir import PretrainedRun
 
-    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    run = PretrainedRun(tiny_model(), CANVAS, [], TrainConfig(loss="softmax"))
     before = {k: v.clone() for k, v in run.model.state_dict().items()}
     adapt = AdaptConfig(augmentations=2, epochs=2, batch_size=8, strategy=strategy,
                         full_epochs=2 if strategy == "embedding+full" else 0)  # fmt: skip
@@ -193,35 +196,37 @@ def test_a_budget_stops_the_first_group_s_fitting_and_leaves_what_it_cannot_pay_
     """A budget far too small: the first group's fitting stops at its limit, long before its
     epochs; the groups no time is left for are reported and not saved (a rerun tries them)."""
     from hrm_arc import pipeline
-    from hrm_arc.pretrain import PretrainedRun
+    from hrm_arc.hrm_core.trainer import TrainConfig
+    from hrm_arc.run_dir import PretrainedRun
 
-    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    run = PretrainedRun(tiny_model(), CANVAS, [], TrainConfig(loss="softmax"))
     adapt = AdaptConfig(augmentations=2, epochs=10_000, batch_size=8)
     predict = PredictConfig(group_size=1, time_budget_s=0.01)
-    notes = {}
-    unpredicted = pipeline.adapt_and_predict(run, tasks, tmp_path, adapt, predict, CPU,
-                                             notes.__setitem__)  # fmt: skip
-    predicted = [i for i, note in notes.items() if "skipped" not in note]
-    skipped = [i for i, note in notes.items() if note.get("skipped") == pipeline.TIME_SPENT]
+    events = []
+    pipeline.adapt_and_predict(run, tasks, tmp_path, adapt, predict, CPU, events.append)
+    predicted = [e.task_id for e in events if isinstance(e, TaskDone)]
+    skipped = [e.task_id for e in events if e == TaskSkipped(e.task_id, Skip.TIME_SPENT)]
     assert sorted(predicted + skipped) == sorted(tasks.ids) and skipped
-    assert notes[predicted[0]]["fit_time_limited"]  # of its 10,000 epochs
-    assert all(notes[i]["adapt_epochs"] < 10_000 for i in predicted[1:])
-    assert all(task_file(tmp_path, i).exists() for i in predicted)
+    cuts = [e for e in events if isinstance(e, BudgetCut)]
+    assert cuts[0] == BudgetCut(predicted[0], (10_000, 0))  # of its 10,000 epochs
+    infos = {i: load_predictions(task_file(tmp_path, i))[1] for i in predicted}
+    assert infos[predicted[0]]["fit_time_limited"]
+    assert all(infos[i]["adapt_epochs"] < 10_000 for i in predicted[1:])
     assert not any(task_file(tmp_path, i).exists() for i in skipped)
-    assert unpredicted == skipped  # what the caller reports: every rank's, from the files
-    pipeline.finish(tmp_path, tasks, {}, "votes")  # merged with no candidates: 1x1 attempts
+    # Merged with no candidates: 1x1 attempts.
     merged, meta = load_predictions(tmp_path / "predictions.json")
     assert sorted(merged) == sorted(tasks.ids) and all(merged[i] == [[]] for i in skipped)
-    assert all(meta["tasks"][i] == {"skipped": pipeline.TIME_SPENT} for i in skipped)
+    assert all(meta["tasks"][i] == {"skipped": Skip.TIME_SPENT.value} for i in skipped)
 
 
 def test_budgeted_groups_take_the_epochs_their_rows_afford(tasks, tmp_path, monkeypatch) -> None:
     """Through the pipeline, at a fixed measured pace: the first group keeps its epochs (its
     fitting only has a time limit), later ones get what their share buys at their own rows."""
     from hrm_arc import pipeline
-    from hrm_arc.pretrain import PretrainedRun
+    from hrm_arc.hrm_core.trainer import TrainConfig
+    from hrm_arc.run_dir import PretrainedRun
 
-    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    run = PretrainedRun(tiny_model(), CANVAS, [], TrainConfig(loss="softmax"))
     seen = []
     pace = GroupPace(fit_s_per_row=1e-3, fixed_s_per_row=0.0)
 
@@ -251,9 +256,10 @@ def test_a_run_stopped_inside_a_group_resumes_to_the_same_predictions(tasks, tmp
     """Groups are cut from every task, saved or not: resuming after the first task of a group
     was saved adapts that group as before, so every later task is predicted as before."""
     from hrm_arc import out_dir, pipeline
-    from hrm_arc.pretrain import PretrainedRun
+    from hrm_arc.hrm_core.trainer import TrainConfig
+    from hrm_arc.run_dir import PretrainedRun
 
-    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    run = PretrainedRun(tiny_model(), CANVAS, [], TrainConfig(loss="softmax"))
     adapt = AdaptConfig(augmentations=2, epochs=3, batch_size=8)
     predict = PredictConfig(group_size=2)
     pipeline.adapt_and_predict(run, tasks, tmp_path / "straight", adapt, predict, CPU)
@@ -269,10 +275,10 @@ def test_a_run_stopped_inside_a_group_resumes_to_the_same_predictions(tasks, tmp
     with pytest.raises(KeyboardInterrupt):
         pipeline.adapt_and_predict(run, tasks, tmp_path / "resumed", adapt, predict, CPU)
     monkeypatch.setattr(pipeline, "save_task", real)
-    notes = {}
+    events = []
     pipeline.adapt_and_predict(run, tasks, tmp_path / "resumed", adapt, predict, CPU,
-                               notes.__setitem__)  # fmt: skip
-    assert sum(note == {"resumed": True} for note in notes.values()) == 1
+                               events.append)  # fmt: skip
+    assert sum(isinstance(e, TaskResumed) and e.skipped is None for e in events) == 1
     for task in tasks:
         straight = out_dir.load_predictions(task_file(tmp_path / "straight", task.id))[0]
         resumed = out_dir.load_predictions(task_file(tmp_path / "resumed", task.id))[0]
@@ -299,23 +305,24 @@ def test_cli_refuses_a_negative_group_size_before_writing_anything(tasks, tmp_pa
 def test_rerun_continues_only_with_the_same_model_settings_and_tasks(tasks, tmp_path) -> None:
     from hrm_arc import pipeline
     from hrm_arc.data.tasks import Pair, Task, TaskSet
-    from hrm_arc.pretrain import PretrainedRun
+    from hrm_arc.hrm_core.trainer import TrainConfig
+    from hrm_arc.run_dir import PretrainedRun
 
-    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    run = PretrainedRun(tiny_model(), CANVAS, [], TrainConfig(loss="softmax"))
     adapt, predict = AdaptConfig(augmentations=1, epochs=1, batch_size=8), PredictConfig()
     two = TaskSet(list(tasks[:2]))
     pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU)
     saved = {t.id: task_file(tmp_path, t.id).stat().st_mtime_ns for t in two}
 
-    notes = {}
-    pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU, notes.__setitem__)
-    assert notes == {t.id: {"resumed": True} for t in two}  # same everything: nothing redone
+    events = []
+    pipeline.adapt_and_predict(run, two, tmp_path, adapt, predict, CPU, events.append)
+    assert events == [TaskResumed(t.id) for t in two]  # same everything: nothing redone
     # Neither a smaller group (how a run that ran out of memory goes on) nor another ranking
     # (which finish applies to every task) changes a saved task's candidates: both continue.
-    notes = {}
+    events = []
     smaller = PredictConfig(group_size=1, rank="votes")
-    pipeline.adapt_and_predict(run, two, tmp_path, adapt, smaller, CPU, notes.__setitem__)
-    assert notes == {t.id: {"resumed": True} for t in two}
+    pipeline.adapt_and_predict(run, two, tmp_path, adapt, smaller, CPU, events.append)
+    assert events == [TaskResumed(t.id) for t in two]
 
     # Predictions an older hrm-arc made (scored or adapted otherwise) are not mixed in.
     settings = json.loads((tmp_path / "settings.json").read_text())
@@ -349,9 +356,10 @@ def test_rerun_continues_only_with_the_same_model_settings_and_tasks(tasks, tmp_
 
 def test_out_dir_with_predictions_but_no_settings_is_refused(tasks, tmp_path) -> None:
     from hrm_arc import pipeline
-    from hrm_arc.pretrain import PretrainedRun
+    from hrm_arc.hrm_core.trainer import TrainConfig
+    from hrm_arc.run_dir import PretrainedRun
 
-    run = PretrainedRun(tiny_model(), CANVAS, [], {"train_config": {"loss": "softmax"}})
+    run = PretrainedRun(tiny_model(), CANVAS, [], TrainConfig(loss="softmax"))
     adapt = AdaptConfig(augmentations=1, epochs=1, batch_size=8)
     pipeline.adapt_and_predict(run, tasks[:1], tmp_path, adapt, PredictConfig(), CPU)
     (tmp_path / SETTINGS).unlink()  # what made the saved task is now unknown
@@ -372,9 +380,10 @@ def test_a_hidden_test_output_larger_than_the_canvas_does_not_stop_prediction(ta
 
 def test_a_set_no_task_of_which_fits_the_canvas_is_refused(tasks, tmp_path) -> None:
     from hrm_arc import pipeline
-    from hrm_arc.pretrain import PretrainedRun
+    from hrm_arc.hrm_core.trainer import TrainConfig
+    from hrm_arc.run_dir import PretrainedRun
 
-    run = PretrainedRun(tiny_model(), 2, [], {"train_config": {"loss": "softmax"}})
+    run = PretrainedRun(tiny_model(), 2, [], TrainConfig(loss="softmax"))
     adapt = AdaptConfig(augmentations=1, epochs=1, batch_size=8)
     with pytest.raises(ValueError, match="fits the run's 2x2 canvas.*--canvas"):
         pipeline.adapt_and_predict(run, tasks[:2], tmp_path, adapt, PredictConfig(), CPU)

@@ -32,7 +32,7 @@ def test_one_task_is_drawn(tmp_path):
 
 @pytest.mark.parametrize("width", [60, 20])  # narrower cells, then narrower than any layout
 def test_a_grid_too_wide_for_the_terminal_is_drawn_whole(tmp_path, monkeypatch, width):
-    from hrm_arc.cli import console
+    from hrm_arc.cli.common import console
 
     monkeypatch.setattr(console, "_width", width)
     wide = [[c % 10 for c in range(30)]]

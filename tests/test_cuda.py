@@ -17,11 +17,12 @@ from hrm_arc.cli import main
 from hrm_arc.data.dataset import make_views, view_examples
 from hrm_arc.data.families import family_puzzles
 from hrm_arc.data.tasks import load_tasks, save_tasks
-from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.checkpoint import load_checkpoint
 from hrm_arc.hrm_core.distributed import DistInfo
+from hrm_arc.hrm_core.model import HRM
 from hrm_arc.hrm_core.sampling import Examples
 from hrm_arc.hrm_core.trainer import TrainConfig, Trainer
+from hrm_arc.presets import make_config
 from hrm_arc.submission import validate_submission
 
 pytestmark = [

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pytest
 
 from hrm_arc.adapt import AdaptConfig
-from hrm_arc.hrm_core import PRESETS
 from hrm_arc.hrm_core.trainer import TrainConfig
 from hrm_arc.overrides import apply_overrides, parse_value
+from hrm_arc.presets import PRESETS
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Toy:
 
 
 def configs() -> dict:
-    return {"model": PRESETS["tiny"], "train": TrainConfig(), "toy": Toy()}
+    return {"model": PRESETS["tiny"].model, "train": TrainConfig(), "toy": Toy()}
 
 
 def test_types_are_parsed_from_the_declared_field_types() -> None:

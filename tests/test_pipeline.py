@@ -23,10 +23,10 @@ from hrm_arc.cli import main
 from hrm_arc.data.families import family_puzzles
 from hrm_arc.data.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
 from hrm_arc.files.folder_lock import LOCK, folder_lock
-from hrm_arc.hrm_core.checkpoint import load_checkpoint, save_checkpoint
+from hrm_arc.hrm_core.checkpoint import load_checkpoint
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.predictions import load_predictions
-from hrm_arc.pretrain import load_run
+from hrm_arc.run_dir import load_run, save_checkpoint
 from hrm_arc.score import score_submission
 from hrm_arc.submission import load_submission, validate_submission
 
@@ -114,12 +114,12 @@ def test_pretrain_leaves_a_complete_run_dir(run_dir) -> None:
 def test_bad_presets_overrides_and_seeds_are_refused_before_the_data_is_built(
         bad, message, data, tmp_path, monkeypatch) -> None:  # fmt: skip
     """Building 1000 views of every task takes minutes; a typo should not wait for it."""
-    import hrm_arc.pretrain
+    import hrm_arc.pretraining
 
     def build(*args, **kwargs):
         raise AssertionError("the data was built")
 
-    monkeypatch.setattr(hrm_arc.pretrain, "build_pretraining_data", build)
+    monkeypatch.setattr(hrm_arc.pretraining, "build_pretraining_data", build)
     result = invoke("pretrain", "-d", data["pretrain"], "--out", tmp_path / "run", *TINY, *bad)
     assert result.exit_code == 2 and message in result.output, result.output
 
@@ -177,15 +177,15 @@ def test_pretraining_on_tasks_without_test_outputs_warns_and_skips_evaluation(da
 
 
 def test_durations_add_up_their_units() -> None:
-    from hrm_arc.cli import Duration
+    from hrm_arc.cli.common import Duration
 
     assert Duration().convert("1h30m", None, None) == 5400.0
     assert Duration().convert("90", None, None) == Duration().convert("1.5m", None, None) == 90.0
 
 
 @pytest.mark.parametrize("module, command, hint", [
-    ("hrm_arc.pretrain.pretrain", "pretrain", "lower --batch-size, the global batch"),
-    ("hrm_arc.pipeline.adapt_and_predict", "adapt-and-predict", "lower --group-size"),
+    ("hrm_arc.pretraining.train_run", "pretrain", "lower --batch-size, the global batch"),
+    ("hrm_arc.pipeline.predict_tasks", "adapt-and-predict", "lower --group-size"),
 ])  # fmt: skip
 def test_running_out_of_memory_says_what_to_lower(run_dir, data, tmp_path, monkeypatch, module,
                                                   command, hint) -> None:
@@ -354,7 +354,7 @@ def test_every_rank_exits_as_the_signal_that_stopped_training(data, tmp_path,
     monkeypatch.setattr(
         "hrm_arc.files.folder_lock.from_main", lambda obj, info: obj
     )  # no group here
-    monkeypatch.setattr("hrm_arc.pretrain.pretrain", lambda *args, **kwargs: stopped)
+    monkeypatch.setattr("hrm_arc.pretraining.pretrain", lambda *args, **kwargs: stopped)
     result = invoke("pretrain", "-d", data["pretrain"], "--out", tmp_path / "run", *TINY)
     assert result.exit_code == 143, result.output
     assert "stopped at step" not in result.output  # rank 0 says so, for all
@@ -461,12 +461,12 @@ def test_a_second_ctrl_c_stops_pretraining_at_once_with_the_shells_status(data, 
                                                                           monkeypatch) -> None:
     """The second Ctrl-C interrupts the step under way (test_trainer checks the signals); the
     command then exits as the shell reports Ctrl-C, not with click's "Aborted!" and 1."""
-    import hrm_arc.pretrain
+    import hrm_arc.pretraining
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(hrm_arc.pretrain, "pretrain", interrupted)
+    monkeypatch.setattr(hrm_arc.pretraining, "pretrain", interrupted)
     result = invoke("pretrain", "-d", data["pretrain"], "--out", tmp_path / "run", *TINY)
     output = " ".join(result.output.split())
     assert result.exit_code == 130, output
@@ -536,7 +536,7 @@ def test_adaptation_takes_pretrainings_embedding_step_unless_given(predicted, ru
 
 @pytest.mark.parametrize("recorded, change", [
     ("bfloat16", "compute_dtype: 'bfloat16' -> 'float32'"),
-    (None, "compute_dtype: not recorded (an older hrm-arc) -> 'float32'"),
+    (None, "compute_dtype: not recorded -> 'float32'"),
 ])  # fmt: skip
 def test_a_rerun_computing_in_another_dtype_is_refused(predicted, run_dir, data, tmp_path,
                                                        recorded, change) -> None:
@@ -699,21 +699,17 @@ def test_logs_get_a_line_per_task_where_no_bar_can_be_drawn(predicted, run_dir, 
 
 
 def test_a_time_budget_that_cuts_the_epochs_says_so(capsys) -> None:
-    from hrm_arc.cli import TaskProgress
+    from hrm_arc.cli.adapt import TaskProgress
+    from hrm_arc.events import BudgetCut, TaskDone
 
     progress = TaskProgress(4)
-    for task_id, epochs, limited in [("a", 400, False), ("b", 400, False), ("c", 88, False),
-                                     ("d", 40, True)]:  # fmt: skip
-        progress.on_task(task_id, {"group_demo_exact": 1.0, "adapt_epochs": epochs,
-                                   "full_epochs": 0, "fit_time_limited": limited})  # fmt: skip
+    for event in [TaskDone("a", 1.0), TaskDone("b", 1.0), BudgetCut("c", (400, 0)),
+                  TaskDone("c", 1.0), BudgetCut("d", (400, 0)), TaskDone("d", 1.0)]:  # fmt: skip
+        progress.on_event(event)
     out = " ".join(capsys.readouterr().out.split())
     assert ("time budget: adaptation fits fewer than its 400/0 epochs (embedding/full) from "
             "task c on; each task's file records the epochs it fitted") in out
     assert out.count("time budget") == 1  # once, not at every group
-    progress = TaskProgress(1)  # the first group's fitting stopped at its time limit
-    progress.on_task("a", {"group_demo_exact": 1.0, "adapt_epochs": 400, "full_epochs": 0,
-                           "fit_time_limited": True})  # fmt: skip
-    assert "fits fewer than its 400/0 epochs" in " ".join(capsys.readouterr().out.split())
 
 
 def test_rerun_after_a_lost_task_redoes_only_that_task(predicted, run_dir, data, tmp_path,

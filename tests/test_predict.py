@@ -10,10 +10,13 @@ import torch
 
 from hrm_arc import predict
 from hrm_arc.data.dataset import make_views
-from hrm_arc.data.encoding import PAD, decode_batch, encode_batch, labels_from_tokens
+from hrm_arc.data.encoding import PAD, decode_batch, encode_batch
 from hrm_arc.data.tasks import Pair, Task
-from hrm_arc.hrm_core import HRM, LOSSES, make_config
+from hrm_arc.hrm_core.losses import LOSSES
+from hrm_arc.hrm_core.model import HRM
+from hrm_arc.hrm_core.tokens import labels_from_tokens
 from hrm_arc.predict import forward_all_segments, predict_task, vote_task
+from hrm_arc.presets import make_config
 
 CANVAS = 6
 CPU = torch.device("cpu")

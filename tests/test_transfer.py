@@ -16,13 +16,9 @@ from hrm_arc.adapt import AdaptConfig
 from hrm_arc.demo import DEMO, demo_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.pipeline import PredictConfig, adapt_and_predict, finish
-from hrm_arc.pretrain import (
-    build_pretraining_data,
-    heldout_evaluator,
-    load_run,
-    pretrain,
-    resolve_pretrain_configs,
-)
+from hrm_arc.presets import PRESETS
+from hrm_arc.pretraining import build_pretraining_data, heldout_evaluator, sized_configs, train_run
+from hrm_arc.run_dir import load_run
 
 CPU = DistInfo(0, 1, torch.device("cpu"))
 
@@ -32,9 +28,10 @@ def pretrained(tmp_path_factory):
     torch.set_num_threads(2)
     pretrain_tasks, heldout_tasks = demo_tasks(DEMO)
     data = build_pretraining_data(pretrain_tasks, DEMO.augmentations, seed=0)
-    model_cfg, train_cfg = resolve_pretrain_configs(DEMO.preset, [], data, steps=DEMO.steps)
+    preset = PRESETS[DEMO.preset].configured({"train.steps": DEMO.steps})
+    model_cfg, train_cfg = sized_configs(preset, data)
     run_dir = tmp_path_factory.mktemp("transfer") / "run"
-    trainer = pretrain(run_dir, model_cfg, train_cfg, data, CPU, {})
+    trainer = train_run(run_dir, model_cfg, train_cfg, data, CPU, {}, False, None, None)
     own = heldout_evaluator(data, CPU.device, max_tasks=len(pretrain_tasks))(trainer.model)
     return run_dir, heldout_tasks, own["eval_arc_score"]
 

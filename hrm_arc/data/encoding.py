@@ -16,13 +16,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from hrm_arc.data.tasks import NUM_COLOURS, Task
+from ..hrm_core.tokens import PAD
+from .tasks import NUM_COLOURS, Task
 
-PAD = 0
 EOS = 1
 COLOUR_OFFSET = 2
 VOCAB_SIZE = COLOUR_OFFSET + NUM_COLOURS  # 12
-IGNORE_LABEL = -100
 DEFAULT_CANVAS = 30
 
 
@@ -152,13 +151,6 @@ def encode_batch(
         _place(sub, stack + COLOUR_OFFSET, rows, cols)
         out[idx] = sub.reshape(len(idx), -1)
     return out
-
-
-def labels_from_tokens(tokens: np.ndarray) -> np.ndarray:
-    """Training labels: the tokens as int64 with PAD -> IGNORE_LABEL (EOS stays supervised)."""
-    labels = np.asarray(tokens).astype(np.int64)
-    labels[labels == PAD] = IGNORE_LABEL
-    return labels
 
 
 def decode_batch(

@@ -1,22 +1,19 @@
-"""Checkpoints that need nothing else to load: written atomically, read with clear errors."""
+"""Checkpoints that need nothing else to load, read with clear errors (the caller writes them
+atomically: see `hrm_arc.run_dir`)."""
 
 from __future__ import annotations
 
 import os
 import pickle
 import re
-import signal
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 
-from .. import __version__
-from ..files.atomic import write_atomic
-from .signals import held_signals
-
 FORMAT = "hrm-arc-checkpoint"
-REQUIRED_KEYS = ("format", "version", "model_config", "train_config", "model", "step")
+REQUIRED_KEYS = ("format", "model_config", "train_config", "model", "step")
 COMPILE_PREFIX = "_orig_mod."  # torch.compile wraps the module and prefixes every key
 
 
@@ -24,12 +21,9 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, corrupt or does not fit what loads it."""
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Write `state` to `path` through a temporary file, so a crash never leaves half a file;
-    Ctrl-C or SIGTERM during the write takes effect once it is done."""
-    state = {"format": FORMAT, "version": __version__, **state}
-    with held_signals(signal.SIGINT, signal.SIGTERM):
-        write_atomic(path, lambda f: torch.save(state, f))
+def write_checkpoint(file: BinaryIO, state: dict) -> None:
+    """Write `state` into an open file, marked as a checkpoint `load_checkpoint` reads."""
+    torch.save({"format": FORMAT, **state}, file)
 
 
 # What a checkpoint holds besides tensors and plain data: numpy arrays (the batch order's state).
@@ -46,7 +40,7 @@ NUMPY_GLOBALS = [
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint from `save_checkpoint`; raise CheckpointError naming what is wrong.
+    """Read a checkpoint from `write_checkpoint`; raise CheckpointError naming what is wrong.
 
     Only tensors, numpy arrays and plain data are unpickled: a checkpoint from elsewhere cannot
     run code as it loads."""

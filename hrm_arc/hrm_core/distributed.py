@@ -9,8 +9,6 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from ..text import count
-
 # Ranks wait for each other over uneven work: rank 0 evaluating or writing a checkpoint, an
 # idle rank at the end of adaptation while another finishes a group of tasks (hours at paper
 # scale). torch's defaults (NCCL 10 min, gloo 30) would end such a run.
@@ -72,10 +70,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(
-            f"device {name!r}: this machine has {count(torch.cuda.device_count(), 'GPU')}"
-        )
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        raise ValueError(f"device {name!r}: this machine has {gpus} GPU{'' if gpus == 1 else 's'}")
     if device.type == "cuda" and device.index is None:  # which one, as set_device needs
         device = torch.device("cuda", torch.cuda.current_device())
     return device

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hrm_arc.hrm_core.model import HRMOutput
-
-IGNORE_INDEX = -100
+from hrm_arc.hrm_core.tokens import IGNORE_LABEL
 
 TokenLoss = Callable[..., Tensor]
 """``(logits (B,S,V), labels (B,S), ignore_index) -> per-token loss (B,S), 0 where ignored``."""
@@ -29,7 +28,7 @@ def log_stablemax(logits: Tensor) -> Tensor:
 
 
 def stablemax_cross_entropy(
-    logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_INDEX
+    logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_LABEL
 ) -> Tensor:
     """Cross-entropy under stablemax, p_i = s(x_i) / sum_j s(x_j); computed in float64.
 
@@ -43,7 +42,7 @@ def stablemax_cross_entropy(
 
 
 def softmax_cross_entropy(
-    logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_INDEX
+    logits: Tensor, labels: Tensor, ignore_index: int = IGNORE_LABEL
 ) -> Tensor:
     """Ordinary cross-entropy in float32; per-token loss (B, S), 0 at ignored positions."""
     flat = logits.float().reshape(-1, logits.shape[-1])  # (B*S, V)
@@ -81,7 +80,7 @@ def act_loss(output: HRMOutput, labels: Tensor, loss_type: str) -> tuple[Tensor,
     Args:
         output: the model's output for the segment.
         labels: (B, S) labels of the rows' current examples (``carry.batch["labels"]``),
-            ``IGNORE_INDEX`` where unsupervised.
+            ``IGNORE_LABEL`` where unsupervised.
         loss_type: a key of ``LOSSES``.
 
     Returns:
@@ -93,13 +92,13 @@ def act_loss(output: HRMOutput, labels: Tensor, loss_type: str) -> tuple[Tensor,
     """
     if loss_type not in LOSSES:
         raise ValueError(f"unknown loss_type {loss_type!r}; valid: {sorted(LOSSES)}")
-    mask = labels != IGNORE_INDEX
+    mask = labels != IGNORE_LABEL
     counts = mask.sum(-1)  # (B,)
     divisor = counts.clamp_min(1).unsqueeze(-1)  # (B, 1); rows with no labels add 0, not NaN
     with torch.no_grad():
         correct = mask & (output.logits.argmax(-1) == labels)
         exact = correct.sum(-1) == counts  # (B,)
-    token_loss = LOSSES[loss_type](output.logits, labels, ignore_index=IGNORE_INDEX)
+    token_loss = LOSSES[loss_type](output.logits, labels, ignore_index=IGNORE_LABEL)
     lm_loss = (token_loss / divisor).sum(-1).mean()
     q_halt_loss = F.binary_cross_entropy_with_logits(output.q_halt_logits, exact.float())
     q_continue_loss = torch.zeros((), device=labels.device)
@@ -161,7 +160,6 @@ def summarize_metrics(metrics: list[dict[str, Tensor]]) -> dict[str, float]:
 
 
 __all__ = [
-    "IGNORE_INDEX",
     "LOG_PROBS",
     "LOSSES",
     "act_loss",

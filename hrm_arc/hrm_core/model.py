@@ -10,6 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -24,6 +25,7 @@ from hrm_arc.hrm_core.layers import (
     trunc_normal_,
 )
 from hrm_arc.hrm_core.puzzle_embedding import PuzzleEmbedding
+from hrm_arc.hrm_core.tokens import IGNORE_LABEL, labels_from_tokens
 
 CosSin = tuple[Tensor, Tensor]
 
@@ -127,47 +129,6 @@ def _check_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"HRMConfig.{name} must be an int >= {minimum}, got {value!r}")
 
 
-PRESETS: dict[str, HRMConfig] = {
-    # The paper's ARC model exactly: ~27M dense parameters.
-    "paper": HRMConfig(),
-    # A GPU-hour scale model for quick experiments.
-    "small": HRMConfig(
-        hidden_size=256,  # 4x fewer FLOPs per token than the paper
-        num_heads=4,  # keeps head_dim 64, as in the paper
-        H_layers=2,  # half the depth: fewer FLOPs per update
-        L_layers=2,
-        puzzle_emb_ndim=256,  # one puzzle token, as in the paper
-        halt_max_steps=8,  # halves the worst-case segments per example
-    ),
-    # Runs end to end on a CPU in seconds (tests, smoke runs, demos).
-    "tiny": HRMConfig(
-        hidden_size=128,  # the smallest width that learned the generated families on 2 cores
-        num_heads=4,  # head_dim 32
-        H_layers=1,  # the smallest hierarchy that is still an H and an L module
-        L_layers=1,
-        puzzle_emb_ndim=128,  # one puzzle token
-        halt_max_steps=4,  # few segments per example
-        q_learning="halt_only",  # no extra Q-target forward: 1.7x the segments per second
-        forward_dtype="float32",  # tiny runs favour exactness over speed even on CUDA
-    ),
-}
-
-
-def make_config(preset: str, **overrides: object) -> HRMConfig:
-    """A copy of ``PRESETS[preset]`` with ``overrides`` applied and validated.
-
-    Raises:
-        ValueError: unknown preset, unknown field, or a bad value or type.
-    """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown HRM preset {preset!r}; valid presets: {sorted(PRESETS)}")
-    valid = [f.name for f in dataclasses.fields(HRMConfig)]
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown HRMConfig field(s) {unknown}; valid keys: {valid}")
-    return dataclasses.replace(PRESETS[preset], **overrides)
-
-
 # ----------------------------------------------------------------------------- state
 
 
@@ -185,6 +146,26 @@ class Carry:
     """(B,) bool; a halted row takes a fresh example at the next call."""
     batch: dict[str, Tensor]
     """The examples each row is currently working on (same keys as the input batch)."""
+
+
+def make_batch(
+    inputs: np.ndarray,
+    puzzle_ids: np.ndarray,
+    device: torch.device,
+    labels: np.ndarray | None = None,
+) -> dict[str, Tensor]:
+    """The batch a model call takes, from token arrays: `labels` (tokens; PAD unsupervised)
+    default to none supervised, as at inference."""
+    targets = (
+        torch.full(inputs.shape, IGNORE_LABEL, dtype=torch.long)
+        if labels is None
+        else torch.from_numpy(labels_from_tokens(labels))
+    )
+    return {
+        "inputs": torch.from_numpy(np.asarray(inputs)).long().to(device),  # (B, S)
+        "labels": targets.to(device),  # (B, S)
+        "puzzle_ids": torch.from_numpy(np.asarray(puzzle_ids)).long().to(device),  # (B,)
+    }
 
 
 @dataclass
@@ -423,12 +404,10 @@ class HRM(nn.Module):
 
 
 __all__ = [
-    "PRESETS",
     "HRM",
     "Carry",
     "HRMBlock",
     "HRMConfig",
     "HRMOutput",
     "ReasoningModule",
-    "make_config",
 ]

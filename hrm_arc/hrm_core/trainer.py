@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
-import json
 import logging
 import math
 import signal
@@ -18,26 +17,22 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..files.atomic import make_folder, write_atomic
-from ..text import count
-from .checkpoint import CheckpointError, load_model_state, save_checkpoint
+from .checkpoint import CheckpointError, load_model_state
 from .distributed import DistInfo, gather_to_main
 from .losses import LOSSES, MEAN_METRICS, act_loss, summarize_metrics
-from .model import HRM, Carry
+from .model import HRM, Carry, make_batch
 from .optimizer import AdamATan2, SignSGD
 from .sampling import SAMPLERS, Examples
 from .signals import held_signals, signal_handlers
 
 log = logging.getLogger(__name__)
-CHECKPOINT, METRICS = "checkpoint.pt", "metrics.jsonl"  # what a trainer writes in its run_dir
 MAX_SEED = 2**32 - 1  # numpy's classic range; torch takes 64 bits, and each rank adds its rank
-IGNORE_LABEL = -100
-PAD = 0
 
 
 @dataclass
@@ -102,47 +97,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be one of {sorted(choices)}: {value!r}")
 
 
-# Training defaults per model preset. Paper values for `paper`; the CPU presets take the
-# small-scale recipe measured on 2 cores (DESIGN §3): a 10x larger dense lr and a 3x larger
-# embedding step, because at small scale each view's embedding sees few updates. `tiny` also
-# trains with softmax and evaluates a weight average: held-out shortest-path boards after
-# 1500 steps, 0.245 as the paper trains, 0.300 softmax, 0.385 averaged, 0.415 both
-# (bench_learning, deterministic per step). Both draw examples uniformly, not task by task as
-# the official trainer does: a batch then holds 4x as many distinct views, so each view's
-# embedding gets 4x the SignSGD steps, which short runs need (the demo's 1500 steps: its own
-# puzzles' held-out pairs 0.198 against 0.099 task by task).
-TRAIN_PRESETS = {
-    "paper": TrainConfig(batch_size=768, lr=1e-4, warmup_steps=2000, puzzle_emb_lr=1e-2),
-    "small": TrainConfig(
-        steps=3000,
-        batch_size=128,
-        lr=1e-3,
-        warmup_steps=200,
-        puzzle_emb_lr=3e-2,
-        log_every=20,
-        sampling="examples",
-    ),
-    "tiny": TrainConfig(
-        sampling="examples",
-        steps=1000,
-        batch_size=64,
-        lr=1e-3,
-        warmup_steps=100,
-        puzzle_emb_lr=3e-2,
-        log_every=10,
-        loss="softmax",
-        ema=0.995,
-    ),
-}
-
-
 def to_batch(examples: Examples, indices: np.ndarray, device: torch.device) -> dict:
-    labels = torch.from_numpy(examples.labels[indices]).long()
-    return {
-        "inputs": torch.from_numpy(examples.inputs[indices]).long().to(device),
-        "labels": labels.masked_fill(labels == PAD, IGNORE_LABEL).to(device),
-        "puzzle_ids": torch.from_numpy(examples.puzzle_ids[indices]).long().to(device),
-    }
+    return make_batch(
+        examples.inputs[indices], examples.puzzle_ids[indices], device, examples.labels[indices]
+    )
 
 
 def due(step: int, every: int, last: bool) -> bool:
@@ -205,6 +163,19 @@ def scheduled_lr(base: float, step: int, config: TrainConfig) -> float:
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
+class RunStore(Protocol):
+    """Where a trainer keeps its checkpoint and metrics (a run directory, say)."""
+
+    def save(self, state: dict) -> None:
+        """Keep `state` as the checkpoint, whole or not at all."""
+
+    def log(self, record: dict) -> None:
+        """Append one logged record."""
+
+    def trim_log(self, step: int) -> None:
+        """Drop logged records past `step`."""
+
+
 class Trainer:
     """Owns the model, its two optimisers, the sampler and the rolling carry."""
 
@@ -214,11 +185,11 @@ class Trainer:
         config: TrainConfig,
         examples: Examples,
         dist_info: DistInfo,
-        run_dir: str | Path | None = None,
+        store: RunStore | None = None,
         extra_state: dict | None = None,
     ):
         self.config, self.examples, self.dist = config, examples, dist_info
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.store = store
         self.extra_state = extra_state or {}
         self.model = model.to(dist_info.device)
         self.sampler = SAMPLERS[config.sampling](
@@ -421,27 +392,14 @@ class Trainer:
         return [dict(zip(keys, row)) for row in table]
 
     def _write_metrics(self, record: dict) -> None:
-        if self.run_dir is not None and self.dist.is_main:
-            make_folder(self.run_dir)
-            # null, not NaN (not JSON), for averages over no finished example
-            record = {k: None if v != v else v for k, v in record.items()}
-            with open(self.run_dir / METRICS, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        if self.store is not None and self.dist.is_main:
+            self.store.log(record)
 
     def trim_metrics(self) -> None:
         """Drop logged records past this trainer's step (logged after the checkpoint it resumed,
         or by an earlier run in a fresh start), so the log has each step once."""
-        path = None if self.run_dir is None else self.run_dir / METRICS
-        if path is None or not self.dist.is_main or not path.exists():
-            return
-        kept = []
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                if json.loads(line)["step"] <= self.step:
-                    kept.append(line + "\n")
-            except (ValueError, KeyError, TypeError):
-                pass  # a line cut short by a crash
-        write_atomic(path, lambda f: f.write("".join(kept).encode()))
+        if self.store is not None and self.dist.is_main:
+            self.store.trim_log(self.step)
 
     # --- state -------------------------------------------------------------------------
     def state_dict(self, ranks: list[dict] | None = None) -> dict:
@@ -469,18 +427,17 @@ class Trainer:
         """Resume from `state`; a damaged or mismatched one raises CheckpointError naming
         `path` (before anything trains on it)."""
         before = state.get("train_config") or {}
-        # Checkpoints from before train.sampling existed drew examples uniformly.
-        drew = before.get("sampling", "examples")
+        drew = before.get("sampling")
         if drew != self.config.sampling:
             raise CheckpointError(
                 f"{path}: it drew batches by {drew}, this run by {self.config.sampling}: resume "
-                f"with --set train.sampling={drew}"
+                f"with train.sampling={drew}"
             )
         seed = before.get("seed", self.config.seed)
         if seed != self.config.seed:  # the batch order and draws go on from the checkpoint
             raise CheckpointError(
                 f"{path}: it trained with seed {seed}, this run with {self.config.seed}: a "
-                f"resumed run goes on with its own random state; resume with --seed {seed}"
+                f"resumed run goes on with its own random state: resume with train.seed={seed}"
             )
         if self.optimizer is not None and state.get("optimizer") is None:
             raise CheckpointError(
@@ -509,18 +466,17 @@ class Trainer:
             saved = state.get("model_averaged")
             if saved is None:
                 raise CheckpointError(
-                    f"{path}: it kept no weight average (train.ema=0): resume with "
-                    "--set train.ema=0"
+                    f"{path}: it kept no weight average: resume with train.ema=0"
                 )
             for name, average in zip(self.dense_names, self.ema, strict=True):
                 average.copy_(saved[name])
-        ranks = state.get("ranks") or []  # older checkpoints hold no per-rank states
+        ranks = state["ranks"]
         rows = self.config.batch_size // self.dist.world_size
         if len(ranks) == self.dist.world_size and carry_rows(ranks[self.dist.rank]) in (0, rows):
             self._load_rank_state(ranks[self.dist.rank])
         elif self.dist.is_main:  # the batches still follow on exactly; said once, not per rank
-            then = f"written by {count(len(ranks), 'rank')}" if ranks else "an older hrm-arc's"
-            now = f"resumed on {count(self.dist.world_size, 'rank')}"
+            then = f"written by {_ranks(len(ranks))}"
+            now = f"resumed on {_ranks(self.dist.world_size)}"
             batch = (state.get("train_config") or {}).get("batch_size")
             if batch != self.config.batch_size:
                 then, now = f"{then} at batch {batch}", f"{now} at batch {self.config.batch_size}"
@@ -558,12 +514,16 @@ class Trainer:
         """Write the checkpoint. Collective under torchrun: every rank calls it at the same step,
         and the main rank writes every rank's carry and RNG state. Ctrl-C and SIGTERM wait
         until it is written (the last save runs after training has stopped listening)."""
-        if self.run_dir is None:
+        if self.store is None:
             return
         with held_signals(signal.SIGINT, signal.SIGTERM):
             ranks = gather_to_main(self._rank_state(), self.dist)
             if self.dist.is_main:
-                save_checkpoint(self.run_dir / CHECKPOINT, self.state_dict(ranks))
+                self.store.save(self.state_dict(ranks))
+
+
+def _ranks(n: int) -> str:
+    return f"{n} rank" + ("" if n == 1 else "s")
 
 
 def carry_rows(rank_state: dict) -> int:

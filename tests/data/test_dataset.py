@@ -9,7 +9,7 @@ from hrm_arc.data.augment import IDENTITY
 from hrm_arc.data.dataset import BLANK_ID, make_views, view_examples, views_by_task
 from hrm_arc.data.encoding import COLOUR_OFFSET
 from hrm_arc.data.tasks import Pair, Task, TaskSet
-from hrm_arc.pretrain import build_pretraining_data
+from hrm_arc.pretraining import build_pretraining_data
 
 CANVAS = 10
 

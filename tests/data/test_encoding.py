@@ -12,7 +12,6 @@ from hrm_arc.data.encoding import (
     COLOUR_OFFSET,
     DEFAULT_CANVAS,
     EOS,
-    IGNORE_LABEL,
     PAD,
     VOCAB_SIZE,
     canvas_for,
@@ -21,9 +20,9 @@ from hrm_arc.data.encoding import (
     encode_batch,
     encode_grid,
     encode_views,
-    labels_from_tokens,
 )
 from hrm_arc.data.tasks import Pair, Task, load_tasks
+from hrm_arc.hrm_core.tokens import IGNORE_LABEL, labels_from_tokens
 
 SETS = ("arc-agi-1/training", "arc-agi-1/evaluation", "arc-agi-2/training", "arc-agi-2/evaluation")
 

@@ -185,10 +185,12 @@ HELPER = textwrap.dedent("""
     import numpy as np
     import torch
     import torch.distributed as dist
-    from hrm_arc.hrm_core import HRM, make_config
+    from hrm_arc.hrm_core.model import HRM
+    from hrm_arc.presets import make_config
     from hrm_arc.hrm_core.distributed import init_distributed, shutdown_distributed
     from hrm_arc.hrm_core.sampling import Examples
     from hrm_arc.hrm_core.checkpoint import load_checkpoint
+    from hrm_arc.run_dir import RunDirectory
     from hrm_arc.hrm_core.trainer import TrainConfig, Trainer
 
     out = sys.argv[1]
@@ -249,7 +251,8 @@ HELPER = textwrap.dedent("""
         torch.manual_seed(0)
         train = TrainConfig(steps=steps, batch_size=8, lr=3e-3, warmup_steps=0,
                             puzzle_emb_lr=1e-2, checkpoint_every=3, log_every=0)
-        return Trainer(HRM(exploring), train, examples, info, run_dir)
+        store = None if run_dir is None else RunDirectory(run_dir)
+        return Trainer(HRM(exploring), train, examples, info, store)
 
     exploring = dataclasses.replace(config, halt_exploration_prob=0.5)
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hrm_arc.hrm_core import (
+from hrm_arc.hrm_core.losses import (
     LOG_PROBS,
     LOSSES,
-    HRMOutput,
     act_loss,
     softmax_cross_entropy,
     stablemax_cross_entropy,
     summarize_metrics,
 )
+from hrm_arc.hrm_core.model import HRMOutput
 
 
 def test_stablemax_on_a_two_token_example() -> None:

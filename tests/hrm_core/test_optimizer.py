@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from hrm_arc.hrm_core import AdamATan2, PuzzleEmbedding, SignSGD
+from hrm_arc.hrm_core.optimizer import AdamATan2, SignSGD
+from hrm_arc.hrm_core.puzzle_embedding import PuzzleEmbedding
 
 # ----------------------------------------------------------------------------- AdamATan2
 

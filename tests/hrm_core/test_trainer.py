@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from hrm_arc.hrm_core import HRM, make_config
 from hrm_arc.hrm_core.distributed import DistInfo
+from hrm_arc.hrm_core.model import HRM
 from hrm_arc.hrm_core.sampling import Examples
-from hrm_arc.hrm_core.trainer import TRAIN_PRESETS, TrainConfig, Trainer, due, scheduled_lr
+from hrm_arc.hrm_core.trainer import TrainConfig, Trainer, due, scheduled_lr
+from hrm_arc.presets import PRESETS, make_config
+from hrm_arc.run_dir import RunDirectory
 
 CPU = torch.device("cpu")
 SINGLE = DistInfo(0, 1, CPU)
@@ -46,7 +48,8 @@ def make_trainer(examples: Examples | None = None, run_dir=None, model: HRM | No
     fields = dict(steps=20, batch_size=8, lr=3e-3, warmup_steps=0, puzzle_emb_lr=1e-2,
                   log_every=5)
     config = TrainConfig(**{**fields, **train})
-    return Trainer(model or tiny_model(), config, examples or fixed_examples(), SINGLE, run_dir)
+    store = None if run_dir is None else RunDirectory(run_dir)
+    return Trainer(model or tiny_model(), config, examples or fixed_examples(), SINGLE, store)
 
 
 # ----------------------------------------------------------------------------- learning
@@ -338,10 +341,10 @@ def test_train_config_rejects_ratios_outside_their_range(field: str, value: floa
         TrainConfig(**{field: value})
 
 
-@pytest.mark.parametrize("name", sorted(TRAIN_PRESETS))
+@pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_train_preset_runs(name: str) -> None:
     """Smoke test: each preset's optimiser settings train a tiny model for two steps."""
-    preset = dataclasses.replace(TRAIN_PRESETS[name], steps=2, batch_size=4, log_every=1)
+    preset = dataclasses.replace(PRESETS[name].train, steps=2, batch_size=4, log_every=1)
     trainer = Trainer(tiny_model(), preset, fixed_examples(), SINGLE)
     history = trainer.fit()
     assert [r["step"] for r in history] == [1, 2]

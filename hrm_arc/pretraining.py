@@ -1,54 +1,63 @@
-"""Pretraining: tasks -> augmented views -> token examples -> HRM, and the run directory it leaves.
-
-A run directory holds `checkpoint.pt` (everything a later stage needs: weights, embedding table,
-optimiser and RNG states, configs, canvas and the identifier map), `config.json` (the resolved
-configuration, for people) and `metrics.jsonl`.
-"""
+"""Pretraining: tasks -> augmented views -> token examples -> HRM, left in a run directory."""
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from .data.augment import Augmentation
 from .data.dataset import View, make_views, view_examples, views_by_task
-from .data.encoding import VOCAB_SIZE, canvas_for
-from .data.tasks import Task, TaskSet
-from .errors import DatasetError
+from .data.encoding import canvas_for
+from .data.tasks import MAX_SIDE, Task, TaskSet
+from .errors import OutOfMemory
+from .events import PretrainStart, TrainingLog
 from .files.atomic import remove_cut_writes_in
-from .files.jsonio import read_json, write_json_atomic
-from .hrm_core import HRM, PRESETS, HRMConfig
-from .hrm_core.checkpoint import CheckpointError, load_checkpoint, load_model_state
+from .files.folder_lock import folder_lock
+from .files.jsonio import write_json_atomic
+from .hrm_core.checkpoint import CheckpointError, load_checkpoint
 from .hrm_core.distributed import DistInfo
-from .hrm_core.losses import LOSSES
+from .hrm_core.model import HRM, HRMConfig
 from .hrm_core.sampling import Examples, epoch_size, steps_for_epochs
-from .hrm_core.trainer import (
-    CHECKPOINT,
-    METRICS,
-    TRAIN_PRESETS,
-    TrainConfig,
-    Trainer,
-    stop_on_signals,
-)
-from .overrides import apply_overrides
+from .hrm_core.trainer import TrainConfig, Trainer, stop_on_signals
 from .predict import vote_task
+from .run_dir import CHECKPOINT, CONFIG, RUN_FILES, RunDirectory, refuse_foreign_logs
 from .score import score_submission
 from .submission import submission_from_predictions
 from .text import changed_fields, count
 from .vote import rank_candidates
 
+if TYPE_CHECKING:
+    from .presets import Preset
+
 log = logging.getLogger(__name__)
-CONFIG = "config.json"
-RUN_FILES = (CHECKPOINT, CONFIG, METRICS)
-# Views per task: the official 1000 at paper scale; on a CPU few views learn faster (DESIGN §3).
-PRESET_AUGMENTATIONS = {"paper": 1000, "small": 8, "tiny": 8}
+
+
+@dataclass
+class DataConfig:
+    """How pretraining turns tasks into examples."""
+
+    augmentations: int = 1000
+    """Unique augmented views per task, the original among them, each its own puzzle id."""
+    canvas: int | None = None
+    """Canvas side in cells; None: the smallest that holds every grid pretraining trains."""
+    train_test_pairs: bool = False
+    """Also train the training tasks' test pairs, as the official data builder does."""
+    translate: bool = True
+    """Place each pair at a random offset on the canvas, as the official builder does."""
+
+    def __post_init__(self) -> None:
+        if self.augmentations < 1:
+            raise ValueError(f"DataConfig.augmentations must be >= 1, got {self.augmentations}")
+        if self.canvas is not None and not 1 <= self.canvas <= MAX_SIDE:
+            raise ValueError(f"DataConfig.canvas must be in [1, {MAX_SIDE}], got {self.canvas}")
 
 
 @dataclass
@@ -191,10 +200,11 @@ def run_extra_state(data: PretrainData, specs: dict) -> dict:
 def check_resumes(state: dict, path: Path, extra: dict, model_config: HRMConfig) -> None:
     """Refuse a checkpoint that trained other data or another model than this run would."""
     try:
-        views = [tuple(v) for v in state.get("views", [])]
-        canvas = int(state.get("canvas", extra["canvas"]))
+        views = [tuple(v) for v in state["views"]]
+        canvas = int(state["canvas"])
         changed = changed_fields(state["model_config"], dataclasses.asdict(model_config), "model.")
-    except (TypeError, ValueError, AttributeError) as e:
+        digest = state["examples_digest"]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path}: checkpoint metadata is damaged ({e!r})") from None
     if not isinstance(state.get("train_config"), dict):
         raise CheckpointError(f"{path}: checkpoint metadata is damaged (train_config)")
@@ -204,8 +214,7 @@ def check_resumes(state: dict, path: Path, extra: dict, model_config: HRMConfig)
             f"{path}: it trained on a {canvas}x{canvas} canvas, this run's is "
             f"{extra['canvas']}x{extra['canvas']}: resume with --canvas {canvas}"
         )
-    digest = extra["examples_digest"]
-    if views != extra["views"] or state.get("examples_digest", digest) != digest:
+    if views != extra["views"] or digest != extra["examples_digest"]:
         what = (
             f"{count(views, 'task view')} where this run builds {len(extra['views'])}"
             if len(views) != len(extra["views"])
@@ -222,39 +231,146 @@ def check_resumes(state: dict, path: Path, extra: dict, model_config: HRMConfig)
         )
 
 
+def sized_configs(
+    preset: Preset, data: PretrainData, epochs: float | None = None, world_size: int = 1
+) -> tuple[HRMConfig, TrainConfig]:
+    """The preset's model sized to the data (canvas, views), and its training to `epochs` of
+    the data when given."""
+    model = dataclasses.replace(
+        preset.model, seq_len=data.canvas**2, num_puzzle_ids=len(data.views) + 1
+    )
+    train = preset.train
+    if epochs is not None:
+        if not 0 < epochs < math.inf:
+            raise ValueError(f"epochs must be a positive number, got {epochs}")
+        per_epoch = epoch_size(data.examples, train.sampling)
+        train = dataclasses.replace(
+            train, steps=steps_for_epochs(per_epoch, train.batch_size, epochs)
+        )
+    if train.batch_size % world_size:
+        raise ValueError(
+            f"train.batch_size {train.batch_size} does not split over {world_size} ranks"
+        )
+    return model, train
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """Where a pretraining call left its run."""
+
+    step: int
+    start_step: int
+    """The step the call started from (a resumed checkpoint's, or 0)."""
+    steps: int
+    stop_reason: str | None
+    """Why it ended before `steps` ("time limit", "stop requested"), or None."""
+    stop_signal: int
+    """The signal that stopped it, else 0 (a caller exits with 128 + it)."""
+
+
 def pretrain(
     run_dir: str | Path,
+    tasks: TaskSet,
+    preset: Preset | str = "tiny",
+    *,
+    eval_demo_tasks: TaskSet | None = None,
+    epochs: float | None = None,
+    resume: bool = False,
+    dist: DistInfo | None = None,
+    specs: dict | None = None,
+    on_event: Callable[[PretrainStart | TrainingLog], None] | None = None,
+) -> PretrainResult:
+    """Pretrain (or resume) on `tasks` under `preset`, leaving a complete run directory.
+
+    Args:
+        preset: a `Preset` (`PRESETS[name].configured(...)` for other settings) or its name.
+        eval_demo_tasks: evaluation tasks whose demonstrations are trained too (the official
+            combined setup).
+        epochs: train for so many epochs of the data instead of `preset.train.steps`.
+        dist: this process's place under torchrun; one process on the best device by default.
+        specs: how the datasets were named, recorded so that a resume can be checked.
+        on_event: told of the run's start (main rank) and of every logged step.
+
+    SIGINT and SIGTERM end training at the next step boundary with a checkpoint, as the time
+    limit does (`stop_reason` says which), so `resume` loses nothing.
+    """
+    from .presets import get_preset
+
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    dist = dist or DistInfo(0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    run_dir = Path(run_dir)
+    d = preset.data
+    data = build_pretraining_data(
+        tasks, d.augmentations, preset.train.seed, d.canvas, eval_demo_tasks, d.translate,
+        d.train_test_pairs,
+    )  # fmt: skip
+    model_config, train_config = sized_configs(preset, data, epochs, dist.world_size)
+    evaluate = heldout_evaluator(data, dist.device)
+    if dist.is_main:
+        warn_of_settings(train_config, evaluate is not None)
+        if on_event:
+            resuming = resume and (run_dir / CHECKPOINT).exists()
+            on_event(start_event(tasks, eval_demo_tasks, data, train_config, dist, resuming))
+    specs = specs or {"train": [tasks.name], "eval_demos": [], "train_test_pairs": False}
+    with folder_lock(run_dir, dist):
+        try:
+            trainer = train_run(
+                run_dir, model_config, train_config, data, dist, specs, resume,
+                on_event, evaluate,
+            )  # fmt: skip
+        except torch.cuda.OutOfMemoryError as e:
+            raise OutOfMemory(
+                str(e).splitlines()[0] if str(e) else "out of memory",
+                "lower --batch-size, the global batch over all ranks (train.batch_size; the "
+                "paper preset's 768 is the official 8 GPUs x 96); --resume continues from the "
+                "last checkpoint",
+            ) from None
+        result = PretrainResult(
+            trainer.step, trainer.start_step, train_config.steps, trainer.stop_reason,
+            trainer.stop_signal,
+        )  # fmt: skip
+        # DDP's reducer must go before its process group: freed after it, at exit, gloo's
+        # worker thread and the main thread can deadlock on the GIL.
+        del trainer
+        gc.collect()
+    return result
+
+
+def warn_of_settings(train: TrainConfig, evaluates: bool) -> None:
+    """Warn of settings that run but do not do what they seem to."""
+    if train.warmup_steps > train.steps:
+        log.warning(
+            "the learning-rate warm-up (%d steps) is not over by the last step (%d): the rates "
+            "never reach their set values; give more --steps or --set train.warmup_steps=N",
+            train.warmup_steps,
+            train.steps,
+        )
+    if train.eval_every and not evaluates:
+        log.warning(
+            "no test pair with a known output is held out from training: --eval-every "
+            "evaluates nothing"
+        )
+
+
+def train_run(
+    run_dir: Path,
     model_config: HRMConfig,
     train_config: TrainConfig,
     data: PretrainData,
     dist: DistInfo,
     specs: dict,
-    resume: bool = False,
-    on_log: Callable[[int, dict], None] | None = None,
-    evaluate: Callable[[HRM], dict] | None = None,
+    resume: bool,
+    on_event: Callable[[PretrainStart | TrainingLog], None] | None,
+    evaluate: Callable[[HRM], dict] | None,
 ) -> Trainer:
-    """Train (or resume) and leave a complete run directory.
-
-    SIGINT and SIGTERM end training at the next step boundary with a checkpoint, as the time
-    limit does (the trainer's `stop_reason` says which), so `resume` loses nothing.
-    """
-    run_dir = Path(run_dir)
+    """Build the trainer, resume it if asked and there is a checkpoint, train and save."""
     torch.manual_seed(train_config.seed)
-    model = HRM(model_config)
     extra = run_extra_state(data, specs)
-    trainer = Trainer(model, train_config, data.examples, dist, run_dir, extra_state=extra)
+    store = RunDirectory(run_dir)
+    trainer = Trainer(HRM(model_config), train_config, data.examples, dist, store, extra)
     checkpoint = run_dir / CHECKPOINT
     if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
-        check_resumes(state, checkpoint, extra, model_config)
-        trainer.load_state_dict(state, checkpoint)
-        now = dataclasses.asdict(train_config) | {"time_limit_s": None}  # a limit is per run
-        before = state["train_config"] | {"time_limit_s": None}  # a dict: check_resumes saw to it
-        changed = changed_fields(before, now, "train.")
-        if changed and dist.is_main:  # meant (a longer run, a lower rate) or not: say so
-            log.warning(
-                "%s: resumed with other training settings: %s", checkpoint, "; ".join(changed)
-            )
+        resume_trainer(trainer, checkpoint, extra, model_config, dist)
     elif checkpoint.exists():  # on every rank, so a refusal ends them all alike
         raise CheckpointError(
             f"{checkpoint} exists: pass --resume to continue it, or choose another --out"
@@ -264,16 +380,15 @@ def pretrain(
     if trainer.step >= train_config.steps:
         return trainer  # nothing to train: leave the run as it is
     if dist.is_main:
-        remove_cut_writes_in(run_dir, RUN_FILES)  # the folder is this run's alone (CLI-locked)
-        write_json_atomic(
-            run_dir / CONFIG,
-            {
-                "model": dataclasses.asdict(model_config),
-                "train": dataclasses.asdict(train_config),
-                **extra | {"views": len(data.views)},
-            },
-        )
+        remove_cut_writes_in(run_dir, RUN_FILES)  # the folder is this run's alone: it is locked
+        configs = {"model": model_config, "train": train_config}
+        config = {name: dataclasses.asdict(c) for name, c in configs.items()}
+        write_json_atomic(run_dir / CONFIG, config | extra | {"views": len(data.views)})
     trainer.trim_metrics()
+
+    def on_log(step: int, record: dict) -> None:
+        if on_event and dist.is_main:
+            on_event(TrainingLog.from_record(record, train_config.steps))
     with stop_on_signals(announce=dist.is_main) as stop_requested:
         trainer.fit(on_log, evaluate if dist.is_main else None, stop_requested)
     if not train_config.checkpoint_every:  # else fit saved the last step already
@@ -281,130 +396,39 @@ def pretrain(
     return trainer
 
 
-def refuse_foreign_logs(run_dir: Path) -> None:
-    """Refuse to start a run in a folder whose config.json or metrics.jsonl no run of ours
-    wrote: the run would replace the one and cut the other down to its own steps. (Ours, from a
-    run stopped before its first checkpoint, start over.)"""
-    logs = [n for n in (CONFIG, METRICS) if (run_dir / n).exists()]
-    if not logs:
-        return
-    try:
-        config = read_json(run_dir / CONFIG, "run config")
-    except DatasetError:
-        config = None
-    if not (isinstance(config, dict) and {"model", "train", "canvas"} <= config.keys()):
-        raise ValueError(
-            f"{run_dir} holds {' and '.join(logs)} of no pretraining run, which a run there "
-            "would overwrite: choose another --out"
-        )
+def resume_trainer(
+    trainer: Trainer, checkpoint: Path, extra: dict, model_config: HRMConfig, dist: DistInfo
+) -> None:
+    """Load the checkpoint into `trainer`, refusing one of other data or another model, and
+    warning of other training settings (meant, as a longer run or a lower rate, or not)."""
+    state = load_checkpoint(checkpoint)
+    check_resumes(state, checkpoint, extra, model_config)
+    trainer.load_state_dict(state, checkpoint)
+    now = dataclasses.asdict(trainer.config) | {"time_limit_s": None}  # a limit is per run
+    before = state["train_config"] | {"time_limit_s": None}  # a dict: check_resumes saw to it
+    changed = changed_fields(before, now, "train.")
+    if changed and dist.is_main:
+        log.warning("%s: resumed with other training settings: %s", checkpoint, "; ".join(changed))
 
 
-@dataclass
-class PretrainedRun:
-    model: HRM
-    canvas: int
-    views: list[View]
-    state: dict
-
-    @property
-    def train_config(self) -> dict:
-        """How pretraining trained, which adaptation follows (its loss, its embedding step)."""
-        return self.state["train_config"]
-
-    @property
-    def loss(self) -> str:
-        return self.train_config["loss"]
-
-
-def has_checkpoint(run_dir: str | Path) -> bool:
-    """Whether `run_dir` holds a checkpoint to resume or adapt from."""
-    return (Path(run_dir) / CHECKPOINT).exists()
-
-
-def load_run(run_dir: str | Path, device: torch.device) -> PretrainedRun:
-    """Rebuild the model and identifier map from a run directory's checkpoint."""
-    path = Path(run_dir) / CHECKPOINT
-    state = load_checkpoint(path)
-    try:
-        config = HRMConfig(**state["model_config"])
-        views = [View(t, Augmentation.from_name(a), i) for t, a, i in state["views"]]
-        canvas = int(state["canvas"])
-        LOSSES[state["train_config"]["loss"]]  # adaptation trains with pretraining's loss
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: checkpoint metadata is damaged ({e!r})") from None
-    model = HRM(config)
-    # The weight average, when pretraining kept one, is what evaluation measured.
-    averaged = state.get("model_averaged") or {}
-    dense = {name for name, p in model.named_parameters() if p.requires_grad}
-    if averaged and set(averaged) != dense:
-        raise CheckpointError(f"{path}: its weight average does not cover the network's weights")
-    load_model_state(model, {**state["model"], **averaged}, path)
-    return PretrainedRun(model.to(device), canvas, views, state)
-
-
-def check_pretrain_options(preset: str, overrides: list[str], seed: int = 0) -> None:
-    """Refuse an unknown preset, a bad override or seed before the data is built (minutes at
-    -a 1000); what depends on the data is checked as the configs are sized to it."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    train = dataclasses.replace(TRAIN_PRESETS[preset], seed=seed)
-    apply_overrides({"model": PRESETS[preset], "train": train}, list(overrides))
-
-
-def resolve_pretrain_configs(
-    preset: str,
-    overrides: list[str],
+def start_event(
+    tasks: TaskSet,
+    eval_demo_tasks: TaskSet | None,
     data: PretrainData,
-    *,
-    steps: int | None = None,
-    epochs: float | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    eval_every: int | None = None,
-    checkpoint_every: int | None = None,
-    seed: int = 0,
-    compile: bool = False,
-    world_size: int = 1,
-) -> tuple[HRMConfig, TrainConfig]:
-    """Preset, then explicit options, then `--set` overrides; sized to the data at the end."""
-    check_pretrain_options(preset, overrides, seed)
-    model = dataclasses.replace(
-        PRESETS[preset], seq_len=data.canvas**2, num_puzzle_ids=len(data.views) + 1
+    train: TrainConfig,
+    dist: DistInfo,
+    resuming: bool,
+) -> PretrainStart:
+    return PretrainStart(
+        tasks=len(tasks),
+        eval_demo_tasks=len(eval_demo_tasks or ()),
+        views=len(data.views),
+        examples=len(data.examples),
+        canvas=data.canvas,
+        steps=train.steps,
+        batch_size=train.batch_size,
+        warmup_steps=train.warmup_steps,
+        world_size=dist.world_size,
+        device=str(dist.device),
+        resuming=resuming,
     )
-    explicit = {
-        "batch_size": batch_size,
-        "lr": lr,
-        "eval_every": eval_every,
-        "checkpoint_every": checkpoint_every,
-    }
-    train = dataclasses.replace(
-        TRAIN_PRESETS[preset],
-        seed=seed,
-        compile=compile,
-        **{k: v for k, v in explicit.items() if v is not None},
-    )
-    if steps is not None and epochs is not None:
-        raise ValueError("give --steps or --epochs, not both")
-    if epochs is not None and not 0 < epochs < math.inf:
-        raise ValueError(f"--epochs must be a positive number, got {epochs}")
-    if epochs is not None and any(o.split("=")[0].strip() == "train.steps" for o in overrides):
-        raise ValueError("give --epochs or --set train.steps, not both")
-    if steps is not None:
-        train = dataclasses.replace(train, steps=steps)
-    configs = apply_overrides({"model": model, "train": train}, list(overrides))
-    model, train = configs["model"], configs["train"]
-    if epochs is not None:  # after the overrides, which may change the batch or the sampling
-        per_epoch = epoch_size(data.examples, train.sampling)
-        train = dataclasses.replace(
-            train, steps=steps_for_epochs(per_epoch, train.batch_size, epochs)
-        )
-    if model.seq_len != data.canvas**2 or model.num_puzzle_ids != len(data.views) + 1:
-        raise ValueError(
-            "model.seq_len and model.num_puzzle_ids follow the data; "
-            "use --canvas and --augmentations instead"
-        )
-    if model.vocab_size != VOCAB_SIZE:
-        raise ValueError(f"model.vocab_size is the encoding's {VOCAB_SIZE} (pad, end, 10 colours)")
-    if train.batch_size % world_size:
-        raise ValueError(f"batch size {train.batch_size} does not split over {world_size} ranks")
-    return model, train
