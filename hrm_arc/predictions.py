@@ -160,7 +160,7 @@ def _parse_task(per_test: object, where: str) -> list[list[Candidate]]:
 def _parse_candidate(value: object, where: str) -> Candidate:
     if not isinstance(value, dict):
         raise DatasetError(f"{where}: must be an object, got {_describe(value)}")
-    missing = [k for k in ("grid", "votes", "q_halt", "logprob") if k not in value]
+    missing = [k for k in ("grid", "votes", "q_halt", "logprob", "first_vote") if k not in value]
     if missing:
         raise DatasetError(f"{where}: missing {', '.join(missing)}")
     grid = parse_grid(value["grid"], f"{where} grid")
@@ -173,7 +173,7 @@ def _parse_candidate(value: object, where: str) -> Candidate:
         logprob = -math.inf
     elif not _is_number(logprob):
         raise DatasetError(f"{where}: logprob must be a number or null (-inf), got {logprob!r}")
-    first_vote = value.get("first_vote", 0)
+    first_vote = value["first_vote"]
     if type(first_vote) is not int or first_vote < 0:
         raise DatasetError(f"{where}: first_vote must be an int >= 0, got {first_vote!r}")
     return Candidate(grid, votes, float(q_halt), float(logprob), first_vote)

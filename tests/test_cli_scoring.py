@@ -224,7 +224,8 @@ def test_export_bad_predictions_names_task_and_test(tmp_path):
                 "tasks": {
                     "t1": [
                         [],
-                        [{"grid": [[1, 2], [3]], "votes": 1, "q_halt": 0.5, "logprob": None}],
+                        [{"grid": [[1, 2], [3]], "votes": 1, "q_halt": 0.5, "logprob": None,
+                          "first_vote": 0}],
                     ]
                 },
             }

@@ -115,11 +115,11 @@ def test_predictions_round_trip_with_minus_inf(tmp_path):
     assert loaded["aaa"][0][1].logprob == -math.inf
 
 
-def test_predictions_from_before_first_vote_was_kept_read_it_as_0(tmp_path):
+def test_a_candidate_without_its_first_vote_is_refused(tmp_path):
     path = _write_preds(tmp_path, {"t1": [[{"grid": [[1]], "votes": 2, "q_halt": 0.5,
                                              "logprob": -1.0}]]})  # fmt: skip
-    (candidate,) = load_predictions(path)[0]["t1"][0]
-    assert (candidate.votes, candidate.first_vote) == (2, 0)
+    with pytest.raises(DatasetError, match="test 0, candidate 0: missing first_vote"):
+        load_predictions(path)
 
 
 def test_save_refuses_nan_logprob_set_after_construction(tmp_path):
@@ -148,13 +148,13 @@ def _write_preds(tmp_path, tasks_obj, **top):
         ({"t1": [[], [5]]}, {}, "task t1, test 1, candidate 0: must be an object"),
         ({"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 0.5}]]}, {}, "missing logprob"),
         (
-            {"t1": [[{"grid": [[1, 12]], "votes": 1, "q_halt": 0.5, "logprob": 0}]]},
+            {"t1": [[{"grid": [[1, 12]], "votes": 1, "q_halt": 0.5, "logprob": 0, "first_vote": 0}]]},
             {},
             r"task t1, test 0, candidate 0 grid: cell \(0, 1\) is 12",
         ),
-        ({"t1": [[{"grid": [[1]], "votes": -1, "q_halt": 0.5, "logprob": 0}]]}, {}, "votes"),
-        ({"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 3, "logprob": 0}]]}, {}, "q_halt"),
-        ({"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 0.5, "logprob": "x"}]]}, {}, "logprob"),
+        ({"t1": [[{"grid": [[1]], "votes": -1, "q_halt": 0.5, "logprob": 0, "first_vote": 0}]]}, {}, "votes"),
+        ({"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 3, "logprob": 0, "first_vote": 0}]]}, {}, "q_halt"),
+        ({"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 0.5, "logprob": "x", "first_vote": 0}]]}, {}, "logprob"),
         (
             {"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 0.5, "logprob": 0, "first_vote": -1}]]},
             {},
