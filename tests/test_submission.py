@@ -137,6 +137,11 @@ def _write_preds(tmp_path, tasks_obj, **top):
     return path
 
 
+def candidate(**fields) -> dict:
+    """A predictions file's candidate, as written, with `fields` changed."""
+    return {"grid": [[1]], "votes": 1, "q_halt": 0.5, "logprob": 0, "first_vote": 0} | fields
+
+
 @pytest.mark.parametrize(
     "tasks_obj, top, message",
     [
@@ -148,13 +153,13 @@ def _write_preds(tmp_path, tasks_obj, **top):
         ({"t1": [[], [5]]}, {}, "task t1, test 1, candidate 0: must be an object"),
         ({"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 0.5}]]}, {}, "missing logprob"),
         (
-            {"t1": [[{"grid": [[1, 12]], "votes": 1, "q_halt": 0.5, "logprob": 0, "first_vote": 0}]]},
+            {"t1": [[candidate(grid=[[1, 12]])]]},
             {},
             r"task t1, test 0, candidate 0 grid: cell \(0, 1\) is 12",
         ),
-        ({"t1": [[{"grid": [[1]], "votes": -1, "q_halt": 0.5, "logprob": 0, "first_vote": 0}]]}, {}, "votes"),
-        ({"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 3, "logprob": 0, "first_vote": 0}]]}, {}, "q_halt"),
-        ({"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 0.5, "logprob": "x", "first_vote": 0}]]}, {}, "logprob"),
+        ({"t1": [[candidate(votes=-1)]]}, {}, "votes"),
+        ({"t1": [[candidate(q_halt=3)]]}, {}, "q_halt"),
+        ({"t1": [[candidate(logprob="x")]]}, {}, "logprob"),
         (
             {"t1": [[{"grid": [[1]], "votes": 1, "q_halt": 0.5, "logprob": 0, "first_vote": -1}]]},
             {},
