@@ -71,6 +71,9 @@ class PredictConfig:
     started: float | None = None
     """`time.perf_counter()` when the budget began (the CLI: as the command started, before
     loading the run and the tasks); None: as adaptation starts."""
+    empty_grid_votes: bool = False
+    """A view whose output holds no grid votes for the empty grid, as the official evaluator
+    counts it (it can take a top-2 place and is never right); off, it casts no vote."""
 
     def __post_init__(self) -> None:
         for name in ("group_size", "batch_size"):
@@ -89,6 +92,7 @@ PAPER = {
     "adapt.augmentations": 1000,
     "adapt.epochs": 100.0,
     "predict.rank": "votes",
+    "predict.empty_grid_votes": True,
 }
 
 
@@ -149,19 +153,23 @@ def outputs_beyond(tasks: Sequence[Task], canvas: int) -> list[str]:
     ]
 
 
-def prediction_settings(run: PretrainedRun, adapt: AdaptConfig, device: torch.device) -> dict:
+def prediction_settings(
+    run: PretrainedRun, adapt: AdaptConfig, predict: PredictConfig, device: torch.device
+) -> dict:
     """What a rerun must share to continue the saved tasks: the model, the canvas, the dtype
     it computes in on this device (a CPU and a GPU differ under "auto"), the adaptation
-    settings and the method's version. Left out by choice: the time budget, the group size and
-    compiling, which pace the run and size its memory (the group's tasks share adaptation
-    batches, so the group size changes candidates slightly, but lowering it is how a run that
-    ran out of memory goes on; each task's file records its own; compiled code rounds
-    differently), and the ranking, which `finish` applies to every task afresh."""
+    settings, whether views without a grid vote, and the method's version. Left out by choice:
+    the time budget, the group size and compiling, which pace the run and size its memory (the
+    group's tasks share adaptation batches, so the group size changes candidates slightly, but
+    lowering it is how a run that ran out of memory goes on; each task's file records its own;
+    compiled code rounds differently), and the ranking, which `finish` applies to every task
+    afresh."""
     settings = {
         "model": model_digest(run.model),
         "canvas": run.canvas,
         "compute_dtype": run.model.compute_dtype(device),
         "adapt": {k: v for k, v in dataclasses.asdict(adapt).items() if k != "compile"},
+        "empty_grid_votes": predict.empty_grid_votes,
         "method_version": METHOD_VERSION,
     }
     return orjson.loads(orjson.dumps(settings))  # as it reads back from settings.json
@@ -284,7 +292,7 @@ def predict_tasks(
     if adapt.strategy == "pretrained":  # refused now, not when its group comes
         fitting = [t for t in tasks if fits_canvas(t, run.canvas)]
         check_pretrained(fitting, run.views, run.demo_digests)
-    settings = prediction_settings(run, adapt, dist.device)
+    settings = prediction_settings(run, adapt, predict, dist.device)
     # Read on every rank, so that a refusal ends them all alike, before anything is discarded.
     saved = {} if restart else check_out_dir(out_dir, settings, tasks)
     dist.barrier()  # every rank has read the saved tasks before the main one discards or records
@@ -438,8 +446,9 @@ def run_group(
     for task in (t for t in group if t.id not in saved):
         t0 = time.perf_counter()
         per_test = predict_task(
-            predictor, task, grouped[task.id], run.canvas, predict.batch_size, dist.device, run.loss
-        )
+            predictor, task, grouped[task.id], run.canvas, predict.batch_size, dist.device,
+            run.loss, predict.empty_grid_votes,
+        )  # fmt: skip
         ranked = [rank_candidates(c, predict.rank) for c in per_test]
         info = {
             "group_size": predict.group_size,

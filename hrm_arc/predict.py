@@ -2,8 +2,9 @@
 
 Every test input under every view runs all `halt_max_steps` ACT segments. Each view's argmax
 grid, mapped back through the inverse augmentation, is one vote carrying sigmoid(q_halt); a view
-whose output holds no grid (nothing at the top left) casts none, where the official evaluator
-counts an empty grid that can take a top-2 place and never be right. Because
+whose output holds no grid (nothing at the top left) casts none, unless `empty_votes` asks for
+the official evaluator's counting: a vote for the empty grid, which can take a top-2 place and
+is never right. Because
 HRM predicts every cell at once, the log-probability of *any* candidate under *any* view is a
 gather over that view's log-probabilities (under the distribution pretraining's loss fitted:
 stablemax or softmax); summed over views it ranks candidates as a product of experts.
@@ -29,7 +30,7 @@ from .data.tasks import Task
 from .hrm_core.losses import LOG_PROBS
 from .hrm_core.model import HRM, make_batch
 from .hrm_core.tokens import IGNORE_LABEL, labels_from_tokens
-from .predictions import Candidate
+from .predictions import EMPTY_GRID, Candidate
 from .vote import VoteTally
 
 
@@ -90,12 +91,13 @@ def vote_task(
     canvas: int,
     batch_size: int,
     device: torch.device,
+    empty_votes: bool = False,
 ) -> list[list[Candidate]]:
     """Candidates (unranked, unscored: logprob 0.0) for each test input of `task`: every view's
     argmax grid, mapped back to the task's frame, is one vote carrying sigmoid(q_halt).
 
-    A view whose output holds no grid (no colour at the top left) casts no vote: the official
-    evaluator counts it as an empty grid, which can take a place in the top 2 and never be right.
+    A view whose output holds no grid (no colour at the top left) casts no vote, or with
+    `empty_votes` a vote for the empty grid, as the official evaluator counts it.
     """
     tallies = [VoteTally() for _ in task.test]
     for chunk, logits, q_halt in view_batches(model, task, views, canvas, batch_size, device):
@@ -103,6 +105,8 @@ def vote_task(
         for (t, view), grid, q in zip(chunk, grids, q_halt.tolist()):
             if grid is not None:
                 tallies[t].add(view.augmentation.invert(grid), q)
+            elif empty_votes:
+                tallies[t].add(EMPTY_GRID, q)
     return [tally.candidates() for tally in tallies]
 
 
@@ -114,6 +118,7 @@ def predict_task(
     batch_size: int,
     device: torch.device,
     loss: str,
+    empty_votes: bool = False,
 ) -> list[list[Candidate]]:
     """Candidates (unranked) for each test input of `task`, from all its `views`, each scored
     with its log-probability summed over every view.
@@ -121,7 +126,7 @@ def predict_task(
     The log-probability is taken under `loss`'s token distribution (stablemax or softmax), the
     one the model was trained with; the argmax grids, and so the votes, are the same under both.
     """
-    per_test = vote_task(model, task, views, canvas, batch_size, device)
+    per_test = vote_task(model, task, views, canvas, batch_size, device, empty_votes)
     for chunk, logits, _ in view_batches(model, task, views, canvas, batch_size, device):
         log_probs = LOG_PROBS[loss](logits)
         for t in sorted({t for t, _ in chunk}):

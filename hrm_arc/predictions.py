@@ -28,6 +28,11 @@ FORMAT = "hrm-arc-predictions"
 VERSION = 1
 
 
+EMPTY_GRID = np.zeros((0, 0), dtype=np.uint8)
+"""What a view whose output holds no grid votes for, where the official evaluator's counting is
+asked for (`PredictConfig.empty_grid_votes`): it can take a top-2 place and is never right."""
+
+
 @dataclass(eq=False)
 class Candidate:
     """One distinct answer grid for a test input, with the evidence for it.
@@ -163,7 +168,7 @@ def _parse_candidate(value: object, where: str) -> Candidate:
     missing = [k for k in ("grid", "votes", "q_halt", "logprob", "first_vote") if k not in value]
     if missing:
         raise DatasetError(f"{where}: missing {', '.join(missing)}")
-    grid = parse_grid(value["grid"], f"{where} grid")
+    grid = EMPTY_GRID if value["grid"] == [] else parse_grid(value["grid"], f"{where} grid")
     votes, q_halt, logprob = value["votes"], value["q_halt"], value["logprob"]
     if type(votes) is not int or votes < 0:
         raise DatasetError(f"{where}: votes must be an int >= 0, got {votes!r}")

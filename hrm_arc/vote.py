@@ -28,7 +28,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .predictions import Candidate, Predictions
+from .predictions import EMPTY_GRID, Candidate, Predictions
 
 SortKey = tuple
 
@@ -136,18 +136,22 @@ def rank_predictions(predictions: Predictions, rank: str) -> Predictions:
 
 
 def top2(ranked: Sequence[Candidate]) -> tuple[np.ndarray, np.ndarray]:
-    """The two attempts to submit: the first repeated if alone, a 1x1 zero grid if none."""
-    if not ranked:
-        blank = np.zeros((1, 1), dtype=np.uint8)
-        return blank, blank.copy()
-    first = ranked[0].grid
-    return first, (ranked[1].grid if len(ranked) > 1 else first)
+    """The two attempts to submit: the first repeated if alone, a 1x1 zero grid if none. The
+    empty grid, which no submission may hold, is submitted as that 1x1 zero grid too (the
+    official evaluator submits it as it is, which scores as wrong)."""
+    blank = np.zeros((1, 1), dtype=np.uint8)
+    grids = [c.grid if c.grid.size else blank for c in ranked[:2]]
+    first = grids[0] if grids else blank
+    return first, grids[1] if len(grids) > 1 else first
 
 
 def _check_grid(grid: np.ndarray, i: int) -> np.ndarray:
     grid = np.asarray(grid)
-    if grid.ndim != 2 or grid.size == 0:
-        raise ValueError(f"view {i}: grid must be a non-empty 2-D array, got shape {grid.shape}")
+    if grid.ndim != 2 or (grid.size == 0 and grid.shape != EMPTY_GRID.shape):
+        raise ValueError(
+            f"view {i}: grid must be a non-empty 2-D array or the empty grid (0, 0), got shape "
+            f"{grid.shape}"
+        )
     if grid.dtype != np.uint8:
         if not np.issubdtype(grid.dtype, np.integer) or grid.min() < 0 or grid.max() > 9:
             raise ValueError(f"view {i}: grid must hold integer colours 0-9, got {grid.dtype}")

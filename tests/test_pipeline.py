@@ -534,6 +534,22 @@ def test_adaptation_takes_pretrainings_embedding_step_unless_given(predicted, ru
     assert (adapt["puzzle_emb_lr"], adapt["puzzle_emb_weight_decay"]) == (0.07, 0.2)
 
 
+def test_paper_sets_the_official_evaluators_choices_and_given_options_still_apply(
+    predicted, run_dir, data, tmp_path
+) -> None:
+    defaults = json.loads((predicted / "settings.json").read_text())
+    assert (defaults["adapt"]["init"], defaults["empty_grid_votes"]) == ("mean", False)
+    out = tmp_path / "paper"
+    ok(invoke("adapt-and-predict", run_dir, "-d", data["blind"], "--out", out, "--paper",
+              *ADAPT))  # fmt: skip
+    settings = json.loads((out / "settings.json").read_text())
+    adapt = settings["adapt"]
+    assert (adapt["strategy"], adapt["init"], settings["empty_grid_votes"]) == (
+        "embedding", "zero", True)
+    assert (adapt["augmentations"], adapt["epochs"]) == (2, 2.0)  # -a and --epochs beside it
+    assert load_predictions(out / "predictions.json")[1]["rank"] == "votes"
+
+
 @pytest.mark.parametrize("recorded, change", [
     ("bfloat16", "compute_dtype: 'bfloat16' -> 'float32'"),
     (None, "compute_dtype: not recorded -> 'float32'"),

@@ -101,6 +101,11 @@ def test_a_view_whose_output_holds_no_grid_casts_no_vote(setup, monkeypatch):
     per_test = vote_task(model, task, views, CANVAS, 256, CPU)
     assert [sum(c.votes for c in cs) for cs in per_test] == [len(views) // 2] * 2
     assert all(c.grid.shape == (2, 2) for cs in per_test for c in cs)
+    # Counted as the official evaluator counts them: every blank view votes for the empty grid.
+    per_test = vote_task(model, task, views, CANVAS, 256, CPU, empty_votes=True)
+    for candidates in per_test:
+        assert sum(c.votes for c in candidates) == len(views)
+        assert [c.votes for c in candidates if c.grid.shape == (0, 0)] == [len(views) // 2]
 
 
 def test_grid_larger_than_canvas_scores_minus_infinity(setup):

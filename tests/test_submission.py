@@ -9,8 +9,9 @@ import pytest
 
 from hrm_arc.data.tasks import DatasetError, Pair, Task, TaskSet
 from hrm_arc.files.jsonio import read_json, write_json_atomic
-from hrm_arc.predictions import Candidate, load_predictions, save_predictions
+from hrm_arc.predictions import EMPTY_GRID, Candidate, load_predictions, save_predictions
 from hrm_arc.submission import (
+    export_submission,
     load_submission,
     missing_tasks,
     submission_from_predictions,
@@ -113,6 +114,16 @@ def test_predictions_round_trip_with_minus_inf(tmp_path):
             ]
             assert all(c.grid.dtype == np.uint8 for c in got)
     assert loaded["aaa"][0][1].logprob == -math.inf
+
+
+def test_the_empty_grid_candidate_round_trips_and_exports_as_the_blank_attempt(tmp_path):
+    path = tmp_path / "preds.json"
+    empty = Candidate(EMPTY_GRID, 3, 0.5, -math.inf, 0)
+    save_predictions(path, {"t1": [[empty, Candidate(g([[4]]), 1, 0.5, -1.0, 1)]]}, {})
+    (got, other), = load_predictions(path)[0]["t1"]
+    assert (got.grid.shape, got.grid.dtype, got.votes) == ((0, 0), np.uint8, 3)
+    submission = export_submission(path)[0]
+    assert submission == {"t1": [{"attempt_1": [[0]], "attempt_2": [[4]]}]}
 
 
 def test_a_candidate_without_its_first_vote_is_refused(tmp_path):

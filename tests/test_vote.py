@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from hrm_arc.predictions import Candidate
+from hrm_arc.predictions import EMPTY_GRID, Candidate
 from hrm_arc.vote import RANKINGS, collect_candidates, rank_candidates, rank_predictions, top2
 
 
@@ -53,6 +53,18 @@ def test_collect_refuses_mismatched_lengths_and_bad_grids():
         collect_candidates([np.array([[10]])], [0.5])
     with pytest.raises(ValueError, match="2-D"):
         collect_candidates([np.array([1, 2])], [0.5])
+    with pytest.raises(ValueError, match=r"or the empty grid \(0, 0\), got shape \(0, 3\)"):
+        collect_candidates([np.zeros((0, 3), np.uint8)], [0.5])
+
+
+def test_the_empty_grid_is_tallied_and_submitted_as_a_1x1_zero_grid():
+    """The official evaluator's vote for a view with no grid: it ranks like any candidate, and
+    no submission may hold an empty grid, so it is submitted as the blank attempt."""
+    candidates = collect_candidates([EMPTY_GRID, A, EMPTY_GRID], [0.9, 0.5, 0.8])
+    ranked = rank_candidates(candidates, "votes")
+    assert [(c.grid.shape, c.votes) for c in ranked] == [((0, 0), 2), ((1, 2), 1)]
+    assert [a.tolist() for a in top2(ranked)] == [[[0]], [[1, 2]]]
+    assert [a.tolist() for a in top2(ranked[:1])] == [[[0]], [[0]]]
 
 
 @pytest.mark.parametrize("rank", list(RANKINGS))

@@ -64,10 +64,13 @@ FLAGS = (
     ConfigFlag(("--init",), "adapt.init", "Fresh embeddings start at the pretrained table's "
                "mean, or at zero (the paper's start).", {"type": click.Choice(INITS)}),
     ConfigFlag(("--rank",), "predict.rank", "votes (official: count, then mean q_halt, then the "
-               "earliest view; only a view that decodes to no grid casts no vote, where the "
-               "official counts an empty grid), logprob (summed log-probability over views: "
-               "product of experts) or combined (count, then log-probability).",
+               "earliest view), logprob (summed log-probability over views: product of "
+               "experts) or combined (count, then log-probability).",
                {"type": click.Choice(list(RANKINGS))}),
+    ConfigFlag(("--empty-grid-votes",), "predict.empty_grid_votes", "A view whose output holds "
+               "no grid votes for the empty grid, as the official evaluator counts it (it can "
+               "take a top-2 place, submitted as a 1x1 zero grid, and is never right); without "
+               "it such a view casts no vote.", {"is_flag": True}),
     ConfigFlag(("--group-size",), "predict.group_size", "Tasks adapted together: more is faster "
                "per task, and takes more memory. The tasks of a group share adaptation batches, "
                "so candidates differ slightly with it.", {"type": click.IntRange(min=1)}),
@@ -112,7 +115,8 @@ def default(key: str) -> str:
     "--paper",
     is_flag=True,
     help="The paper's procedure as the official evaluator runs it: --strategy embedding "
-    "--init zero -a 1000 --epochs 100 --rank votes (options given beside it still apply).",
+    "--init zero -a 1000 --epochs 100 --rank votes --empty-grid-votes (options given beside it "
+    "still apply).",
 )
 @config_flags(FLAGS, default)
 @click.option(
