@@ -19,7 +19,6 @@ from .data.encoding import canvas_for
 from .data.tasks import MAX_SIDE, Task, TaskSet
 from .errors import OutOfMemory
 from .events import PretrainStart, TrainingLog
-from .files.atomic import remove_cut_writes_in
 from .files.folder_lock import folder_lock
 from .files.jsonio import write_json_atomic
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint
@@ -28,7 +27,7 @@ from .hrm_core.model import HRM, HRMConfig
 from .hrm_core.sampling import Examples, epoch_size, steps_for_epochs
 from .hrm_core.trainer import TrainConfig, Trainer, stop_on_signals
 from .predict import vote_task
-from .run_dir import CHECKPOINT, CONFIG, RUN_FILES, RunDirectory, refuse_foreign_logs
+from .run_dir import CHECKPOINT, CONFIG, RunDirectory, pretraining_record, refuse_foreign_logs
 from .score import score_submission
 from .submission import submission_from_predictions
 from .text import changed_fields, count
@@ -366,7 +365,10 @@ def train_run(
     """Build the trainer, resume it if asked and there is a checkpoint, train and save."""
     torch.manual_seed(train_config.seed)
     extra = run_extra_state(data, specs)
-    store = RunDirectory(run_dir)
+    record = pretraining_record(
+        train_config, data.canvas, extra["views"], data.test_pairs_trained, data.demo_digests
+    )
+    store = RunDirectory(run_dir, record)
     trainer = Trainer(HRM(model_config), train_config, data.examples, dist, store, extra)
     checkpoint = run_dir / CHECKPOINT
     if resume and checkpoint.exists():
@@ -380,7 +382,7 @@ def train_run(
     if trainer.step >= train_config.steps:
         return trainer  # nothing to train: leave the run as it is
     if dist.is_main:
-        remove_cut_writes_in(run_dir, RUN_FILES)  # the folder is this run's alone: it is locked
+        store.remove_cut_writes()  # the folder is this run's alone: it is locked
         configs = {"model": model_config, "train": train_config}
         config = {name: dataclasses.asdict(c) for name, c in configs.items()}
         write_json_atomic(run_dir / CONFIG, config | extra | {"views": len(data.views)})

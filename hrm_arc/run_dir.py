@@ -1,17 +1,18 @@
 """What a pretraining run directory holds, and the run a later stage loads from it.
 
-`checkpoint.pt` holds everything a later stage needs (weights, embedding table, optimiser and
-RNG states, configs, canvas and the identifier map); `config.json` is the resolved
-configuration, for people; `metrics.jsonl` one logged record a line.
+- `model/`: what prediction needs: `config.json` and `model.safetensors` (`HRM.save_pretrained`;
+  the weight average where training kept one) and `pretraining.json` (what adaptation follows:
+  the training config, the canvas, the views and their embedding rows);
+- `checkpoint.pt`: the trainer's resumable state (weights, optimisers, sampler, RNG, carries);
+- `config.json`: the resolved configuration, for people; `metrics.jsonl`: a logged record a line.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,21 +21,24 @@ from . import __version__
 from .data.augment import Augmentation
 from .data.dataset import View
 from .errors import DatasetError
-from .files.atomic import make_folder, write_atomic
+from .files.atomic import make_folder, remove_cut_writes_in, write_atomic
 from .files.jsonio import read_json
-from .hrm_core.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_model_state,
-    write_checkpoint,
-)
+from .hrm_core.checkpoint import CheckpointError, strict_config, write_checkpoint
 from .hrm_core.losses import LOSSES
-from .hrm_core.model import HRM, HRMConfig
+from .hrm_core.model import (
+    HRM,
+    PRETRAINED_CONFIG,
+    PRETRAINED_WEIGHTS,
+    HRMConfig,
+    pretrained_files,
+)
 from .hrm_core.signals import held_signals
 from .hrm_core.trainer import TrainConfig
 
-CHECKPOINT, CONFIG, METRICS = "checkpoint.pt", "config.json", "metrics.jsonl"
+CHECKPOINT, CONFIG, METRICS, MODEL = "checkpoint.pt", "config.json", "metrics.jsonl", "model"
 RUN_FILES = (CHECKPOINT, CONFIG, METRICS)
+PRETRAINING = "pretraining.json"
+MODEL_FILES = (PRETRAINED_CONFIG, PRETRAINED_WEIGHTS, PRETRAINING)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
@@ -46,14 +50,45 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
         write_atomic(path, lambda f: write_checkpoint(f, stamped))
 
 
-class RunDirectory:
-    """A run directory as the trainer's store: an atomic checkpoint, an appended metrics log."""
+def save_model(
+    folder: str | os.PathLike, config: HRMConfig, weights: dict, pretraining: dict
+) -> None:
+    """Write a run's `model/` folder, each file atomically: the model as `save_pretrained`
+    writes it, and `pretraining` (see `pretraining_record`)."""
+    files = pretrained_files(config, weights)
+    files[PRETRAINING] = json.dumps(pretraining | {"version": __version__}).encode()
+    with held_signals(signal.SIGINT, signal.SIGTERM):
+        for name, data in files.items():
+            write_atomic(Path(folder) / name, lambda f, data=data: f.write(data))
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
+
+def pretraining_record(
+    train: TrainConfig, canvas: int, views: list, test_pairs_trained=(), demo_digests=None
+) -> dict:
+    """What adaptation needs to know of pretraining: how it trained (its loss, its embedding
+    step), the canvas, and each view's task, augmentation and embedding row."""
+    return {
+        "train": asdict(train),
+        "canvas": canvas,
+        "views": [list(v) for v in views],
+        "test_pairs_trained": list(test_pairs_trained),
+        "demo_digests": dict(demo_digests or {}),
+    }
+
+
+class RunDirectory:
+    """A run directory as the trainer's store: an atomic checkpoint, with the model beside it
+    when the run's `pretraining` record is given, and an appended metrics log."""
+
+    def __init__(self, path: str | os.PathLike, pretraining: dict | None = None) -> None:
+        self.path, self.pretraining = Path(path), pretraining
 
     def save(self, state: dict) -> None:
         save_checkpoint(self.path / CHECKPOINT, state)
+        if self.pretraining is not None:
+            weights = state["model"] | (state.get("model_averaged") or {})
+            config = HRMConfig(**state["model_config"])
+            save_model(self.path / MODEL, config, weights, self.pretraining)
 
     def log(self, record: dict) -> None:
         make_folder(self.path)
@@ -75,9 +110,14 @@ class RunDirectory:
                 pass  # a line cut short by a crash
         write_atomic(path, lambda f: f.write("".join(kept).encode()))
 
+    def remove_cut_writes(self) -> None:
+        """Delete what a killed run's writes left half done; only while the folder is locked."""
+        remove_cut_writes_in(self.path, RUN_FILES)
+        remove_cut_writes_in(self.path / MODEL, MODEL_FILES)
+
 
 def has_checkpoint(run_dir: str | os.PathLike) -> bool:
-    """Whether `run_dir` holds a checkpoint to resume or adapt from."""
+    """Whether `run_dir` holds a checkpoint to resume."""
     return (Path(run_dir) / CHECKPOINT).exists()
 
 
@@ -121,36 +161,22 @@ class PretrainedRun:
 
 
 def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> PretrainedRun:
-    """Rebuild the model and what pretraining recorded from a run directory's checkpoint; the
-    weight average, where pretraining kept one, is what evaluation measured."""
-    path = Path(run_dir) / CHECKPOINT
-    state = load_checkpoint(path)
+    """The model in `run_dir/model/` and what its pretraining recorded there."""
+    folder = Path(run_dir) / MODEL
+    if not folder.is_dir():
+        raise CheckpointError(f"{run_dir}: no {MODEL}/ folder here (not a run directory)")
+    path = folder / PRETRAINING
     try:
-        config = exactly(HRMConfig, state["model_config"])
-        train = exactly(TrainConfig, state["train_config"])
-        views = [View(t, Augmentation.from_name(a), i) for t, a, i in state["views"]]
-        canvas = int(state["canvas"])
-        trained = [str(t) for t in state["test_pairs_trained"]]
-        digests = {str(k): str(v) for k, v in state["demo_digests"].items()}
+        record = read_json(path, "pretraining record", unique_keys=False)
+        train = strict_config(TrainConfig, record["train"], path)
+        views = [View(t, Augmentation.from_name(a), int(i)) for t, a, i in record["views"]]
+        canvas = int(record["canvas"])
+        trained = [str(t) for t in record["test_pairs_trained"]]
+        digests = {str(k): str(v) for k, v in record["demo_digests"].items()}
         LOSSES[train.loss]  # adaptation trains with pretraining's loss
+    except DatasetError as e:
+        raise CheckpointError(str(e)) from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path}: checkpoint metadata is damaged ({e!r})") from None
-    model = HRM(config)
-    averaged = state.get("model_averaged") or {}
-    dense = {name for name, p in model.named_parameters() if p.requires_grad}
-    if averaged and set(averaged) != dense:
-        raise CheckpointError(f"{path}: its weight average does not cover the network's weights")
-    load_model_state(model, {**state["model"], **averaged}, path)
-    return PretrainedRun(
-        model.to(device), canvas, views, train, trained, digests, path=Path(run_dir)
-    )
-
-
-def exactly(config_class: type, fields: dict) -> object:
-    """`config_class(**fields)`, refusing fields missing or unknown (a damaged checkpoint's
-    config must not fall back to defaults)."""
-    names = {f.name for f in dataclasses.fields(config_class)}
-    if set(fields) != names:
-        gone, extra = sorted(names - set(fields)), sorted(set(fields) - names)
-        raise ValueError(f"{config_class.__name__} fields missing {gone}, unknown {extra}")
-    return config_class(**fields)
+        raise CheckpointError(f"{path}: the pretraining record is damaged ({e!r})") from None
+    model = HRM.from_pretrained(folder, device)
+    return PretrainedRun(model, canvas, views, train, trained, digests, path=Path(run_dir))

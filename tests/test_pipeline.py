@@ -25,6 +25,7 @@ from hrm_arc.data.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
 from hrm_arc.files.folder_lock import LOCK, folder_lock
 from hrm_arc.hrm_core.checkpoint import load_checkpoint
 from hrm_arc.hrm_core.distributed import DistInfo
+from hrm_arc.hrm_core.model import HRM
 from hrm_arc.predictions import load_predictions
 from hrm_arc.run_dir import load_run, save_checkpoint
 from hrm_arc.score import score_submission
@@ -94,7 +95,11 @@ def copy_run(run_dir: Path, tmp_path: Path) -> Path:
 
 def test_pretrain_leaves_a_complete_run_dir(run_dir) -> None:
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "checkpoint.pt", "config.json", "metrics.jsonl"]
+        "checkpoint.pt", "config.json", "metrics.jsonl", "model"]
+    assert sorted(p.name for p in (run_dir / "model").iterdir()) == [
+        "config.json", "model.safetensors", "pretraining.json"]
+    model = HRM.from_pretrained(run_dir / "model")  # what prediction needs, apart
+    assert model.config.num_puzzle_ids == 9 and model.config.seq_len == 25
     state = load_checkpoint(run_dir / "checkpoint.pt")
     assert state["step"] == 3 and state["canvas"] == 5
     assert state["model_config"]["hidden_size"] == 32
@@ -226,17 +231,20 @@ def test_resume_continues_to_the_new_step_count(run_dir, data, tmp_path) -> None
     assert steps == [3, 5]  # the first run's record, then the resumed run's last step
     assert json.loads((run / "config.json").read_text())["train"]["steps"] == 5
     assert sorted(p.name for p in run.iterdir()) == [
-        ".notes.txt.k1ll3d.tmp", "checkpoint.pt", "config.json", "metrics.jsonl"]
+        ".notes.txt.k1ll3d.tmp", "checkpoint.pt", "config.json", "metrics.jsonl", "model"]
 
 
 def test_resume_past_the_step_count_leaves_the_run_as_it_is(run_dir, data, tmp_path) -> None:
     run = copy_run(run_dir, tmp_path)
-    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    def contents() -> dict:
+        return {str(p.relative_to(run)): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+    before = contents()
     result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 2, "--resume",
                     *TINY)  # fmt: skip
     ok(result)
     assert "already at step 3 of 2: nothing to train" in result.output
-    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert contents() == before
 
 
 @pytest.mark.parametrize("epochs", ["inf", "nan"])
@@ -371,21 +379,25 @@ def test_resume_says_which_training_settings_changed(run_dir, data, tmp_path) ->
     assert load_checkpoint(run / "checkpoint.pt")["train_config"]["lr"] == 1e-5
 
 
-@pytest.mark.parametrize("damage", [
-    lambda s: s.update(train_config=None),
-    lambda s: s["train_config"].pop("loss"),
-    lambda s: s.update(model_averaged={"lm_head.weight": s["model"]["lm_head.weight"]}),
+@pytest.mark.parametrize("name, damage", [
+    ("pretraining.json", lambda r: r.update(train=None)),
+    ("pretraining.json", lambda r: r["train"].pop("loss")),
+    ("pretraining.json", lambda r: r.update(views=[["t", "no-such-augmentation", 1]])),
+    ("config.json", lambda c: c.update(hidden_size=48)),  # no longer fits the weights
+    ("config.json", lambda c: c.pop("num_heads")),
 ])  # fmt: skip
-def test_adapting_from_a_damaged_run_exits_2_naming_its_checkpoint(run_dir, data, tmp_path,
-                                                                   damage) -> None:
+def test_adapting_from_a_damaged_run_exits_2_naming_the_file(run_dir, data, tmp_path, name,
+                                                             damage) -> None:
     run = copy_run(run_dir, tmp_path)
-    state = load_checkpoint(run / "checkpoint.pt")
-    damage(state)
-    save_checkpoint(run / "checkpoint.pt", state)
+    path = run / "model" / name
+    record = json.loads(path.read_text())
+    damage(record)
+    path.write_text(json.dumps(record))
     result = invoke("adapt-and-predict", run, "-d", data["heldout"], "--out", tmp_path / "o",
                     *ADAPT)  # fmt: skip
     assert result.exit_code == 2, result.output
-    assert str(run / "checkpoint.pt") in " ".join(result.output.split())
+    shown = " ".join(result.output.split())
+    assert str(path) in shown or str(run / "model" / "model.safetensors") in shown, shown
     assert "Traceback" not in result.output
 
 
@@ -476,12 +488,14 @@ def test_a_second_ctrl_c_stops_pretraining_at_once_with_the_shells_status(data, 
 
 def test_corrupt_checkpoint_exits_2_without_traceback(run_dir, data, tmp_path) -> None:
     run = copy_run(run_dir, tmp_path)
-    ckpt = run / "checkpoint.pt"
-    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    weights = run / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
     result = invoke("adapt-and-predict", run, "-d", data["heldout"], "--out", tmp_path / "out",
                     *ADAPT)
     assert result.exit_code == 2, result.output
-    assert "cannot read checkpoint" in result.output and "Traceback" not in result.output
+    assert "cannot read the weights" in result.output and "Traceback" not in result.output
+    ckpt = run / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
     assert not (tmp_path / "out" / "submission.json").exists()
     result = invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 5, "--resume",
                     *TINY)

@@ -3,6 +3,7 @@ atomically: see `hrm_arc.run_dir`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import re
@@ -71,6 +72,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: checkpoint lacks {missing}")
     state["model"] = strip_compile_prefix(state["model"])
     return state
+
+
+def strict_config(config_class: type, fields: object, where: str | os.PathLike) -> object:
+    """`config_class(**fields)`, refusing fields missing or unknown: a damaged or foreign
+    config must not fall back to defaults."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    if not isinstance(fields, dict) or set(fields) != names:
+        got = set(fields) if isinstance(fields, dict) else set()
+        gone, extra = sorted(names - got), sorted(got - names)
+        raise CheckpointError(
+            f"{where}: not a {config_class.__name__} (missing {gone}, unknown {extra})"
+        )
+    try:
+        return config_class(**fields)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: {e}") from None
 
 
 def strip_compile_prefix(model_state: dict) -> dict:

@@ -7,14 +7,19 @@ the H/L reasoning modules, then the model whose ``forward`` runs one ACT segment
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hrm_arc.hrm_core.checkpoint import CheckpointError, load_model_state, strict_config
 from hrm_arc.hrm_core.layers import (
     Attention,
     Embedding,
@@ -358,6 +363,39 @@ class HRM(nn.Module):
         bf16 = dtype == "bfloat16" or (dtype, device.type) == ("auto", "cuda")
         return "bfloat16" if bf16 else "float32"
 
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write `config.json` and `model.safetensors` into `directory`: what prediction needs,
+        in the layout model hubs ship (no optimiser state)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, data in pretrained_files(self.config, self.state_dict()).items():
+            (directory / name).write_bytes(data)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike, device: str | torch.device = "cpu"
+    ) -> HRM:
+        """The model `save_pretrained` wrote into `directory`.
+
+        Raises:
+            CheckpointError: the folder lacks either file, or they are damaged or do not fit.
+        """
+        directory = Path(directory)
+        config_path, weights_path = directory / PRETRAINED_CONFIG, directory / PRETRAINED_WEIGHTS
+        for path in (config_path, weights_path):
+            if not path.is_file():
+                raise CheckpointError(f"{directory}: no {path.name} (not a saved model)")
+        try:
+            fields = json.loads(config_path.read_bytes())
+            weights = safetensors.torch.load_file(weights_path)
+        except (ValueError, UnicodeDecodeError) as e:  # JSON's errors and safetensors'
+            raise CheckpointError(f"{directory}: a damaged model file ({e})") from None
+        except Exception as e:  # safetensors' own error type for a truncated or foreign file
+            raise CheckpointError(f"{weights_path}: cannot read the weights ({e})") from None
+        model = cls(strict_config(HRMConfig, fields, config_path))
+        load_model_state(model, weights, weights_path)
+        return model.to(device)
+
     def forward(self, carry: Carry, batch: dict[str, Tensor]) -> tuple[Carry, HRMOutput]:
         """Run one ACT segment. Returns the new (detached) carry and this segment's outputs."""
         if batch["inputs"].shape[1] != self.config.seq_len:
@@ -401,6 +439,19 @@ class HRM(nn.Module):
         _, next_halt, next_continue = self._heads(self._segment(z_H, z_L, x)[0])
         next_value = torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue))
         return halted, torch.sigmoid(next_value)
+
+
+PRETRAINED_CONFIG, PRETRAINED_WEIGHTS = "config.json", "model.safetensors"
+
+
+def pretrained_files(config: HRMConfig, weights: dict[str, Tensor]) -> dict[str, bytes]:
+    """The files `HRM.save_pretrained` writes, by name: the config as JSON, the weights (and
+    buffers) as safetensors."""
+    tensors = {name: t.detach().cpu().contiguous() for name, t in weights.items()}
+    return {
+        PRETRAINED_CONFIG: json.dumps(dataclasses.asdict(config), indent=1).encode(),
+        PRETRAINED_WEIGHTS: safetensors.torch.save(tensors),
+    }
 
 
 __all__ = [

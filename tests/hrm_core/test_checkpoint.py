@@ -438,3 +438,28 @@ def test_resumed_optimizers_take_this_run_s_decay_and_betas(tmp_path) -> None:
     (group,) = resumed.optimizer.param_groups
     assert group["weight_decay"] == 0.5 and group["betas"] == (0.8, 0.95)
     assert resumed.embedding_optimizer.param_groups[0]["weight_decay"] == 0.7
+
+
+def test_save_pretrained_then_from_pretrained_gives_identical_outputs(tmp_path) -> None:
+    model = tiny_model(seed=3)
+    with torch.no_grad():
+        model.puzzle_emb.weights.normal_()  # rows that differ, as a trained table's do
+    model.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json", "model.safetensors"]
+    loaded = HRM.from_pretrained(tmp_path / "m")
+    assert loaded.config == model.config
+    assert torch.equal(eval_outputs(loaded), eval_outputs(model))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "model.safetensors").unlink(), r"no model\.safetensors \(not a saved model\)"),
+    (lambda d: (d / "config.json").write_text("{"), "a damaged model file"),
+    (lambda d: (d / "model.safetensors").write_bytes(b"\0" * 100), "cannot read the weights"),
+    (lambda d: (d / "config.json").write_text('{"hidden_size": 64}'), "not a HRMConfig"),
+])  # fmt: skip
+def test_from_pretrained_names_what_is_wrong(tmp_path, damage, message) -> None:
+    tiny_model().save_pretrained(tmp_path)
+    damage(tmp_path)
+    with pytest.raises(CheckpointError, match=message):
+        HRM.from_pretrained(tmp_path)
