@@ -80,6 +80,7 @@ hrm/hrm_act_v1.py; pydantic must be importable.)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -230,6 +231,47 @@ def install_flash_attn_shim() -> None:
         sys.modules[name] = module
 
 
+@contextlib.contextmanager
+def official_import_path(root: Path):
+    """Import official code from the checkout at ``root``: its top-level ``models`` and ``utils``.
+
+    The official HRM and TRM repositories both name their packages ``models`` and ``utils``
+    (namespace packages, no ``__init__.py``), so modules of that name from anywhere else are
+    dropped from ``sys.modules`` first (classes already imported from them keep working). Import
+    everything needed inside the ``with``: a namespace package's path is recomputed from
+    ``sys.path``, which loses ``root`` on exit.
+    """
+    root = root.resolve()
+    for name in sorted(sys.modules, key=lambda n: -n.count(".")):  # submodules first
+        if name.split(".")[0] in ("models", "utils") and official_root(sys.modules[name]) != root:
+            del sys.modules[name]
+    sys.path.insert(0, str(root))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(root))
+
+
+def official_root(module: types.ModuleType) -> Path | None:
+    """The directory holding the top-level package that ``module`` was imported from."""
+    depth = module.__name__.count(".")
+    file = getattr(module, "__file__", None)
+    if file is not None:  # a module file, or a package's __init__.py (one level deeper)
+        return Path(file).resolve().parents[depth + (Path(file).stem == "__init__")]
+    try:  # a namespace package: its directories, recomputed from its parent's path
+        paths = list(getattr(module, "__path__", []))
+    except KeyError:  # its parent is gone from sys.modules
+        paths = []
+    return Path(paths[0]).resolve().parents[depth] if paths else None
+
+
+def check_official_module(module: types.ModuleType, root: Path) -> None:
+    """Raise unless ``module`` came from the checkout at ``root``."""
+    module_file = Path(module.__file__).resolve()
+    if root.resolve() not in module_file.parents:
+        raise RuntimeError(f"imported a different '{module.__name__}' module: {module_file}")
+
+
 def import_official(path: str) -> dict | None:
     """The official classes, or None (with instructions printed) when the code is absent."""
     root = Path(path)
@@ -244,16 +286,11 @@ def import_official(path: str) -> dict | None:
         )
         return None
     install_flash_attn_shim()
-    sys.path.insert(0, str(root))
-    try:
+    with official_import_path(root):
         from models.hrm.hrm_act_v1 import HierarchicalReasoningModel_ACTV1
         from models.losses import ACTLossHead
         from models.sparse_embedding import CastedSparseEmbeddingSignSGD_Distributed
-    finally:
-        sys.path.remove(str(root))
-    module_file = Path(sys.modules["models.hrm.hrm_act_v1"].__file__).resolve()
-    if root.resolve() not in module_file.parents:
-        raise RuntimeError(f"imported a different 'models' package: {module_file}")
+    check_official_module(sys.modules["models.hrm.hrm_act_v1"], root)
     return dict(
         model=HierarchicalReasoningModel_ACTV1,
         loss_head=ACTLossHead,
