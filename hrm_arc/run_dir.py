@@ -30,7 +30,8 @@ from .hrm_core.model import (
     PRETRAINED_CONFIG,
     PRETRAINED_WEIGHTS,
     HRMConfig,
-    pretrained_files,
+    pretrained_config,
+    pretrained_weights,
 )
 from .hrm_core.signals import held_signals
 from .hrm_core.trainer import TrainConfig
@@ -55,11 +56,12 @@ def save_model(
 ) -> None:
     """Write a run's `model/` folder, each file atomically: the model as `save_pretrained`
     writes it, and `pretraining` (see `pretraining_record`)."""
-    files = pretrained_files(config, weights)
-    files[PRETRAINING] = json.dumps(pretraining | {"version": __version__}).encode()
+    folder = Path(folder)
+    record = json.dumps(pretraining | {"version": __version__}).encode()
     with held_signals(signal.SIGINT, signal.SIGTERM):
-        for name, data in files.items():
-            write_atomic(Path(folder) / name, lambda f, data=data: f.write(data))
+        write_atomic(folder / PRETRAINED_CONFIG, lambda f: f.write(pretrained_config(config)))
+        write_atomic(folder / PRETRAINING, lambda f: f.write(record))
+        write_atomic(folder / PRETRAINED_WEIGHTS, lambda f: f.write(pretrained_weights(weights)))
 
 
 def pretraining_record(

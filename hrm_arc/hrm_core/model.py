@@ -368,8 +368,8 @@ class HRM(nn.Module):
         in the layout model hubs ship (no optimiser state)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        for name, data in pretrained_files(self.config, self.state_dict()).items():
-            (directory / name).write_bytes(data)
+        (directory / PRETRAINED_CONFIG).write_bytes(pretrained_config(self.config))
+        (directory / PRETRAINED_WEIGHTS).write_bytes(pretrained_weights(self.state_dict()))
 
     @classmethod
     def from_pretrained(
@@ -444,14 +444,16 @@ class HRM(nn.Module):
 PRETRAINED_CONFIG, PRETRAINED_WEIGHTS = "config.json", "model.safetensors"
 
 
-def pretrained_files(config: HRMConfig, weights: dict[str, Tensor]) -> dict[str, bytes]:
-    """The files `HRM.save_pretrained` writes, by name: the config as JSON, the weights (and
-    buffers) as safetensors."""
+def pretrained_config(config: HRMConfig) -> bytes:
+    """`config.json` as `HRM.save_pretrained` writes it."""
+    return json.dumps(dataclasses.asdict(config), indent=1).encode()
+
+
+def pretrained_weights(weights: dict[str, Tensor]) -> bytes:
+    """`model.safetensors` as `HRM.save_pretrained` writes it: weights and buffers by name (a
+    memory-mapped table is read into these bytes, the one copy held in memory)."""
     tensors = {name: t.detach().cpu().contiguous() for name, t in weights.items()}
-    return {
-        PRETRAINED_CONFIG: json.dumps(dataclasses.asdict(config), indent=1).encode(),
-        PRETRAINED_WEIGHTS: safetensors.torch.save(tensors),
-    }
+    return safetensors.torch.save(tensors)
 
 
 __all__ = [
