@@ -56,6 +56,27 @@ PRESETS: dict[str, Preset] = {
         TrainConfig(batch_size=768, lr=1e-4, warmup_steps=2000, puzzle_emb_lr=1e-2),
         DataConfig(augmentations=1000),
     ),
+    # TRM's ARC run (README "ARC-AGI-1"/"-2" commands over config/arch/trm.yaml and
+    # config/cfg_pretrain.yaml): ~7M dense parameters, the same optimiser and views as `paper`.
+    "trm": Preset(
+        HRMConfig(
+            arch="trm",  # one 2-layer network does both updates
+            H_layers=0,  # TRM builds no H module (trm.yaml: H_layers 0)
+            L_layers=2,  # the README's ARC runs: arch.L_layers=2
+            H_cycles=3,  # the README's ARC runs: arch.H_cycles=3 arch.L_cycles=4
+            L_cycles=4,  # (trm.yaml's default of 6 is the Sudoku/Maze setting)
+            puzzle_emb_len=16,  # trm.yaml: the embedding is padded to 16 prefix tokens
+            q_learning="halt_only",  # trm.yaml no_ACT_continue: halt on q_halt > 0 alone
+        ),
+        TrainConfig(
+            batch_size=768,
+            lr=1e-4,
+            warmup_steps=2000,
+            puzzle_emb_lr=1e-2,
+            ema=0.999,  # the README's runs pass ema=True (cfg_pretrain.yaml ema_rate 0.999)
+        ),
+        DataConfig(augmentations=1000),
+    ),
     # A GPU-hour scale model for quick experiments.
     "small": Preset(
         HRMConfig(

@@ -34,6 +34,26 @@ def test_the_paper_presets_are_the_papers_settings() -> None:
         "ema": 0.0}  # fmt: skip
 
 
+def test_the_trm_preset_is_the_official_trm_arc_run() -> None:
+    """TinyRecursiveModels' README ARC commands over config/arch/trm.yaml and cfg_pretrain.yaml."""
+    model = dataclasses.asdict(PRESETS["trm"].model)
+    assert {k: model[k] for k in ("arch", "hidden_size", "num_heads", "expansion", "H_layers",
+                                  "L_layers", "H_cycles", "L_cycles", "puzzle_emb_ndim",
+                                  "puzzle_emb_len", "mlp_t", "pos_encodings", "halt_max_steps",
+                                  "halt_exploration_prob", "q_learning")} == {
+        "arch": "trm", "hidden_size": 512, "num_heads": 8, "expansion": 4.0, "H_layers": 0,
+        "L_layers": 2, "H_cycles": 3, "L_cycles": 4, "puzzle_emb_ndim": 512,
+        "puzzle_emb_len": 16, "mlp_t": False, "pos_encodings": "rope", "halt_max_steps": 16,
+        "halt_exploration_prob": 0.1, "q_learning": "halt_only"}  # fmt: skip
+    train = dataclasses.asdict(PRESETS["trm"].train)
+    paper = dataclasses.asdict(PRESETS["paper"].train)
+    assert {k: v for k, v in train.items() if paper[k] != v} == {"ema": 0.999}
+    assert PRESETS["trm"].data == PRESETS["paper"].data
+    for name in ("paper", "small", "tiny"):  # the HRM presets stay HRMs
+        hrm = PRESETS[name].model
+        assert (hrm.arch, hrm.puzzle_emb_len, hrm.mlp_t) == ("hrm", 0, False)
+
+
 def test_make_config_rejects_unknown_keys_and_presets() -> None:
     with pytest.raises(ValueError, match="valid keys"):
         make_config("tiny", hiden_size=64)
@@ -46,7 +66,7 @@ def test_make_config_rejects_unknown_keys_and_presets() -> None:
 def test_the_paper_preset_takes_the_official_1000_views() -> None:
     assert PRESETS["paper"].data.augmentations == 1000
     assert {name: p.data.augmentations for name, p in PRESETS.items() if name != "paper"} == {
-        "small": 8, "tiny": 8}
+        "trm": 1000, "small": 8, "tiny": 8}
 
 
 def test_configured_applies_values_then_set_items_and_refuses_data_sized_fields() -> None:

@@ -83,7 +83,7 @@ FLAGS = (
     default="tiny",
     show_default=True,
     help=f"Model, training and augmentation settings, one of {', '.join(PRESETS)}: tiny and "
-    "small for a CPU, paper for the paper's 27M model.",
+    "small for a CPU, paper for the paper's 27M model, trm for TRM's 7M recursive model.",
 )
 @config_flags(FLAGS, per_preset)
 @click.option(

@@ -1,5 +1,9 @@
 """Hierarchical Reasoning Model (arXiv:2506.21734) with adaptive computation time (ACT).
 
+``HRMConfig.arch="trm"`` makes the same class a Tiny Recursive Model (arXiv:2510.04871,
+SamsungSAILMontreal/TinyRecursiveModels ``models/recursive_reasoning/trm.py``): one network
+updates both states, and the whole last round of a segment carries the gradient.
+
 Ordered bottom-up: config and presets, recurrent state and outputs, the transformer block,
 the H/L reasoning modules, then the model whose ``forward`` runs one ACT segment.
 """
@@ -42,6 +46,11 @@ CosSin = tuple[Tensor, Tensor]
 class HRMConfig:
     """Architecture and ACT settings of an HRM. Defaults are the paper's ARC model."""
 
+    arch: str = "hrm"
+    """"hrm": separate H and L modules, one-step gradient (last L and last H update).
+    "trm": one network, the `L_level` module, does both updates; the whole last of the H_cycles
+    rounds carries the gradient. Needs H_layers=0 (no H module is built) and
+    q_learning="halt_only" (the official TRM's continue-target branch crashes when reached)."""
     seq_len: int = 900
     """Grid tokens per example (canvas * canvas)."""
     vocab_size: int = 12
@@ -49,11 +58,14 @@ class HRMConfig:
     num_puzzle_ids: int = 1
     """Rows of the puzzle-embedding table; id 0 is the blank puzzle."""
     puzzle_emb_ndim: int = 512
-    """Width of a puzzle embedding; 0 disables them. Uses ceil(ndim / hidden) tokens."""
+    """Width of a puzzle embedding; 0 disables them. Zero-padded to `puzzle_len` tokens."""
+    puzzle_emb_len: int = 0
+    """Prefix tokens the puzzle embedding is padded to (TRM's ARC setting: 16); 0 uses
+    ceil(puzzle_emb_ndim / hidden_size), as HRM does."""
     hidden_size: int = 512
     num_heads: int = 8
     H_layers: int = 4
-    """Transformer blocks in the slow, high-level module."""
+    """Transformer blocks in the slow, high-level module (0 under arch="trm")."""
     L_layers: int = 4
     """Transformer blocks in the fast, low-level module."""
     H_cycles: int = 2
@@ -62,6 +74,10 @@ class HRMConfig:
     """L updates per H update."""
     expansion: float = 4.0
     """SwiGLU width factor: inner = round_up(2/3 * expansion * hidden, 256)."""
+    mlp_t: bool = False
+    """TRM's token-mixing MLP: each block mixes positions with a SwiGLU across the sequence
+    axis (width puzzle_len + seq_len, applied to the transposed activations) in place of
+    self-attention."""
     pos_encodings: str = "rope"
     """"rope" or "learned"."""
     rope_theta: float = 10000.0
@@ -81,7 +97,10 @@ class HRMConfig:
     def __post_init__(self) -> None:
         for name in _POSITIVE_INTS:
             _check_int(name, getattr(self, name), minimum=1)
-        _check_int("puzzle_emb_ndim", self.puzzle_emb_ndim, minimum=0)
+        for name in ("puzzle_emb_ndim", "puzzle_emb_len", "H_layers"):
+            _check_int(name, getattr(self, name), minimum=0)
+        if not isinstance(self.mlp_t, bool):
+            raise ValueError(f"HRMConfig.mlp_t must be a bool, got {self.mlp_t!r}")
         for name in ("expansion", "rope_theta", "rms_norm_eps"):
             value = getattr(self, name)
             if not _is_number(value) or not 0 < value < math.inf:
@@ -95,6 +114,34 @@ class HRMConfig:
                     f"HRMConfig.{name} must be one of {choices}, got {getattr(self, name)!r}"
                 )
         self._check_heads()
+        self._check_arch()
+        self._check_puzzle_tokens()
+
+    def _check_arch(self) -> None:
+        if self.arch == "hrm" and self.H_layers < 1:
+            raise ValueError(f"HRMConfig.H_layers must be >= 1 for arch='hrm', got {self.H_layers}")
+        if self.arch == "trm" and self.H_layers != 0:
+            raise ValueError(
+                f"HRMConfig.H_layers must be 0 for arch='trm' (one network, the L module, does "
+                f"both updates), got {self.H_layers}"
+            )
+        if self.arch == "trm" and self.q_learning != "halt_only":
+            raise ValueError(
+                f"HRMConfig.q_learning must be 'halt_only' for arch='trm' (halt on q_halt > 0, "
+                f"no continue target), got {self.q_learning!r}"
+            )
+
+    def _check_puzzle_tokens(self) -> None:
+        if self.puzzle_emb_len and not self.puzzle_emb_ndim:
+            raise ValueError(
+                f"HRMConfig.puzzle_emb_len must be 0 without puzzle embeddings "
+                f"(puzzle_emb_ndim=0), got {self.puzzle_emb_len}"
+            )
+        if self.puzzle_emb_len and self.puzzle_emb_len * self.hidden_size < self.puzzle_emb_ndim:
+            raise ValueError(
+                f"HRMConfig.puzzle_emb_len={self.puzzle_emb_len} tokens of hidden_size="
+                f"{self.hidden_size} cannot hold puzzle_emb_ndim={self.puzzle_emb_ndim} values"
+            )
 
     def _check_heads(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -111,14 +158,15 @@ class HRMConfig:
     @property
     def puzzle_len(self) -> int:
         """Number of puzzle-embedding tokens prepended to the grid tokens."""
-        return -(self.puzzle_emb_ndim // -self.hidden_size)  # ceil division
+        return self.puzzle_emb_len or -(self.puzzle_emb_ndim // -self.hidden_size)  # ceil div
 
 
 _POSITIVE_INTS = (
     "seq_len", "vocab_size", "num_puzzle_ids", "hidden_size", "num_heads",
-    "H_layers", "L_layers", "H_cycles", "L_cycles", "halt_max_steps",
+    "L_layers", "H_cycles", "L_cycles", "halt_max_steps",
 )  # fmt: skip
 _CHOICES = {
+    "arch": ("hrm", "trm"),
     "pos_encodings": ("rope", "learned"),
     "q_learning": ("full", "halt_only"),
     "forward_dtype": ("auto", "bfloat16", "float32"),
@@ -195,16 +243,32 @@ class HRMOutput:
 
 
 class HRMBlock(nn.Module):
-    """Post-norm transformer block: x = norm(x + attn(x)); x = norm(x + mlp(x))."""
+    """Post-norm transformer block: x = norm(x + attn(x)); x = norm(x + mlp(x)).
+
+    With ``mlp_t`` the token mixer is an MLP across positions, as TRM's block has it: it and
+    its norm act on the transposed (B, hidden, T) activations, so that norm runs over T.
+    """
 
     def __init__(self, config: HRMConfig) -> None:
         super().__init__()
-        self.self_attn = Attention(config.hidden_size, config.num_heads)
+        # One of the two token mixers exists, under the official TRM's name.
+        self.self_attn = self.mlp_t = None
+        if config.mlp_t:
+            self.mlp_t = SwiGLU(config.puzzle_len + config.seq_len, config.expansion)
+        else:
+            self.self_attn = Attention(config.hidden_size, config.num_heads)
         self.mlp = SwiGLU(config.hidden_size, config.expansion)
         self.eps = config.rms_norm_eps
 
     def forward(self, x: Tensor, cos_sin: CosSin | None) -> Tensor:
-        x = rms_norm(x + self.self_attn(x, cos_sin), self.eps)
+        if self.mlp_t is not None:
+            x = x.transpose(1, 2)  # (B, hidden, T)
+            x = rms_norm(x + self.mlp_t(x), self.eps).transpose(1, 2)  # (B, T, hidden)
+            # The official norm keeps the (B, T, hidden) memory layout; so must ours, or the
+            # next matmul takes another kernel and rounds differently from TRM's.
+            x = x.contiguous()
+        else:
+            x = rms_norm(x + self.self_attn(x, cos_sin), self.eps)
         return rms_norm(x + self.mlp(x), self.eps)
 
 
@@ -246,7 +310,9 @@ class HRM(nn.Module):
         if config.puzzle_emb_ndim > 0:
             self.puzzle_emb = PuzzleEmbedding(config.num_puzzle_ids, config.puzzle_emb_ndim)
         self._init_positions()
-        self.H_level = ReasoningModule(config, config.H_layers)
+        # TRM's one network is its L module (the official name), so a TRM has no H_level.
+        if config.arch == "hrm":
+            self.H_level = ReasoningModule(config, config.H_layers)
         self.L_level = ReasoningModule(config, config.L_layers)
         self.lm_head = Linear(hidden, config.vocab_size)
         self.q_head = Linear(hidden, 2, bias=True)  # (q_halt, q_continue)
@@ -298,12 +364,15 @@ class HRM(nn.Module):
         return x * self.embed_scale
 
     def _segment(self, z_H: Tensor, z_L: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        """H_cycles x L_cycles updates; only the last L and the last H update keep a graph.
+        """H_cycles x L_cycles updates; only the last L and the last H update keep a graph
+        (under arch="trm": the whole last round, see ``_trm_segment``).
 
         This is the one-step gradient approximation: memory is O(1) in the number of cycles.
         """
         cfg = self.config
         cos_sin = self.rotary() if self.rotary is not None else None
+        if cfg.arch == "trm":
+            return self._trm_segment(z_H, z_L, x, cos_sin)
         num_l_updates = cfg.H_cycles * cfg.L_cycles
         with torch.no_grad():
             for i in range(num_l_updates - 1):
@@ -313,6 +382,24 @@ class HRM(nn.Module):
         z_L = self.L_level(z_L, z_H + x, cos_sin)
         z_H = self.H_level(z_H, z_L, cos_sin)
         return z_H, z_L
+
+    def _trm_segment(
+        self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None
+    ) -> tuple[Tensor, Tensor]:
+        """H_cycles rounds of L_cycles ``z_L`` updates then one ``z_H`` update, all by the one
+        network; the first H_cycles-1 rounds run without a graph, the last with one, so memory
+        grows with L_cycles but not H_cycles."""
+        with torch.no_grad():
+            for _ in range(self.config.H_cycles - 1):
+                z_H, z_L = self._trm_round(z_H, z_L, x, cos_sin)
+        return self._trm_round(z_H, z_L, x, cos_sin)
+
+    def _trm_round(
+        self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None
+    ) -> tuple[Tensor, Tensor]:
+        for _ in range(self.config.L_cycles):
+            z_L = self.L_level(z_L, z_H + x, cos_sin)
+        return self.L_level(z_H, z_L, cos_sin), z_L
 
     def _heads(self, z_H: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Grid logits (B, S, vocab) and Q logits (B,), (B,) from the first position."""

@@ -1,9 +1,11 @@
-"""HRM model tests on a tiny CPU config: shapes, one-step gradient, ACT, presets, config."""
+"""HRM model tests on a tiny CPU config: shapes, one-step gradient, ACT, presets, config, and
+the TRM architecture of the same class."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hrm_arc.hrm_core.layers import SwiGLU
 from hrm_arc.hrm_core.losses import act_loss
@@ -359,6 +361,9 @@ def test_cpu_presets_run_one_forward(preset: str) -> None:
         ("rope_theta", float("nan")),  # NaN passes a "<= 0" check
         ("rms_norm_eps", float("inf")),
         ("halt_max_steps", 0),
+        ("H_layers", 0),  # an HRM needs its H module
+        ("puzzle_emb_len", -1),
+        ("mlp_t", "yes"),
     ],
 )
 def test_config_validation_names_field_and_value(field: str, value: object) -> None:
@@ -371,3 +376,146 @@ def test_config_validation_on_direct_construction() -> None:
         HRMConfig(H_cycles=0)
 
 
+
+
+# ----------------------------------------------------------------------------- TRM
+
+
+def tiny_trm(seed: int = 0, **overrides: object) -> HRM:
+    fields = {"arch": "trm", "H_layers": 0, "L_layers": 2, "H_cycles": 3, "L_cycles": 2,
+              "puzzle_emb_len": 3, "q_learning": "halt_only"}  # fmt: skip
+    return tiny_model(seed, **{**fields, **overrides})
+
+
+def test_trm_builds_one_network_under_the_official_names() -> None:
+    model = tiny_trm()
+    assert not hasattr(model, "H_level")
+    layer = [f"L_level.layers.{i}.{name}.weight" for i in range(2) for name in (
+        "self_attn.qkv_proj", "self_attn.o_proj", "mlp.gate_up_proj", "mlp.down_proj")]
+    # The official TRM's state-dict keys under `_orig_mod.model.inner.`, except its
+    # `embed_tokens.embedding_weight`.
+    assert set(model.state_dict()) == {"H_init", "L_init", "embed_tokens.weight",
+                                       "puzzle_emb.weights", "lm_head.weight", "q_head.weight",
+                                       "q_head.bias", *layer}  # fmt: skip
+
+
+def test_trm_pads_the_puzzle_embedding_to_puzzle_emb_len_tokens() -> None:
+    model, batch = tiny_trm().train(), make_batch()
+    assert model.puzzle_len == 3
+    with torch.no_grad():
+        model.puzzle_emb.weights.normal_()
+        x = model._input_embeddings(batch["inputs"], batch["puzzle_ids"]) / model.embed_scale
+    assert torch.equal(x[:, 0], model.puzzle_emb.weights[batch["puzzle_ids"]])  # 64 = 1 token
+    assert torch.all(x[:, 1:3] == 0)  # zero padding up to 3 tokens
+    carry, out = model(model.initial_carry(batch), batch)
+    assert carry.z_H.shape == (3, 3 + SEQ, 64) and out.logits.shape == (3, SEQ, VOCAB)
+
+
+def test_trm_runs_forward_and_backward() -> None:
+    model, batch = tiny_trm().train(), make_batch()
+    carry, out = model(model.initial_carry(batch), batch)
+    loss, _ = act_loss(out, carry.batch["labels"], "stablemax")
+    loss.backward()
+    assert torch.isfinite(loss) and out.target_q_continue is None
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+    assert model.L_level.layers[0].self_attn.qkv_proj.weight.grad.abs().sum() > 0
+    assert model.puzzle_emb.local_weights.grad.abs().sum() > 0
+
+
+def test_trm_runs_the_first_rounds_without_a_graph_and_the_whole_last_round_with_one() -> None:
+    model, batch = tiny_trm().train(), make_batch()  # H_cycles 3, L_cycles 2
+    calls = []
+    model.L_level.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+    _, out = model(model.initial_carry(batch), batch)
+    assert calls == [False] * 6 + [True] * 3  # 2 rounds of 2 L + 1 H, then 1 round with grad
+    out.logits.square().mean().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    def last_round_grads(whole: bool) -> dict:
+        """The gradient from the TRM recursion spelled out; `whole=False` keeps only the last
+        L and H update in the graph, as HRM does."""
+        model.zero_grad()
+        x = model._input_embeddings(batch["inputs"], batch["puzzle_ids"])
+        z_H = model.H_init.expand_as(x)
+        z_L = model.L_init.expand_as(x)
+        cos_sin = model.rotary()
+        with torch.no_grad():
+            for _ in range(2):
+                for _ in range(2):
+                    z_L = model.L_level(z_L, z_H + x, cos_sin)
+                z_H = model.L_level(z_H, z_L, cos_sin)
+            if not whole:
+                z_L = model.L_level(z_L, z_H + x, cos_sin)
+        for _ in range(2 if whole else 1):
+            z_L = model.L_level(z_L, z_H + x, cos_sin)
+        z_H = model.L_level(z_H, z_L, cos_sin)
+        model.lm_head(z_H[:, 3:]).square().mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    name = "L_level.layers.0.mlp.down_proj.weight"
+    expected = last_round_grads(whole=True)
+    assert set(grads) == set(expected) and name in grads
+    for key, grad in expected.items():
+        torch.testing.assert_close(grads[key], grad, msg=key)
+    assert not torch.allclose(grads[name], last_round_grads(whole=False)[name])
+
+
+@pytest.mark.parametrize(("halt", "cont", "expect"), [(0.5, 9.0, True), (-0.5, -9.0, False)])
+def test_trm_halts_in_training_when_q_halt_is_positive(halt: float, cont: float, expect: bool):
+    model, batch = tiny_trm().train(), make_batch()
+    set_q_bias(model, halt=halt, cont=cont)
+    carry, out = model(model.initial_carry(batch), batch)
+    assert torch.all(carry.halted == expect) and out.target_q_continue is None
+    model.eval()  # evaluation runs every segment
+    carry, _ = model(model.initial_carry(batch), batch)
+    assert not torch.any(carry.halted)
+
+
+def test_trm_mlp_t_mixes_positions_with_an_mlp_over_the_transposed_activations() -> None:
+    model, batch = tiny_trm(mlp_t=True).train(), make_batch()
+    block = model.L_level.layers[0]
+    assert block.self_attn is None and block.mlp_t.gate_up_proj.weight.shape[1] == 3 + SEQ
+    x = torch.randn(2, 3 + SEQ, 64)
+    h = x.transpose(1, 2)  # (B, hidden, T): the norm runs over the sequence axis
+    h = F.rms_norm(h + block.mlp_t(h), (3 + SEQ,), eps=1e-5).transpose(1, 2)
+    expected = F.rms_norm(h + block.mlp(h), (64,), eps=1e-5)
+    torch.testing.assert_close(block(x, None), expected)
+    carry, out = model(model.initial_carry(batch), batch)
+    act_loss(out, carry.batch["labels"], "stablemax")[0].backward()
+    assert block.mlp_t.down_proj.weight.grad.abs().sum() > 0
+
+
+def test_unknown_arch_names_the_field_and_the_value() -> None:
+    with pytest.raises(ValueError, match=r"HRMConfig\.arch .*'transformer'"):
+        HRMConfig(arch="transformer")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"H_layers": 2}, r"H_layers must be 0 for arch='trm'"),
+        ({"q_learning": "full"}, r"q_learning must be 'halt_only' for arch='trm'"),
+        ({"puzzle_emb_ndim": 0}, r"puzzle_emb_len must be 0 without puzzle embeddings"),
+        ({"puzzle_emb_ndim": 600, "puzzle_emb_len": 1}, r"puzzle_emb_len=1 tokens .* cannot"),
+    ],
+)
+def test_trm_config_validation(fields: dict, message: str) -> None:
+    trm = {"arch": "trm", "H_layers": 0, "q_learning": "halt_only", "puzzle_emb_len": 16}
+    with pytest.raises(ValueError, match=message):
+        HRMConfig(**{**trm, **fields})
+
+
+def test_trm_preset_has_about_7m_dense_parameters_and_runs_on_meta_device() -> None:
+    config = make_config("trm", seq_len=8)
+    with torch.device("meta"):
+        assert 6_500_000 <= sum(p.numel() for p in HRM(PRESETS["trm"].model).parameters())
+        assert sum(p.numel() for p in HRM(PRESETS["trm"].model).parameters()) <= 7_500_000
+        model = HRM(config).train()
+        batch = {
+            "inputs": torch.zeros(2, 8, dtype=torch.long),
+            "labels": torch.zeros(2, 8, dtype=torch.long),
+            "puzzle_ids": torch.zeros(2, dtype=torch.long),
+        }
+        carry, out = model(model.initial_carry(batch), batch)
+    assert out.logits.shape == (2, 8, 12) and carry.z_H.shape == (2, 16 + 8, 512)

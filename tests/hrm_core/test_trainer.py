@@ -349,3 +349,18 @@ def test_every_train_preset_runs(name: str) -> None:
     history = trainer.fit()
     assert [r["step"] for r in history] == [1, 2]
     assert all(np.isfinite(r["loss"]) for r in history)
+
+
+def test_the_trm_preset_trains_a_step_and_keeps_its_weight_average() -> None:
+    """The trm preset's model (its arch, depth, cycles and 16 puzzle tokens at a tiny width)
+    and its training settings, one step through the Trainer."""
+    model = HRM(make_config("trm", seq_len=SEQ, num_puzzle_ids=IDS, hidden_size=32, num_heads=2,
+                            puzzle_emb_ndim=32, expansion=2.0, halt_max_steps=2))
+    config = dataclasses.replace(PRESETS["trm"].train, steps=1, batch_size=4, log_every=1)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(model, config, fixed_examples(), SINGLE)
+    history = trainer.fit()
+    assert [r["step"] for r in history] == [1] and np.isfinite(history[0]["loss"])
+    assert not hasattr(trainer.model, "H_level") and trainer.model.puzzle_len == 16
+    assert any(not torch.equal(b, p) for b, p in zip(before, trainer.dense))
+    assert set(trainer.state_dict()["model_averaged"]) == set(trainer.dense_names)
