@@ -289,6 +289,12 @@ def predict_tasks(
             f"the run has no puzzle embeddings (model.puzzle_emb_ndim=0), so strategy "
             f"{adapt.strategy!r} has no embedding to fit: pretrain with puzzle embeddings"
         )
+    if adapt.strategy == "pretrained" and not run.views:
+        raise ValueError(
+            f"{run.path}: the run records no views, so no embedding row can be mapped to a task "
+            "(an imported official checkpoint: its identifiers were not published); adapt with "
+            "--strategy embedding, which fits fresh embeddings"
+        )
     if adapt.strategy == "pretrained":  # refused now, not when its group comes
         fitting = [t for t in tasks if fits_canvas(t, run.canvas)]
         check_pretrained(fitting, run.views, run.demo_digests)

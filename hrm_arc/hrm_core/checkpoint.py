@@ -41,7 +41,22 @@ NUMPY_GLOBALS = [
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint from `write_checkpoint`; raise CheckpointError naming what is wrong.
+    """Read a checkpoint from `write_checkpoint`; raise CheckpointError naming what is wrong."""
+    state = load_checkpoint_file(path, map_location)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an hrm-arc checkpoint")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {missing}")
+    state["model"] = strip_compile_prefix(state["model"])
+    return state
+
+
+def load_checkpoint_file(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False
+) -> object:
+    """What `torch.save` wrote at `path` (memory-mapped with `mmap`: tensors are read as they
+    are used); raise CheckpointError naming what is wrong.
 
     Only tensors, numpy arrays and plain data are unpickled: a checkpoint from elsewhere cannot
     run code as it loads."""
@@ -52,7 +67,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: cannot read checkpoint (the file is empty)")
     try:
         with torch.serialization.safe_globals(NUMPY_GLOBALS):
-            state = torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         found = re.search(r"(Unsupported global: [^\n]+|Can only build [^\n]+)", str(e))
         if found is None:  # a damaged file, not a forbidden object: torch's advice to load
@@ -65,13 +80,6 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         ) from None
     except Exception as e:  # torch raises many types for a truncated or foreign file
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an hrm-arc checkpoint")
-    missing = [k for k in REQUIRED_KEYS if k not in state]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {missing}")
-    state["model"] = strip_compile_prefix(state["model"])
-    return state
 
 
 def strict_config(config_class: type, fields: object, where: str | os.PathLike) -> object:
