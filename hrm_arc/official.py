@@ -169,7 +169,7 @@ def export_checkpoint(run_dir: str | os.PathLike, out: str | os.PathLike) -> Pat
     official = {v: k for k, v in ARCHES.items()}[config.arch]
     arch = {k: getattr(config, k) for k in ARCH_FIELDS}
     if config.arch == "trm":
-        arch |= {k: getattr(config, k) for k in TRM_FIELDS} | {"H_layers": 0}
+        arch |= {k: getattr(config, k) for k in TRM_FIELDS} | {"no_ACT_continue": True}
     loss_type = {v: k for k, v in LOSS_TYPES.items()}[run.loss]
     arch |= {"name": official, "loss": {"name": "losses@ACTLossHead", "loss_type": loss_type}}
     arch["forward_dtype"] = "float32" if dtype == torch.float32 else "bfloat16"

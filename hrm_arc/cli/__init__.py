@@ -9,6 +9,7 @@ import click
 
 from .. import __version__
 from .adapt import adapt_and_predict
+from .checkpoints import export_checkpoint, import_checkpoint
 from .common import SaidWarnings
 from .demo import demo
 from .export import export
@@ -39,5 +40,7 @@ def main():
         library.addHandler(SaidWarnings())
 
 
-for command in (show, pretrain, adapt_and_predict, score, export, validate, demo):
+commands = (show, pretrain, adapt_and_predict, score, export, validate, import_checkpoint,
+            export_checkpoint, demo)  # fmt: skip
+for command in commands:
     main.add_command(command)
