@@ -15,7 +15,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from .data.augment import Augmentation
+from .data.dataset import View
 from .files.atomic import write_atomic
+from .files.jsonio import read_json
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint_file
 from .hrm_core.model import HRM, HRMConfig
 from .hrm_core.trainer import TrainConfig
@@ -137,10 +140,43 @@ def check_fits(config: HRMConfig, weights: dict, where: Path) -> None:
         raise CheckpointError(f"{where}: does not fit its {CONFIG}: {'; '.join(problems[:5])}")
 
 
-def import_checkpoint(path: str | os.PathLike, run_dir: str | os.PathLike, canvas: int = 30):
+def read_identifiers(path: str | os.PathLike, rows: int) -> list[View]:
+    """The views an official data builder's `identifiers.json` names, one per embedding row:
+    `<task>` for the task as given, `<task>_t<dihedral>_<10 colour digits>` for a variant."""
+    names = read_json(path, "identifiers")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise CheckpointError(f"{path}: not a list of identifier names")
+    if len(names) != rows:
+        raise CheckpointError(
+            f"{path}: names {len(names)} embedding rows, the checkpoint's table has {rows}: "
+            "the identifiers of another dataset build"
+        )
+    views = []
+    for row, name in enumerate(names[1:], start=1):  # row 0 is the blank puzzle
+        variant = re.fullmatch(r"(.+)_t([0-7])_(\d{10})", name)
+        task, augmentation = name, Augmentation()
+        if variant:
+            colours = tuple(int(c) for c in variant.group(3))
+            try:
+                augmentation = Augmentation(int(variant.group(2)), colours)
+            except ValueError as e:
+                raise CheckpointError(f"{path}: row {row}, {name!r}: {e}") from None
+            task = variant.group(1)
+        views.append(View(task, augmentation, row))
+    return views
+
+
+def import_checkpoint(
+    path: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    canvas: int = 30,
+    identifiers: str | os.PathLike | None = None,
+) -> HRMConfig:
     """Turn an official HRM or TRM checkpoint into a run `adapt-and-predict` takes: its model
-    in `run_dir/model/`, with no views (the official identifiers were not published), so the
-    two-stage procedure fits fresh embeddings, starting from the imported table's mean."""
+    in `run_dir/model/`. Without the data builder's `identifiers` (never published for the
+    released checkpoints) the run has no views: the two-stage procedure fits fresh embeddings,
+    starting from the imported table's mean; with them, `--strategy pretrained` reproduces the
+    official evaluation."""
     checkpoint = find_checkpoint(path)
     config = read_config(checkpoint)
     loss_type = (config["arch"].get("loss") or {}).get("loss_type", "stablemax_cross_entropy")
@@ -150,7 +186,10 @@ def import_checkpoint(path: str | os.PathLike, run_dir: str | os.PathLike, canva
     model = model_config(config, weights, canvas, checkpoint.parent / CONFIG)
     check_fits(model, weights, checkpoint)
     train = train_config(config, LOSS_TYPES[loss_type])
-    record = pretraining_record(train, canvas, views=[])
+    views = [] if identifiers is None else read_identifiers(identifiers, model.num_puzzle_ids)
+    record = pretraining_record(
+        train, canvas, [(v.task_id, v.augmentation.name, v.puzzle_id) for v in views]
+    )
     save_model(Path(run_dir) / MODEL, model, weights, record)
     return model
 

@@ -108,3 +108,27 @@ def test_adapt_and_predict_runs_on_an_imported_checkpoint(arch, tmp_path) -> Non
     refused = invoke("adapt-and-predict", run, "-d", data, "--out", tmp_path / "p2",
                      "--device", "cpu", "--strategy", "pretrained")  # fmt: skip
     assert refused.exit_code == 2 and "adapt with --strategy embedding" in refused.output
+
+
+def test_identifiers_map_rows_to_task_views_and_the_pretrained_strategy_runs(tmp_path):
+    tasks = family_puzzles("heldout", families=["recolour"], puzzles_per_family=2, max_side=5)
+    data = save_tasks(tasks, tmp_path / "tasks")
+    a, b = tasks.ids
+    names = ["<blank>", a, f"{a}_t1_0312456789", b, f"{b}_t6_0987654321", f"{b}_t0_0123456798"]
+    (tmp_path / "identifiers.json").write_text(json.dumps(names))
+    run = tmp_path / "run"
+    ok = invoke("import-checkpoint", OFFICIAL / "hrm", "--out", run, "--canvas", CANVAS,
+                "--identifiers", tmp_path / "identifiers.json")  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    views = load_run(run).views
+    assert [(v.task_id, v.augmentation.name, v.puzzle_id) for v in views[:2]] == [
+        (a, "t0.c0123456789", 1), (a, "t1.c0312456789", 2)]
+    result = invoke("adapt-and-predict", run, "-d", data, "--out", tmp_path / "p", "--device",
+                    "cpu", "--strategy", "pretrained")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert sorted(load_submission(tmp_path / "p" / "submission.json")) == sorted(tasks.ids)
+    (tmp_path / "identifiers.json").write_text(json.dumps(names[:5]))
+    short = invoke("import-checkpoint", OFFICIAL / "hrm", "--out", tmp_path / "r2", "--identifiers",
+                   tmp_path / "identifiers.json")  # fmt: skip
+    assert short.exit_code == 2 and "names 5 embedding rows" in short.output
+    assert not (tmp_path / "r2").exists()

@@ -25,14 +25,22 @@ from .common import reports_bad_input, safe_output, say
     show_default=True,
     help="Canvas side the model was trained on: the official ARC data uses 30.",
 )
+@click.option(
+    "--identifiers",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="The official data builder's identifiers.json for this checkpoint's table: maps its "
+    "rows to tasks and augmentations, so --strategy pretrained can run.",
+)
 @reports_bad_input
-def import_checkpoint(path, run_dir, canvas):
+def import_checkpoint(path, run_dir, canvas, identifiers):
     """Turn an official HRM or TRM checkpoint into a run adapt-and-predict takes.
 
     PATH is the state-dict file (`checkpoint`, `step_N`) or the folder holding it, with the
-    official `all_config.yaml` beside it. The run records no views (the official identifiers
-    were not published), so adapt-and-predict fits fresh embeddings for every task, starting
-    from the imported table's mean (`--init mean`) or zero (`--paper`).
+    official `all_config.yaml` beside it. Without --identifiers the run records no views (the
+    released checkpoints' identifiers were not published), so adapt-and-predict fits fresh
+    embeddings for every task, starting from the imported table's mean (`--init mean`) or zero
+    (`--paper`).
 
     \b
     Examples:
@@ -41,8 +49,8 @@ def import_checkpoint(path, run_dir, canvas):
     """
     from ..official import import_checkpoint as read_official
 
-    safe_output(run_dir, "--out", inputs=[path])
-    config = read_official(path, run_dir, canvas)
+    safe_output(run_dir, "--out", inputs=[path, *([identifiers] if identifiers else [])])
+    config = read_official(path, run_dir, canvas, identifiers)
     say(
         f"imported a{'n' if config.arch == 'hrm' else ''} {config.arch.upper()} "
         f"({config.hidden_size} wide, {config.num_puzzle_ids - 1:,} puzzle rows) into "
