@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import hrm_arc
 from hrm_arc.data.families import family_puzzles
@@ -31,6 +32,7 @@ def test_the_readme_example_runs_on_generated_puzzles(tmp_path, capsys) -> None:
         "arc-agi-1/evaluation": str(save_tasks(heldout, tmp_path / "eval")),
         "runs/a": str(tmp_path / "run"),
         "preds/a": str(tmp_path / "preds"),
+        "models/a": str(tmp_path / "models"),
         '"train.steps": 2000': '"train.steps": 3',
         "augmentations=8, epochs=100": "augmentations=2, epochs=2",
     }
@@ -38,8 +40,11 @@ def test_the_readme_example_runs_on_generated_puzzles(tmp_path, capsys) -> None:
     for name, small in sizes.items():
         assert name in code, name
         code = code.replace(name, small)
-    exec(compile(code, str(README), "exec"), {})
+    scope = {}
+    exec(compile(code, str(README), "exec"), scope)
     score = float(capsys.readouterr().out.strip())
+    saved, loaded = scope["run"].model.state_dict(), scope["model"].state_dict()
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved) and saved.keys() == loaded.keys()
     assert 0.0 <= score <= 1.0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["train"]["steps"] == 3 and config["views"] > len(pretrain)  # several views a task

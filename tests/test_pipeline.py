@@ -971,3 +971,19 @@ def test_a_run_with_a_weight_average_hands_on_the_average(data, tmp_path) -> Non
     averaged = state["model_averaged"]
     assert all(torch.equal(loaded[k], v) for k, v in averaged.items())
     assert any(not torch.equal(state["model"][k], v) for k, v in averaged.items())
+
+
+@pytest.mark.parametrize("strategy", [[], ["--strategy", "embedding+full", "--full-epochs", 1],
+                                      ["--strategy", "pretrained"]])  # fmt: skip
+def test_a_trm_pretrains_and_adapts_under_every_strategy(data, tmp_path, strategy) -> None:
+    run = tmp_path / "trm"
+    trm = ["--preset", "trm", "--device", "cpu", "-a", "2", "--batch-size", "8",
+           *[f"--set=model.{k}" for k in ("hidden_size=32", "puzzle_emb_ndim=32", "num_heads=2",
+                                           "puzzle_emb_len=2", "halt_max_steps=2", "H_cycles=2",
+                                           "L_cycles=2")], "--set", "train.warmup_steps=0"]
+    ok(invoke("pretrain", "-d", data["pretrain"], "--out", run, "--steps", 2, *trm))
+    assert json.loads((run / "model" / "config.json").read_text())["arch"] == "trm"
+    out = tmp_path / "preds"
+    ok(invoke("adapt-and-predict", run, "-d", data["pretrain"], "--out", out, *ADAPT, *strategy))
+    tasks = load_tasks(data["pretrain"])
+    assert validate_submission(load_submission(out / "submission.json"), tasks) == []
