@@ -7,23 +7,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ..data.colours import ARC_COLOURS
 from ..data.summary import summarize
 from ..data.tasks import load_tasks
 from ..text import count, printable
 from .common import console, dataset_option, reports_bad_input, solutions_option
-
-ARC_COLOURS = (
-    "#000000",
-    "#0074D9",
-    "#FF4136",
-    "#2ECC40",
-    "#FFDC00",
-    "#AAAAAA",
-    "#F012BE",
-    "#FF851B",
-    "#7FDBFF",
-    "#870C25",
-)
 
 
 def grid_text(grid, cell_width: int = 2) -> Text:
