@@ -20,6 +20,7 @@ canvas² x 12 values per view
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -137,3 +138,38 @@ def predict_task(
                     candidate.grid, scored_views, log_probs[rows], canvas
                 )
     return per_test
+
+
+@dataclass
+class SegmentTrace:
+    """What one view answered after each ACT segment, for one test input (on request only:
+    `predict_task` keeps no per-segment output, so its memory stays flat)."""
+
+    view: View
+    grids: list[np.ndarray | None]
+    """Each segment's argmax grid in the task's own frame (view undone); None: no grid."""
+    q_halt: list[float]
+    """Each segment's sigmoid(q_halt): how sure the model was that it could stop there."""
+
+
+@torch.no_grad()
+def segment_traces(
+    model: HRM, task: Task, views: Sequence[View], canvas: int, device, test_index: int = 0
+) -> list[SegmentTrace]:
+    """Run test input `test_index` of `task` through each of `views` and record every ACT
+    segment's decoded answer and sigmoid(q_halt), as `forward_all_segments` runs them."""
+    model.eval()
+    source = task.test[test_index].input
+    inputs = encode_batch([v.augmentation.apply(source) for v in views], canvas)
+    batch = make_batch(inputs, np.array([v.puzzle_id for v in views]), device)
+    carry = model.initial_carry(batch)
+    traces = [SegmentTrace(v, [], []) for v in views]
+    for _ in range(model.config.halt_max_steps):
+        carry, output = model(carry, batch)
+        tokens = output.logits.argmax(-1).cpu().numpy()  # (views, S): decoded now, not kept
+        grids = decode_batch(tokens, canvas, blank_failures=False)
+        q_halt = torch.sigmoid(output.q_halt_logits.float()).cpu().tolist()
+        for trace, grid, q in zip(traces, grids, q_halt):
+            trace.grids.append(None if grid is None else trace.view.augmentation.invert(grid))
+            trace.q_halt.append(q)
+    return traces

@@ -143,3 +143,21 @@ def test_inference_runs_every_act_segment_and_reads_the_last(setup):
     assert torch.equal(logits, second.logits)
     assert not torch.equal(first.logits, second.logits)  # so the last one is told apart
     assert q.tolist() == pytest.approx(torch.sigmoid(second.q_halt_logits).tolist())
+
+
+def test_segment_traces_record_every_segment_and_end_on_the_votes(setup):
+    """The per-segment trace (the report's reasoning steps) has one answer and one q_halt per
+    ACT segment, and its last segment is what voting counts."""
+    model, task, views = setup
+    traces = predict.segment_traces(model, task, views, CANVAS, CPU, test_index=1)
+    assert [len(t.grids) for t in traces] == [model.config.halt_max_steps] * len(views)
+    assert all(len(t.q_halt) == len(t.grids) and all(0 <= q <= 1 for q in t.q_halt)
+               for t in traces)  # fmt: skip
+    votes = {c.grid.tobytes() + bytes(c.grid.shape): c.votes for c in
+             vote_task(model, task, views, CANVAS, batch_size=5, device=CPU)[1]}  # fmt: skip
+    last = {}
+    for t in traces:
+        if t.grids[-1] is not None:
+            key = t.grids[-1].tobytes() + bytes(t.grids[-1].shape)
+            last[key] = last.get(key, 0) + 1
+    assert last == votes
