@@ -14,6 +14,7 @@ from .common import SaidWarnings
 from .demo import demo
 from .export import export
 from .pretrain import pretrain
+from .report import report
 from .score import score
 from .show import show
 from .validate import validate
@@ -40,7 +41,7 @@ def main():
         library.addHandler(SaidWarnings())
 
 
-commands = (show, pretrain, adapt_and_predict, score, export, validate, import_checkpoint,
-            export_checkpoint, demo)  # fmt: skip
+commands = (show, pretrain, adapt_and_predict, score, export, validate, report,
+            import_checkpoint, export_checkpoint, demo)  # fmt: skip
 for command in commands:
     main.add_command(command)
