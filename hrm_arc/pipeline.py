@@ -216,11 +216,9 @@ def adapt_and_predict(
         try:
             predict_tasks(run, tasks, out_dir, adapt, predict, dist, on_event, restart)
         except torch.cuda.OutOfMemoryError as e:
-            raise OutOfMemory(
-                str(e).splitlines()[0] if str(e) else "out of memory",
-                "lower --group-size or --set adapt.batch_size=N; the same command continues "
-                "after the tasks already saved",
-            ) from None
+            advice = ("lower --group-size or --set adapt.batch_size=N; the same command "
+                      "continues after the tasks already saved")  # fmt: skip
+            raise OutOfMemory.advising(e, advice) from None
         if not dist.is_main:
             return None
         unpredicted = [t for t in tasks if not task_file(Path(out_dir), t.id).exists()]

@@ -318,12 +318,10 @@ def pretrain(
                 on_event, evaluate,
             )  # fmt: skip
         except torch.cuda.OutOfMemoryError as e:
-            raise OutOfMemory(
-                str(e).splitlines()[0] if str(e) else "out of memory",
-                "lower --batch-size, the global batch over all ranks (train.batch_size; the "
-                "paper preset's 768 is the official 8 GPUs x 96); --resume continues from the "
-                "last checkpoint",
-            ) from None
+            advice = ("lower --batch-size, the global batch over all ranks (train.batch_size; "
+                      "the paper preset's 768 is the official 8 GPUs x 96); --resume continues "
+                      "from the last checkpoint")  # fmt: skip
+            raise OutOfMemory.advising(e, advice) from None
         result = PretrainResult(
             trainer.step, trainer.start_step, train_config.steps, trainer.stop_reason,
             trainer.stop_signal,
