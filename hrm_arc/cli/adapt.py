@@ -36,6 +36,7 @@ from .common import (
     flag_values,
     interrupt,
     interrupted_exit,
+    out_folder_option,
     plain_lines,
     reports_bad_input,
     safe_output,
@@ -102,13 +103,9 @@ def default(key: str) -> str:
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @dataset_option
 @solutions_option
-@click.option(
-    "--out",
-    "-o",
+@out_folder_option(
     "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output directory: predictions.json, submission.json, score.json, tasks/ (one file a "
+    "Output directory: predictions.json, submission.json, score.json, tasks/ (one file a "
     "finished task), and settings.json (what a rerun must match to continue).",
 )
 @click.option(

@@ -5,18 +5,14 @@ from __future__ import annotations
 import click
 from rich.markup import escape
 
-from .common import reports_bad_input, safe_output, say
+from .common import out_folder_option, reports_bad_input, safe_output, say
 
 
 @click.command("import-checkpoint")
 @click.argument("path", type=click.Path(exists=True))
-@click.option(
-    "--out",
-    "-o",
+@out_folder_option(
     "run_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Run directory to write: model/ (config.json, model.safetensors, pretraining.json).",
+    "Run directory to write: model/ (config.json, model.safetensors, pretraining.json).",
 )
 @click.option(
     "--canvas",
@@ -60,12 +56,9 @@ def import_checkpoint(path, run_dir, canvas, identifiers):
 
 @click.command("export-checkpoint")
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.option(
-    "--out",
-    "-o",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder to write: checkpoint and all_config.yaml, as the official code reads them.",
+@out_folder_option(
+    "out",
+    "Folder to write: checkpoint and all_config.yaml, as the official code reads them.",
 )
 @reports_bad_input
 def export_checkpoint(run_dir, out):

@@ -119,6 +119,15 @@ solutions_option = click.option(
     default=None,
     help="Kaggle *_solutions.json, when it does not sit beside the challenges file.",
 )
+
+
+def out_folder_option(dest: str, help: str):
+    """`--out`/`-o`, the folder a command writes, required."""
+    return click.option(
+        "--out", "-o", dest, required=True, type=click.Path(file_okay=False), help=help
+    )
+
+
 device_option = click.option(
     "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
 )

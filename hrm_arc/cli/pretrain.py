@@ -24,6 +24,7 @@ from .common import (
     flag_values,
     in_demo,
     interrupted_exit,
+    out_folder_option,
     plain_lines,
     reports_bad_input,
     safe_output,
@@ -70,13 +71,10 @@ FLAGS = (
     help="Training tasks; repeat to train on several sets. Their test pairs are held "
     "out to measure progress (unless --train-test-pairs).",
 )
-@click.option(
-    "--out",
-    "-o",
+@out_folder_option(
     "run_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Run directory: checkpoint.pt, config.json, metrics.jsonl.",
+    "Run directory: model/ (what prediction needs), checkpoint.pt (to resume), config.json, "
+    "metrics.jsonl.",
 )
 @click.option(
     "--preset",
