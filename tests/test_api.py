@@ -60,8 +60,9 @@ def test_public_names_resolve_and_unknown_ones_fail() -> None:
         hrm_arc.nope  # noqa: B018
 
 
-def test_the_package_and_its_data_code_load_without_torch() -> None:
+def test_the_package_its_data_code_and_the_command_line_load_without_torch() -> None:
+    """`hrm-arc --help` and the numpy-only modules stay quick: torch loads when a command runs."""
     code = ("import sys, hrm_arc, hrm_arc.data.encoding, hrm_arc.data.augment, hrm_arc.vote, "
-            "hrm_arc.score; print('torch' in sys.modules)")  # fmt: skip
+            "hrm_arc.score, hrm_arc.cli; print('torch' in sys.modules)")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -17,11 +17,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..adapt import INITS, AdaptConfig
 from ..data.tasks import dataset_paths
 from ..events import BudgetCut, Skip, TaskDone, TaskEvent, TaskResumed, TaskSkipped
 from ..hrm_core.signals import signal_handlers
-from ..presets import per_preset, plain
 from ..text import count
 from ..vote import RANKINGS
 from .common import (
@@ -58,12 +56,11 @@ FLAGS = (
     ConfigFlag(("--strategy",), "adapt.strategy", "embedding: the paper's procedure, network "
                "frozen; embedding+full: then fine-tune the network; pretrained: no adaptation, "
                "use the views pretraining learned (the official combined setup, after pretrain "
-               "--include-eval-demos).", {"type": click.Choice(["embedding", "embedding+full",
-                                                               "pretrained"])}),
+               "--include-eval-demos).", {}),
     ConfigFlag(("--full-epochs",), "adapt.full_epochs", "Whole-network epochs after the "
                "embedding ones; required by embedding+full.", {"type": float}),
     ConfigFlag(("--init",), "adapt.init", "Fresh embeddings start at the pretrained table's "
-               "mean, or at zero (the paper's start).", {"type": click.Choice(INITS)}),
+               "mean (mean), or at zero (zero: the paper's start).", {}),
     ConfigFlag(("--rank",), "predict.rank", "votes (official: count, then mean q_halt, then the "
                "earliest view), logprob (summed log-probability over views: product of "
                "experts) or combined (count, then log-probability).",
@@ -91,7 +88,9 @@ FLAGS = (
 
 def default(key: str) -> str:
     """A flag's default as its help shows it."""
+    from ..adapt import AdaptConfig
     from ..pipeline import PredictConfig
+    from ..presets import per_preset, plain
 
     if key == "adapt.puzzle_emb_lr":
         return f"pretraining's: {per_preset('train.puzzle_emb_lr')}"

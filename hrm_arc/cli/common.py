@@ -147,16 +147,29 @@ class ConfigFlag:
         return self.decls[0].lstrip("-").replace("-", "_")
 
 
+class DeferredHelp(click.Option):
+    """An option whose help is written when it is shown: the defaults it quotes live in the
+    configs, and reading them at import would load torch for every command line."""
+
+    def __init__(self, *args, help_text: Callable[[], str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.help_text = help_text
+
+    def get_help_record(self, ctx: click.Context):
+        self.help = self.help_text()
+        return super().get_help_record(ctx)
+
+
 def config_flags(flags: Sequence[ConfigFlag], default: Callable[[str], str]):
     """Add `flags` to a command, each None unless given, its help ending with the default
     `default(key)` describes."""
 
     def decorate(command):
         for flag in reversed(flags):
-            help = f"{flag.help} [default: {default(flag.key)}]"
-            command = click.option(*flag.decls, flag.name, default=None, help=help, **flag.kwargs)(
-                command
-            )
+            help_text = lambda flag=flag: f"{flag.help} [default: {default(flag.key)}]"  # noqa: E731
+            option = click.option(*flag.decls, flag.name, default=None, cls=DeferredHelp,
+                                  help_text=help_text, **flag.kwargs)  # fmt: skip
+            command = option(command)
         return command
 
     return decorate

@@ -12,11 +12,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from ..data.tasks import MAX_SIDE, dataset_paths
 from ..events import PretrainStart, TrainingLog
-from ..presets import PRESETS, get_preset, per_preset
 from ..text import count
 from .common import (
     SEED,
     ConfigFlag,
+    DeferredHelp,
     Duration,
     config_flags,
     console,
@@ -80,10 +80,12 @@ FLAGS = (
     "--preset",
     default="tiny",
     show_default=True,
-    help=f"Model, training and augmentation settings, one of {', '.join(PRESETS)}: tiny and "
-    "small for a CPU, paper for the paper's 27M model, trm for TRM's 7M recursive model.",
+    cls=DeferredHelp,
+    help_text=lambda: "Model, training and augmentation settings, one of "
+    f"{', '.join(presets().PRESETS)}: tiny and small for a CPU, paper for the paper's 27M "
+    "model, trm for TRM's 7M recursive model.",
 )
-@config_flags(FLAGS, per_preset)
+@config_flags(FLAGS, lambda key: presets().per_preset(key))
 @click.option(
     "--epochs",
     type=click.FloatRange(min=0, min_open=True),
@@ -166,7 +168,14 @@ def configured(preset: str, values: dict, overrides: tuple[str, ...], epochs: fl
         raise ValueError("give --steps or --epochs, not both")
     if epochs is not None and "train.steps" in keys:
         raise ValueError("give --epochs or --set train.steps, not both")
-    return get_preset(preset).configured(values, list(overrides))
+    return presets().get_preset(preset).configured(values, list(overrides))
+
+
+def presets():
+    """The presets module, imported when needed: it loads torch."""
+    from .. import presets
+
+    return presets
 
 
 def number(value: float | None) -> str:

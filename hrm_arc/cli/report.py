@@ -11,22 +11,6 @@ from ..errors import DatasetError
 from .common import device_option, reports_bad_input, safe_output, say, solutions_option
 
 
-def folder_kind(folder: Path) -> str:
-    """What `folder` holds: "output" (predictions.json and submission.json) or "run"
-    (metrics.jsonl and model/)."""
-    from ..out_dir import PREDICTIONS, SUBMISSION
-    from ..run_dir import METRICS, MODEL
-
-    if (folder / PREDICTIONS).is_file() and (folder / SUBMISSION).is_file():
-        return "output"
-    if (folder / METRICS).is_file() and (folder / MODEL).is_dir():
-        return "run"
-    raise DatasetError(
-        f"{folder}: neither a finished adapt-and-predict output ({PREDICTIONS} and "
-        f"{SUBMISSION}) nor a pretraining run ({METRICS} and {MODEL}/)"
-    )
-
-
 @click.command()
 @click.argument("folder", metavar="OUT_DIR|RUN_DIR", type=click.Path(path_type=Path))
 @click.option(
@@ -69,6 +53,8 @@ def report(folder, out, dataset, solutions, steps_task, run_dir, view, test_inde
       hrm-arc report preds/a -o a.html --steps 00576224 --run runs/a --view 3
       hrm-arc report runs/a                        # runs/a/report.html and its PNGs
     """
+    from ..report import folder_kind
+
     kind = folder_kind(folder)
     out = out or folder / "report.html"
     if kind == "run":
