@@ -175,7 +175,7 @@ def test_pretraining_on_tasks_without_test_outputs_warns_and_skips_evaluation(da
     output = " ".join(result.output.split())
     assert "no test pair with a known output is held out from training: --eval-every evaluates " \
         "nothing" in output  # fmt: skip
-    assert f"run saved in {run} (checkpoint.pt, config.json, metrics.jsonl)" in output
+    assert f"run saved in {run} (model/, checkpoint.pt, config.json, metrics.jsonl)" in output
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 2
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert records and not any("eval_arc_score" in r for r in records)

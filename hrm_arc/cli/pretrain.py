@@ -235,9 +235,10 @@ class PretrainDisplay:
 
 def report_end(run_dir: str, result) -> None:
     """What the run left and, if it stopped early, how it continues (exits as the signal)."""
-    from ..run_dir import RUN_FILES
+    from ..run_dir import MODEL, RUN_FILES
 
-    saved = [n for n in RUN_FILES if (Path(run_dir) / n).exists()]
+    names = (f"{MODEL}/", *RUN_FILES)
+    saved = [n for n in names if (Path(run_dir) / n.rstrip("/")).exists()]
     say(f"run saved in [bold]{escape(str(run_dir))}[/] ({', '.join(saved)})")
     if result.stop_reason is not None:
         why = signal.Signals(result.stop_signal).name if result.stop_signal else result.stop_reason
