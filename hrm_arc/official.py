@@ -19,7 +19,7 @@ from .data.augment import Augmentation
 from .data.dataset import View
 from .files.atomic import write_atomic
 from .files.jsonio import read_json
-from .hrm_core.checkpoint import CheckpointError, load_checkpoint_file
+from .hrm_core.checkpoint import COMPILE_PREFIX, CheckpointError, load_checkpoint_file
 from .hrm_core.model import HRM, HRMConfig
 from .hrm_core.trainer import TrainConfig
 from .run_dir import MODEL, load_run, pretraining_record, save_model
@@ -117,10 +117,14 @@ def train_config(config: dict, loss: str) -> TrainConfig:
 
 def our_weights(state: dict, where: Path) -> dict:
     """The official state dict under our names (no tensor is copied)."""
-    if not isinstance(state, dict) or not any(k.startswith(PREFIX) for k in state):
+    if isinstance(state, dict):  # without torch.compile (DISABLE_COMPILE) keys lack its prefix
+        state = {k.removeprefix(COMPILE_PREFIX): v for k, v in state.items()}
+    inner_prefix = PREFIX.removeprefix(COMPILE_PREFIX)
+    if not isinstance(state, dict) or not any(k.startswith(inner_prefix) for k in state):
         raise CheckpointError(f"{where}: holds no weights under {PREFIX!r}: not an official "
                               "HRM or TRM checkpoint")  # fmt: skip
-    inner = {k.removeprefix(PREFIX): v for k, v in state.items() if k.startswith(PREFIX)}
+    inner = {k.removeprefix(inner_prefix): v for k, v in state.items()
+             if k.startswith(inner_prefix)}  # fmt: skip
     return {RENAMED.get(k, k): v for k, v in inner.items()}
 
 

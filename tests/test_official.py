@@ -66,6 +66,16 @@ def test_an_exported_run_is_the_official_state_dict_again(official, tmp_path) ->
     assert again == load_run(tmp_path / "run").model.config
 
 
+def test_a_checkpoint_saved_without_torch_compile_imports_the_same(official, tmp_path) -> None:
+    state = torch.load(official / "step_0", weights_only=True)
+    torch.save({k.removeprefix("_orig_mod."): v for k, v in state.items()}, official / "step_0")
+    import_checkpoint(official, tmp_path / "plain", CANVAS)
+    import_checkpoint(OFFICIAL / official.name, tmp_path / "compiled", CANVAS)
+    plain = load_run(tmp_path / "plain").model.state_dict()
+    compiled = load_run(tmp_path / "compiled").model.state_dict()
+    assert all(torch.equal(plain[k], compiled[k]) for k in compiled)
+
+
 def edit_config(folder: Path, change) -> None:
     config = yaml.safe_load((folder / "all_config.yaml").read_text())
     change(config)
