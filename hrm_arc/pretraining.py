@@ -22,7 +22,7 @@ from .events import PretrainStart, TrainingLog
 from .files.folder_lock import folder_lock
 from .files.jsonio import write_json_atomic
 from .hrm_core.checkpoint import CheckpointError, load_checkpoint
-from .hrm_core.distributed import DistInfo
+from .hrm_core.distributed import DistInfo, resolve_device
 from .hrm_core.model import HRM, HRMConfig
 from .hrm_core.sampling import Examples, epoch_size, steps_for_epochs
 from .hrm_core.trainer import TrainConfig, Trainer, stop_on_signals
@@ -296,7 +296,7 @@ def pretrain(
     from .presets import get_preset
 
     preset = get_preset(preset) if isinstance(preset, str) else preset
-    dist = dist or DistInfo(0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    dist = dist or DistInfo(0, 1, resolve_device())
     run_dir = Path(run_dir)
     d = preset.data
     data = build_pretraining_data(
@@ -310,7 +310,11 @@ def pretrain(
         if on_event:
             resuming = resume and (run_dir / CHECKPOINT).exists()
             on_event(start_event(tasks, eval_demo_tasks, data, train_config, dist, resuming))
-    specs = specs or {"train": [tasks.name], "eval_demos": [], "train_test_pairs": False}
+    specs = specs or {
+        "train": [tasks.name],
+        "eval_demos": [eval_demo_tasks.name] if eval_demo_tasks else [],
+        "train_test_pairs": d.train_test_pairs,
+    }
     with folder_lock(run_dir, dist):
         try:
             trainer = train_run(
