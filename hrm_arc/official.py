@@ -191,9 +191,7 @@ def import_checkpoint(
     check_fits(model, weights, checkpoint)
     train = train_config(config, LOSS_TYPES[loss_type])
     views = [] if identifiers is None else read_identifiers(identifiers, model.num_puzzle_ids)
-    record = pretraining_record(
-        train, canvas, [(v.task_id, v.augmentation.name, v.puzzle_id) for v in views]
-    )
+    record = pretraining_record(train, canvas, [v.to_record() for v in views])
     save_model(Path(run_dir) / MODEL, model, weights, record)
     return model
 

@@ -189,7 +189,7 @@ def run_extra_state(data: PretrainData, specs: dict) -> dict:
     return {
         "canvas": data.canvas,
         "datasets": specs,
-        "views": [(v.task_id, v.augmentation.name, v.puzzle_id) for v in data.views],
+        "views": [v.to_record() for v in data.views],
         "examples_digest": data.examples.digest(),
         "test_pairs_trained": data.test_pairs_trained,
         "demo_digests": data.demo_digests,

@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .data.augment import Augmentation
 from .data.dataset import View
 from .errors import DatasetError
 from .files.atomic import make_folder, remove_cut_writes_in, write_atomic
@@ -171,7 +170,7 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
     try:
         record = read_json(path, "pretraining record", unique_keys=False)
         train = strict_config(TrainConfig, record["train"], path)
-        views = [View(t, Augmentation.from_name(a), int(i)) for t, a, i in record["views"]]
+        views = [View.from_record(v) for v in record["views"]]
         canvas = int(record["canvas"])
         trained = [str(t) for t in record["test_pairs_trained"]]
         digests = {str(k): str(v) for k, v in record["demo_digests"].items()}

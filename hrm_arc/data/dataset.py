@@ -33,6 +33,15 @@ class View:
     def name(self) -> str:
         return f"{self.task_id}|{self.augmentation.name}"
 
+    def to_record(self) -> tuple[str, str, int]:
+        """(task id, augmentation name, puzzle id), as a run records its views."""
+        return self.task_id, self.augmentation.name, self.puzzle_id
+
+    @classmethod
+    def from_record(cls, record) -> View:
+        task_id, augmentation, puzzle_id = record
+        return cls(task_id, Augmentation.from_name(augmentation), int(puzzle_id))
+
 
 def make_views(tasks: Iterable[Task], n_variants: int, seed: int, first_id: int = 1) -> list[View]:
     """Up to `n_variants` unique views per task (identity first), numbered from `first_id`.
