@@ -24,12 +24,13 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hrm_arc.adapt import AdaptConfig, demo_exact, fit_fresh_embeddings
 from hrm_arc.data.augment import count_unique_variants
 from hrm_arc.data.dataset import make_views, view_examples, views_by_task
-from hrm_arc.data.encoding import canvas_for
+from hrm_arc.data.encoding import canvas_for, task_canvas
 from hrm_arc.data.tasks import load_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.hrm_core.model import HRM
@@ -59,7 +60,7 @@ def measure(
     """Seconds of each part on `tasks`, and the work each part did."""
     by_id = {t.id: t for t in tasks}
     views = make_views(tasks, adapt.augmentations, adapt.seed)
-    demos = view_examples(views, by_id, "train", canvas)
+    demos = view_examples(views, by_id, "train", canvas, crop=bool(adapt.crop))
     dist = DistInfo(0, 1, device)
     fit_s = timed(
         lambda: fit_fresh_embeddings(model, views, by_id, canvas, adapt, dist, None, loss),
@@ -71,14 +72,16 @@ def measure(
     # Compiled, a full check batch compiled once more on an H100 (768 rows: likely a tensor past
     # 2**31 elements, which inductor indexes in 64 bits); warmed here, as a run pays it once.
     if adapt.compile:
-        forward_all_segments(
-            runner, demos.inputs[:check_batch], demos.puzzle_ids[:check_batch], device
-        )
+        rows = np.flatnonzero(demos.side_of_each() == demos.side_of_each()[0])[:check_batch]
+        forward_all_segments(runner, demos.take(rows)[0], demos.puzzle_ids[rows], device)
     check_s = timed(lambda: demo_exact(runner, demos, check_batch, device), device)
     grouped = views_by_task(views)
     predict_s = timed(
         lambda: [
-            predict_task(runner, t, grouped[t.id], canvas, predict_batch, device, loss)
+            predict_task(
+                runner, t, grouped[t.id], task_canvas(t, canvas, bool(adapt.crop)),
+                predict_batch, device, loss,
+            )  # fmt: skip
             for t in tasks
         ],
         device,

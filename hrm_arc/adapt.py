@@ -60,6 +60,10 @@ class AdaptConfig:
     (benchmarks/README.md)."""
     translate: bool = True
     """Place demonstration pairs at random offsets, as pretraining did."""
+    crop: bool | None = None
+    """Run each task's views, in both stages, on the smallest of a few canvases that holds the
+    task's grids (cut from the full canvas's corner; see `DataConfig.crop`); None: as the run
+    was pretrained (an imported official checkpoint: the full canvas)."""
     seed: int = 0
     compile: bool = False
     """torch.compile the model for fitting, the demonstration check and prediction: on a GPU
@@ -171,7 +175,7 @@ def adapt_tasks(
         )
     fit_s = time.perf_counter() - start
     model.requires_grad_(False)
-    demo = view_examples(views, by_id, "train", canvas)
+    demo = view_examples(views, by_id, "train", canvas, crop=bool(config.crop))
     exact = demo_exact(compiled(model, config.compile), demo, config.batch_size * 4, dist.device)
     return Adapted(views, exact, fit_s, rows, limited)
 
@@ -194,7 +198,7 @@ def fit_fresh_embeddings(
         len(views) + 1, fresh_table(pretrained, len(views) + 1, config.init)
     )
     rng = np.random.default_rng(config.seed) if config.translate else None
-    examples = view_examples(views, by_id, "train", canvas, rng)
+    examples = view_examples(views, by_id, "train", canvas, rng, bool(config.crop))
     # A batch larger than the group would repeat its rows, which adds nothing to a row's signed
     # update: each view then got fewer updates than its epochs, the fewer the smaller the group.
     batch = min(config.batch_size, len(examples))
@@ -274,11 +278,13 @@ def check_pretrained(
 
 def demo_exact(model: HRM, demo: Examples, batch_size: int, device: torch.device) -> float:
     """Share of examples whose every supervised token (colours and EOS) is predicted exactly."""
-    exact = 0
-    for start in range(0, len(demo), batch_size):
-        sl = slice(start, start + batch_size)
-        logits, _ = forward_all_segments(model, demo.inputs[sl], demo.puzzle_ids[sl], device)
-        predicted = logits.argmax(-1).cpu().numpy()
-        labels = demo.labels[sl]
-        exact += int(np.all((predicted == labels) | (labels == PAD), axis=1).sum())
+    exact, sides = 0, demo.side_of_each()
+    for side in np.unique(sides):  # a batch runs on one canvas
+        same = np.flatnonzero(sides == side)
+        for start in range(0, len(same), batch_size):
+            rows = same[start : start + batch_size]
+            inputs, labels = demo.take(rows)
+            logits, _ = forward_all_segments(model, inputs, demo.puzzle_ids[rows], device)
+            predicted = logits.argmax(-1).cpu().numpy()
+            exact += int(np.all((predicted == labels) | (labels == PAD), axis=1).sum())
     return exact / max(len(demo), 1)

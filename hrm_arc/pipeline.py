@@ -23,7 +23,7 @@ import torch
 from .adapt import AdaptConfig, adapt_tasks, check_pretrained
 from .data.augment import count_unique_variants
 from .data.dataset import View, views_by_task
-from .data.encoding import canvas_for
+from .data.encoding import canvas_for, task_canvas
 from .data.tasks import Task, TaskSet
 from .errors import OutOfMemory
 from .events import BudgetCut, Skip, TaskDone, TaskEvent, TaskResumed, TaskSkipped
@@ -103,7 +103,12 @@ def configure(
     typed `values` ({"adapt.epochs": 10.0}) and then the `items` ("adapt.epochs=10") set."""
     sections = {"adapt": AdaptConfig.following(run.train_config), "predict": PredictConfig()}
     sections = apply_overrides(set_values(sections, values or {}), list(items))
-    return sections["adapt"], sections["predict"]
+    return following_run(sections["adapt"], run), sections["predict"]
+
+
+def following_run(adapt: AdaptConfig, run: PretrainedRun) -> AdaptConfig:
+    """`adapt` with its canvas choice made: as given, else as the run pretrained."""
+    return adapt if adapt.crop is not None else dataclasses.replace(adapt, crop=run.crop)
 
 
 @dataclass
@@ -142,14 +147,18 @@ def fits_canvas(task: Task, canvas: int) -> bool:
     return canvas_for([task]) <= canvas
 
 
-def outputs_beyond(tasks: Sequence[Task], canvas: int) -> list[str]:
-    """The tasks that fit `canvas` but have a known test output larger than it, which no
-    attempt can match (the canvas is sized by what a solver sees: test outputs are hidden)."""
+def outputs_beyond(tasks: Sequence[Task], canvas: int, crop: bool = False) -> list[str]:
+    """The tasks that fit `canvas` but have a known test output larger than the canvas they
+    run on (`task_canvas`), which no attempt can match (a canvas is sized by what a solver
+    sees: test outputs are hidden)."""
     return [
         t.id
         for t in tasks
         if fits_canvas(t, canvas)
-        and any(p.output is not None and max(p.output.shape) > canvas for p in t.test)
+        and any(
+            p.output is not None and max(p.output.shape) > task_canvas(t, canvas, crop)
+            for p in t.test
+        )
     ]
 
 
@@ -207,7 +216,7 @@ def adapt_and_predict(
             other tasks of the same ids (unless `restart`).
         OutOfMemory: the device ran out of memory.
     """
-    adapt = adapt or AdaptConfig.following(run.train_config)
+    adapt = following_run(adapt or AdaptConfig.following(run.train_config), run)
     predict = predict or PredictConfig()
     dist = dist or DistInfo(0, 1, next(run.model.parameters()).device)
     if dist.is_main:
@@ -246,10 +255,11 @@ def warn_of_seen_tasks(run: PretrainedRun, tasks: TaskSet, adapt: AdaptConfig) -
             "ids of %d %s, so their scores are not held out: %s", len(answered), of,
             listed(answered),
         )  # fmt: skip
-    if beyond := outputs_beyond(tasks, run.canvas):
+    if beyond := outputs_beyond(tasks, run.canvas, adapt.crop):
+        where = "its task's canvas" if adapt.crop else f"the run's {run.canvas}x{run.canvas} canvas"
         log.warning(
-            "a test output larger than the run's %dx%d canvas, which no attempt can match, "
-            "belongs to %d %s: %s", run.canvas, run.canvas, len(beyond), of, listed(beyond),
+            "a test output larger than %s, which no attempt can match, belongs to %d %s: %s",
+            where, len(beyond), of, listed(beyond),
         )  # fmt: skip
     trained = sorted({view.task_id for view in run.views} & set(tasks.ids) - set(answered))
     if trained and adapt.strategy != "pretrained":
@@ -281,6 +291,11 @@ def predict_tasks(
         raise ValueError(
             f"no task of {tasks.name} fits the run's {run.canvas}x{run.canvas} canvas (the "
             f"smallest needs side {needed}): pretrain with a larger --canvas"
+        )
+    if adapt.crop and run.model.config.mlp_t:
+        raise ValueError(
+            "the model mixes positions with an MLP (model.mlp_t), so it runs on the full canvas "
+            "only: adapt with --full-canvas (adapt.crop=false)"
         )
     if run.model.puzzle_emb is None and adapt.strategy != "pretrained":
         raise ValueError(
@@ -449,8 +464,9 @@ def run_group(
     predictor = compiled(model, config.compile)
     for task in (t for t in group if t.id not in saved):
         t0 = time.perf_counter()
+        canvas = task_canvas(task, run.canvas, bool(config.crop))
         per_test = predict_task(
-            predictor, task, grouped[task.id], run.canvas, predict.batch_size, dist.device,
+            predictor, task, grouped[task.id], canvas, predict.batch_size, dist.device,
             run.loss, predict.empty_grid_votes,
         )  # fmt: skip
         ranked = [rank_candidates(c, predict.rank) for c in per_test]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .data.dataset import View, make_views, view_examples, views_by_task
-from .data.encoding import canvas_for
+from .data.encoding import canvas_for, task_canvas
 from .data.tasks import MAX_SIDE, Task, TaskSet
 from .errors import OutOfMemory
 from .events import PretrainStart, TrainingLog
@@ -51,6 +51,10 @@ class DataConfig:
     """Also train the training tasks' test pairs, as the official data builder does."""
     translate: bool = True
     """Place each pair at a random offset on the canvas, as the official builder does."""
+    crop: bool = True
+    """Run each task's examples on the smallest of a few canvases (multiples of 4, and the
+    full one) that holds its grids, cut from the full canvas's top-left corner, every cell at
+    its full-canvas position; False: every example on the full canvas, as the official code."""
 
     def __post_init__(self) -> None:
         if self.augmentations < 1:
@@ -64,6 +68,8 @@ class PretrainData:
     views: list[View]
     examples: Examples
     canvas: int
+    crop: bool
+    """Each task runs on its `task_canvas` (else on `canvas`)."""
     heldout: TaskSet
     """Training tasks whose test pairs (never trained on) measure progress."""
     eval_tasks: TaskSet
@@ -85,6 +91,7 @@ def build_pretraining_data(
     eval_demo_tasks: TaskSet | None = None,
     translate: bool = True,
     train_test_pairs: bool = False,
+    crop: bool = False,
 ) -> PretrainData:
     """Views of the training tasks (and, for the official combined setup, of evaluation tasks,
     whose demonstration pairs alone are trained on); examples are demonstration pairs only.
@@ -121,10 +128,10 @@ def build_pretraining_data(
         views += make_views(eval_demo_tasks, n_augmentations, seed, first_id=len(views) + 1)
     by_id = {t.id: t for t in every}
     rng = np.random.default_rng(seed) if translate else None
-    examples = view_examples(views, by_id, "train", canvas, rng)
+    examples = view_examples(views, by_id, "train", canvas, rng, crop)
     heldout, eval_tasks = scorable(train_tasks), scorable(eval_demo_tasks)
     return PretrainData(
-        views, examples, canvas, heldout, eval_tasks, test_pairs_trained, demo_digests
+        views, examples, canvas, crop, heldout, eval_tasks, test_pairs_trained, demo_digests
     )
 
 
@@ -165,7 +172,8 @@ def heldout_evaluator(
     def score(model: HRM, tasks: TaskSet) -> tuple[float, float]:
         predictions, right, total = {}, 0, 0
         for task in tasks:
-            per_test = vote_task(model, task, grouped[task.id], data.canvas, batch_size, device)
+            canvas = task_canvas(task, data.canvas, data.crop)
+            per_test = vote_task(model, task, grouped[task.id], canvas, batch_size, device)
             for pair, candidates in zip(task.test, per_test):
                 right += sum(c.votes for c in candidates if np.array_equal(c.grid, pair.output))
                 total += len(grouped[task.id])  # a view with no grid voted for none
@@ -188,6 +196,7 @@ def run_extra_state(data: PretrainData, specs: dict) -> dict:
     """What a later stage needs besides weights: canvas and the identifier map."""
     return {
         "canvas": data.canvas,
+        "crop": data.crop,
         "datasets": specs,
         "views": [v.to_record() for v in data.views],
         "examples_digest": data.examples.digest(),
@@ -212,6 +221,13 @@ def check_resumes(state: dict, path: Path, extra: dict, model_config: HRMConfig)
         raise CheckpointError(
             f"{path}: it trained on a {canvas}x{canvas} canvas, this run's is "
             f"{extra['canvas']}x{extra['canvas']}: resume with --canvas {canvas}"
+        )
+    if state.get("crop", False) != extra["crop"]:
+        flag = "--crop" if state.get("crop", False) else "--full-canvas"
+        raise CheckpointError(
+            f"{path}: it trained {'cropped' if state.get('crop', False) else 'full'} canvases, "
+            f"this run would train {'cropped' if extra['crop'] else 'full'} ones: resume with "
+            f"{flag}"
         )
     if views != extra["views"] or digest != extra["examples_digest"]:
         what = (
@@ -238,6 +254,11 @@ def sized_configs(
     model = dataclasses.replace(
         preset.model, seq_len=data.canvas**2, num_puzzle_ids=len(data.views) + 1
     )
+    if data.crop and model.mlp_t:
+        raise ValueError(
+            "model.mlp_t mixes a fixed number of positions, so it runs on the full canvas only: "
+            "pretrain with --full-canvas (data.crop=false)"
+        )
     train = preset.train
     if epochs is not None:
         if not 0 < epochs < math.inf:
@@ -301,7 +322,7 @@ def pretrain(
     d = preset.data
     data = build_pretraining_data(
         tasks, d.augmentations, preset.train.seed, d.canvas, eval_demo_tasks, d.translate,
-        d.train_test_pairs,
+        d.train_test_pairs, d.crop,
     )  # fmt: skip
     model_config, train_config = sized_configs(preset, data, epochs, dist.world_size)
     evaluate = heldout_evaluator(data, dist.device)
@@ -368,8 +389,9 @@ def train_run(
     torch.manual_seed(train_config.seed)
     extra = run_extra_state(data, specs)
     record = pretraining_record(
-        train_config, data.canvas, extra["views"], data.test_pairs_trained, data.demo_digests
-    )
+        train_config, data.canvas, extra["views"], data.test_pairs_trained, data.demo_digests,
+        data.crop,
+    )  # fmt: skip
     store = RunDirectory(run_dir, record)
     trainer = Trainer(HRM(model_config), train_config, data.examples, dist, store, extra)
     checkpoint = run_dir / CHECKPOINT

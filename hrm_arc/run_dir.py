@@ -64,13 +64,20 @@ def save_model(
 
 
 def pretraining_record(
-    train: TrainConfig, canvas: int, views: list, test_pairs_trained=(), demo_digests=None
+    train: TrainConfig,
+    canvas: int,
+    views: list,
+    test_pairs_trained=(),
+    demo_digests=None,
+    crop: bool = False,
 ) -> dict:
     """What adaptation needs to know of pretraining: how it trained (its loss, its embedding
-    step), the canvas, and each view's task, augmentation and embedding row."""
+    step), the canvas and whether tasks ran cropped, and each view's task, augmentation and
+    embedding row."""
     return {
         "train": asdict(train),
         "canvas": canvas,
+        "crop": crop,
         "views": [list(v) for v in views],
         "test_pairs_trained": list(test_pairs_trained),
         "demo_digests": dict(demo_digests or {}),
@@ -155,6 +162,9 @@ class PretrainedRun:
     demo_digests: dict[str, str] = field(default_factory=dict)
     """Each pretrained task's demonstrations digest, by id."""
     path: Path | None = None
+    crop: bool = False
+    """Pretraining ran each task on its cropped canvas (`task_canvas`), which adaptation then
+    does by default; False: on the full canvas."""
 
     @property
     def loss(self) -> str:
@@ -174,10 +184,13 @@ def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> 
         canvas = int(record["canvas"])
         trained = [str(t) for t in record["test_pairs_trained"]]
         digests = {str(k): str(v) for k, v in record["demo_digests"].items()}
+        crop = record.get("crop", False)  # runs before cropping trained the full canvas
+        if not isinstance(crop, bool):
+            raise ValueError(f"crop must be true or false, got {crop!r}")
         LOSSES[train.loss]  # adaptation trains with pretraining's loss
     except DatasetError as e:
         raise CheckpointError(str(e)) from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path}: the pretraining record is damaged ({e!r})") from None
     model = HRM.from_pretrained(folder, device)
-    return PretrainedRun(model, canvas, views, train, trained, digests, path=Path(run_dir))
+    return PretrainedRun(model, canvas, views, train, trained, digests, Path(run_dir), crop)

@@ -921,17 +921,22 @@ def test_the_same_tasks_as_training_and_eval_demos_are_refused(data, tmp_path):
     assert "4 tasks in both the training and the evaluation" in result.output
 
 
-def test_a_test_output_larger_than_the_canvas_is_warned_of(run_dir, tmp_path) -> None:
+@pytest.mark.parametrize("crop", ["--crop", "--full-canvas"])
+def test_a_test_output_larger_than_the_canvas_is_warned_of(run_dir, tmp_path, crop) -> None:
     canvas = load_checkpoint(run_dir / "checkpoint.pt")["canvas"]
-    small, wide = np.zeros((2, 2), np.uint8), np.ones((2, canvas + 1), np.uint8)
+    # Cropped, a task of 2x2 grids runs on a 4x4 canvas, which a 2x5 output does not fit.
+    wide_side = canvas + 1 if crop == "--full-canvas" else 5
+    small, wide = np.zeros((2, 2), np.uint8), np.ones((2, wide_side), np.uint8)
     tasks = TaskSet([Task("wide", (Pair(small, small),), (Pair(small, wide),)),
+                     Task("fits", (Pair(small, small),), (Pair(small, small[:1]),)),
                      Task("hidden", (Pair(small, small),), (Pair(small),))])  # fmt: skip
     result = invoke("adapt-and-predict", run_dir, "-d", save_tasks(tasks, tmp_path / "tasks"),
-                    "--out", tmp_path / "o", *ADAPT)  # fmt: skip
+                    "--out", tmp_path / "o", crop, *ADAPT)  # fmt: skip
     ok(result)
     said = " ".join(result.output.split())
-    assert (f"a test output larger than the run's {canvas}x{canvas} canvas, which no attempt can "
-            "match, belongs to 1 of 2 tasks: wide") in said  # fmt: skip
+    where = f"the run's {canvas}x{canvas} canvas" if crop == "--full-canvas" else "its task's canvas"
+    assert (f"a test output larger than {where}, which no attempt can match, belongs to 1 of 3 "
+            "tasks: wide") in said  # fmt: skip
 
 
 def test_eval_demos_of_several_sets_are_all_trained(data, tmp_path) -> None:

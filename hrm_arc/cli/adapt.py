@@ -69,6 +69,9 @@ FLAGS = (
                "no grid votes for the empty grid, as the official evaluator counts it (it can "
                "take a top-2 place, submitted as a 1x1 zero grid, and is never right); without "
                "it such a view casts no vote.", {"is_flag": True}),
+    ConfigFlag(("--crop/--full-canvas",), "adapt.crop", "Run each task's views, in both "
+               "stages, on the smallest of a few canvases that holds its grids, or on the "
+               "run's full canvas.", {}),
     ConfigFlag(("--group-size",), "predict.group_size", "Tasks adapted together: more is faster "
                "per task, and takes more memory. The tasks of a group share adaptation batches, "
                "so candidates differ slightly with it.", {"type": click.IntRange(min=1)}),
@@ -94,6 +97,8 @@ def default(key: str) -> str:
 
     if key == "adapt.puzzle_emb_lr":
         return f"pretraining's: {per_preset('train.puzzle_emb_lr')}"
+    if key == "adapt.crop":
+        return "as the run was pretrained; an imported official checkpoint: full canvas"
     section, _, field = key.partition(".")
     return plain(getattr(AdaptConfig() if section == "adapt" else PredictConfig(), field))
 

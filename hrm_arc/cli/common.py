@@ -144,7 +144,7 @@ class ConfigFlag:
 
     @property
     def name(self) -> str:
-        return self.decls[0].lstrip("-").replace("-", "_")
+        return self.decls[0].partition("/")[0].lstrip("-").replace("-", "_")
 
 
 class DeferredHelp(click.Option):

@@ -39,6 +39,10 @@ FLAGS = (
     ConfigFlag(("--canvas",), "data.canvas", "Canvas side in cells; none: the smallest that "
                "holds every demonstration grid and test input (test outputs count only with "
                "--train-test-pairs, which trains them).", {"type": click.IntRange(1, MAX_SIDE)}),
+    ConfigFlag(("--crop/--full-canvas",), "data.crop", "Run each task on the smallest of a few "
+               "canvases (multiples of 4, and the full one) that holds its grids, cut from the "
+               "full canvas's corner, or every example on the full canvas, as the official "
+               "code does.", {}),
     ConfigFlag(("--steps",), "train.steps", "Optimiser steps, one ACT segment each (paper-scale "
                "runs want --epochs).", {"type": click.IntRange(min=1)}),
     ConfigFlag(("--batch-size",), "train.batch_size", "Global batch, split across ranks.",

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..hrm_core.sampling import Examples
 from .augment import Augmentation, translate, variants
-from .encoding import encode_batch
+from .encoding import encode_batch, task_canvas
 from .tasks import Pair, Task
 
 BLANK_ID = 0
@@ -62,17 +62,20 @@ def view_examples(
     split: str,
     canvas: int,
     rng: np.random.Generator | None = None,
+    crop: bool = False,
 ) -> Examples:
     """Encode the `split` ("train" = demonstrations, "test") pairs of every view.
 
     With `rng`, the pairs are placed at random offsets on the canvas (training only), all but
     one random pair per view, which stays at the top left where test inputs sit (as the
     official builder does). Test pairs without a known output are skipped: they cannot be
-    supervised.
+    supervised. With `crop`, each task's examples run on its `task_canvas` (offsets stay
+    inside it); the arrays still hold the full canvas.
     """
-    inputs, outputs, ids, tasks, offsets = [], [], [], [], []
+    inputs, outputs, ids, tasks, offsets, sides = [], [], [], [], [], []
     task_index: dict[str, int] = {}
     for view in views:
+        side = task_canvas(tasks_by_id[view.task_id], canvas, crop)
         pairs: list[Pair] = [
             p for p in getattr(tasks_by_id[view.task_id], split) if p.output is not None
         ]
@@ -84,12 +87,14 @@ def view_examples(
             ids.append(view.puzzle_id)
             tasks.append(task_index.setdefault(view.task_id, len(task_index)))
             moved = rng is not None and i != anchored
-            offsets.append(translate(x, y, canvas, rng) if moved else (0, 0))
+            offsets.append(translate(x, y, side, rng) if moved else (0, 0))
+            sides.append(side)
     return Examples(
         encode_batch(inputs, canvas, offsets),
         encode_batch(outputs, canvas, offsets),
         np.asarray(ids, dtype=np.int64),
         np.asarray(tasks, dtype=np.int64),
+        np.asarray(sides, dtype=np.int64) if crop else None,
     )
 
 

@@ -192,6 +192,26 @@ def decode_grid(tokens: np.ndarray, canvas: int = DEFAULT_CANVAS) -> np.ndarray:
     return decode_batch(np.asarray(tokens).reshape(1, -1), canvas)[0]
 
 
+CANVAS_STEP = 4
+
+
+def canvas_sizes(canvas: int) -> list[int]:
+    """The few canvases a task may run on when cropped: multiples of CANVAS_STEP below
+    `canvas`, and `canvas` itself (eight sizes at 30, so few compiled shapes)."""
+    return [*range(CANVAS_STEP, canvas, CANVAS_STEP), canvas]
+
+
+def task_canvas(task: Task, canvas: int, crop: bool = True) -> int:
+    """The smallest of `canvas_sizes(canvas)` that holds every grid of `task` the model reads
+    or writes with its EOS row and column (or that is the full canvas): each of its views runs
+    there, cut from the full canvas's top-left corner, so every supervised token stays.
+    Without `crop`, the full canvas."""
+    if not crop:
+        return canvas
+    needed = min(canvas_for([task], margin=1), canvas)
+    return next(side for side in canvas_sizes(canvas) if side >= needed)
+
+
 def canvas_for(tasks: Iterable[Task], margin: int = 0) -> int:
     """The smallest canvas that holds every grid the model reads or writes (demonstrations and
     test inputs, never the test outputs, which a hidden-answer set does not show), plus `margin`.

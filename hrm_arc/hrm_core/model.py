@@ -52,7 +52,8 @@ class HRMConfig:
     rounds carries the gradient. Needs H_layers=0 (no H module is built) and
     q_learning="halt_only" (the official TRM's continue-target branch crashes when reached)."""
     seq_len: int = 900
-    """Grid tokens per example (canvas * canvas)."""
+    """Grid tokens per example on the full canvas (canvas * canvas). A batch may run on a
+    smaller square canvas cut from its top-left corner (see `HRM.forward`)."""
     vocab_size: int = 12
     """PAD=0, EOS=1, colours 2..11."""
     num_puzzle_ids: int = 1
@@ -154,6 +155,12 @@ class HRMConfig:
                 f"HRMConfig: RoPE needs an even head dim, got hidden_size={self.hidden_size} / "
                 f"num_heads={self.num_heads}"
             )
+
+    @property
+    def canvas(self) -> int | None:
+        """The full canvas's side (None when seq_len is not a square: no smaller canvas runs)."""
+        side = math.isqrt(self.seq_len)
+        return side if side * side == self.seq_len else None
 
     @property
     def puzzle_len(self) -> int:
@@ -347,7 +354,36 @@ class HRM(nn.Module):
 
     # -- inner step ------------------------------------------------------------------
 
-    def _input_embeddings(self, inputs: Tensor, puzzle_ids: Tensor | None) -> Tensor:
+    def _position_tables(self, length: int, device: torch.device) -> tuple:
+        """RoPE tables (or None) and learned position embeddings (or None) for `length` grid
+        tokens: the full canvas, or a square canvas cut from its top-left corner, whose cells
+        keep their full-canvas positions (row * side + column), so that a model trained on one
+        canvas runs on any."""
+        cfg = self.config
+        cos_sin = self.rotary() if self.rotary is not None else None
+        learned = None if self.embed_pos is None else self.embed_pos.weight
+        if length == cfg.seq_len:
+            return cos_sin, learned
+        side, full = math.isqrt(length), cfg.canvas
+        if side * side != length or full is None or side > full or cfg.mlp_t:
+            why = (
+                "mlp_t mixes a fixed number of positions"
+                if cfg.mlp_t
+                else f"a smaller canvas must be a square of at most {cfg.seq_len} tokens"
+            )
+            raise ValueError(
+                f"inputs have {length} tokens, config.seq_len is {cfg.seq_len} ({why})"
+            )
+        cells = torch.arange(side, device=device)
+        grid = (cells[:, None] * full + cells[None, :]).reshape(-1)
+        index = torch.cat((torch.arange(self.puzzle_len, device=device), self.puzzle_len + grid))
+        if cos_sin is not None:
+            cos_sin = (cos_sin[0][index], cos_sin[1][index])
+        return cos_sin, None if learned is None else learned[index]
+
+    def _input_embeddings(
+        self, inputs: Tensor, puzzle_ids: Tensor | None, learned: Tensor | None
+    ) -> Tensor:
         """Scaled token embeddings with the puzzle tokens prepended: (B, P+S, hidden)."""
         cfg = self.config
         x = self.embed_tokens(inputs)  # (B, S, hidden)
@@ -358,19 +394,20 @@ class HRM(nn.Module):
             pe = F.pad(pe, (0, self.puzzle_len * cfg.hidden_size - pe.shape[-1]))  # (B, P*hidden)
             pe = pe.view(-1, self.puzzle_len, cfg.hidden_size)  # (B, P, hidden)
             x = torch.cat((pe, x), dim=1)  # (B, P+S, hidden)
-        if self.embed_pos is not None:
+        if learned is not None:
             # Summing two equal-variance embeddings doubles the variance; 1/sqrt(2) undoes it.
-            x = (x + self.embed_pos.weight) * (0.5**0.5)
+            x = (x + learned) * (0.5**0.5)
         return x * self.embed_scale
 
-    def _segment(self, z_H: Tensor, z_L: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _segment(
+        self, z_H: Tensor, z_L: Tensor, x: Tensor, cos_sin: CosSin | None
+    ) -> tuple[Tensor, Tensor]:
         """H_cycles x L_cycles updates; only the last L and the last H update keep a graph
         (under arch="trm": the whole last round, see ``_trm_segment``).
 
         This is the one-step gradient approximation: memory is O(1) in the number of cycles.
         """
         cfg = self.config
-        cos_sin = self.rotary() if self.rotary is not None else None
         if cfg.arch == "trm":
             return self._trm_segment(z_H, z_L, x, cos_sin)
         num_l_updates = cfg.H_cycles * cfg.L_cycles
@@ -413,7 +450,7 @@ class HRM(nn.Module):
         """A carry whose rows are all halted, so the first ``forward`` takes ``batch``."""
         inputs = batch["inputs"]
         size, device = inputs.shape[0], inputs.device
-        shape = (size, self.puzzle_len + self.config.seq_len, self.config.hidden_size)
+        shape = (size, self.puzzle_len + inputs.shape[1], self.config.hidden_size)
         return Carry(
             z_H=torch.zeros(shape, device=device),
             z_L=torch.zeros(shape, device=device),
@@ -484,26 +521,34 @@ class HRM(nn.Module):
         return model.to(device)
 
     def forward(self, carry: Carry, batch: dict[str, Tensor]) -> tuple[Carry, HRMOutput]:
-        """Run one ACT segment. Returns the new (detached) carry and this segment's outputs."""
-        if batch["inputs"].shape[1] != self.config.seq_len:
-            raise ValueError(
-                f"inputs have {batch['inputs'].shape[1]} tokens, config.seq_len is "
-                f"{self.config.seq_len}"
-            )
+        """Run one ACT segment. Returns the new (detached) carry and this segment's outputs.
+
+        The batch's inputs hold `seq_len` tokens, or the s*s tokens of a smaller square canvas
+        (the full canvas's top-left s x s cells, row-major), each cell at its full-canvas
+        position; the carry must have been made for the same canvas.
+        """
         z_H, z_L, steps, data = self._take_new_rows(carry, batch)
         with self._autocast(z_H.device):
-            x = self._input_embeddings(data["inputs"], data.get("puzzle_ids"))
-            z_H, z_L = self._segment(z_H, z_L, x)
+            cos_sin, learned = self._position_tables(data["inputs"].shape[1], z_H.device)
+            x = self._input_embeddings(data["inputs"], data.get("puzzle_ids"), learned)
+            z_H, z_L = self._segment(z_H, z_L, x, cos_sin)
             logits, q_halt, q_continue = self._heads(z_H)
             z_H, z_L, steps = z_H.detach(), z_L.detach(), steps + 1
-            halted, target = self._halt(steps, q_halt, q_continue, z_H, z_L, x)
+            halted, target = self._halt(steps, q_halt, q_continue, z_H, z_L, x, cos_sin)
         new_carry = Carry(z_H=z_H, z_L=z_L, steps=steps, halted=halted, batch=data)
         output = HRMOutput(logits, q_halt, q_continue, target, halted=halted, steps=steps)
         return new_carry, output
 
     @torch.no_grad()
     def _halt(
-        self, steps: Tensor, q_halt: Tensor, q_continue: Tensor, z_H: Tensor, z_L: Tensor, x: Tensor
+        self,
+        steps: Tensor,
+        q_halt: Tensor,
+        q_continue: Tensor,
+        z_H: Tensor,
+        z_L: Tensor,
+        x: Tensor,
+        cos_sin: CosSin | None,
     ) -> tuple[Tensor, Tensor | None]:
         """Which rows halt after this segment, and the q_continue target (or None)."""
         cfg = self.config
@@ -523,7 +568,7 @@ class HRM(nn.Module):
             return halted, None
         # Bootstrapped target: the Q value of the next segment from the new state (no
         # replay buffer or target network; the many parallel rows play that role, as in PQN).
-        _, next_halt, next_continue = self._heads(self._segment(z_H, z_L, x)[0])
+        _, next_halt, next_continue = self._heads(self._segment(z_H, z_L, x, cos_sin)[0])
         next_value = torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue))
         return halted, torch.sigmoid(next_value)
 

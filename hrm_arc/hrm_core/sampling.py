@@ -3,7 +3,8 @@ them, or uniformly over every example.
 
 A sampler yields, step after step, this rank's slice of the next global batch (indices into
 `Examples`), deterministically from its seed, and saves its state so a resumed run draws the
-same batches as an uninterrupted one.
+same batches as an uninterrupted one. Where examples run on canvases of several sizes, each
+batch holds examples of one size: the units drawn wait in a queue per size until one fills.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class Examples:
     puzzle_ids: np.ndarray  # (N,) the view (augmented task) each example belongs to
     tasks: np.ndarray | None = None
     """(N,) the task each example's view augments; None: every view is a task of its own."""
+    sides: np.ndarray | None = None
+    """(N,) the side of the square canvas each example runs on, cut from the top-left corner
+    of the full one (S = side * side); None: every example runs on the full canvas."""
 
     def __len__(self) -> int:
         return len(self.puzzle_ids)
@@ -33,42 +37,75 @@ class Examples:
     def task_of_each(self) -> np.ndarray:
         return self.puzzle_ids if self.tasks is None else self.tasks
 
+    def side_of_each(self) -> np.ndarray:
+        """(N,) each example's canvas side; 0 for the full canvas."""
+        return np.zeros(len(self), np.int64) if self.sides is None else self.sides
+
+    def take(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and labels of `indices`, which share one canvas, on that canvas."""
+        inputs, labels = self.inputs[indices], self.labels[indices]
+        sides = np.unique(self.side_of_each()[indices])
+        if len(sides) > 1:
+            raise ValueError(f"a batch must run on one canvas, got sides {sides.tolist()}")
+        if not len(sides) or not sides[0]:
+            return inputs, labels
+        return crop(inputs, int(sides[0])), crop(labels, int(sides[0]))
+
     def digest(self) -> str:
         """A digest of every array: whether a resumed run trains on the same examples."""
         digest = hashlib.blake2b(digest_size=16)
-        for array in (self.inputs, self.labels, self.puzzle_ids, self.task_of_each()):
+        arrays = (self.inputs, self.labels, self.puzzle_ids, self.task_of_each())
+        for array in arrays + (() if self.sides is None else (self.sides,)):
             digest.update(f"{array.dtype}{array.shape}".encode())
             digest.update(np.ascontiguousarray(array).data)
         return digest.hexdigest()
 
 
+def crop(tokens: np.ndarray, side: int) -> np.ndarray:
+    """(B, canvas*canvas) tokens cut to the (B, side*side) of their top-left corner."""
+    canvas = math.isqrt(tokens.shape[1])
+    return tokens.reshape(-1, canvas, canvas)[:, :side, :side].reshape(len(tokens), -1)
+
+
 class _Sampler:
     """Shared by both orders: a seeded permutation of `units`, walked and reshuffled each epoch,
-    and the global batch cut into rank slices."""
+    a queue per canvas size, and the global batch cut into rank slices."""
 
-    def __init__(self, units: int, batch_size: int, seed: int, dist_info: DistInfo):
+    def __init__(self, units: int, sides: np.ndarray, batch_size: int, seed: int,
+                 dist_info: DistInfo):  # fmt: skip
         if units == 0:
             raise ValueError("no training examples")
-        self.batch_size, self.dist = batch_size, dist_info
+        self.batch_size, self.dist, self.sides = batch_size, dist_info, sides
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(units)
         self.position = 0
         self.epoch = 0
+        self.queues: dict[int, np.ndarray] = {}
+        """Example indices drawn, waiting for their canvas's batch to fill, by side."""
 
     def next_indices(self) -> np.ndarray:
-        taken, need = [], self.batch_size
-        while need:
-            chunk = self._take(need)
-            taken.append(chunk)
-            need -= len(chunk)
+        while (side := self._full_queue()) is None:
+            for size, chunk in self._by_side(self._take()):
+                self.queues[size] = np.concatenate((self.queues.get(size, chunk[:0]), chunk))
             if self.position == len(self.order):
                 self.order, self.position = self.rng.permutation(len(self.order)), 0
                 self.epoch += 1
-        indices = np.concatenate(taken)  # (global_batch,)
+        indices = self.queues.pop(side)  # (global_batch,)
         return np.array_split(indices, self.dist.world_size)[self.dist.rank]
 
-    def _take(self, need: int) -> np.ndarray:
-        """At most `need` example indices from the units at `position` on, moving past them."""
+    def _full_queue(self) -> int | None:
+        return next((s for s, q in self.queues.items() if len(q) == self.batch_size), None)
+
+    def _room(self, side: int) -> int:
+        return self.batch_size - len(self.queues.get(side, ()))
+
+    def _by_side(self, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        sides = self.sides[chunk]
+        return [(int(s), chunk[sides == s]) for s in dict.fromkeys(sides.tolist())]
+
+    def _take(self) -> np.ndarray:
+        """Example indices from the units at `position` on, moving past them; never more than
+        their canvas's queue has room for."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -77,28 +114,38 @@ class _Sampler:
             "order": self.order.copy(),
             "position": self.position,
             "epoch": self.epoch,
+            "queues": {side: q.copy() for side, q in self.queues.items()},
         }
 
     def load_state_dict(self, state: dict) -> None:
         order, position = np.asarray(state["order"]), int(state["position"])
         units = np.arange(len(self.order))
+        # A sampler of one canvas never holds a queue between batches.
+        saved = state.get("queues", {})
+        queues = {int(s): np.asarray(q, dtype=np.int64) for s, q in saved.items()}
         if not np.array_equal(np.sort(order), units) or not 0 <= position <= len(order):
             # Some units would never be drawn, or none ever again.
             raise ValueError(
                 f"sampler state drawn over other data: {len(order)} units, walked to "
                 f"{position}, where this run has {len(self.order)}"
             )
+        for side, queue in queues.items():
+            if len(queue) >= self.batch_size or not np.all(self.sides[queue] == side):
+                raise ValueError(f"sampler state queued examples of another canvas than {side}")
         self.rng.bit_generator.state = state["rng"]
         self.order, self.position, self.epoch = order, position, state["epoch"]
+        self.queues = queues
 
 
 class ExampleSampler(_Sampler):
     """Every example once per epoch, in a fresh random order each epoch."""
 
     def __init__(self, examples: Examples, batch_size: int, seed: int, dist_info: DistInfo):
-        super().__init__(len(examples), batch_size, seed, dist_info)
+        sides = examples.side_of_each()
+        super().__init__(len(examples), sides, batch_size, seed, dist_info)
 
-    def _take(self, need: int) -> np.ndarray:
+    def _take(self) -> np.ndarray:
+        need = min(map(self._room, self.queues or [0]))  # so that no queue overfills
         chunk = self.order[self.position : self.position + need]
         self.position += len(chunk)
         return chunk
@@ -123,13 +170,18 @@ class TaskSampler(_Sampler):
         by_task = np.argsort(view_tasks, kind="stable")
         self.task_views = np.split(by_task, _run_starts(view_tasks[by_task])[1:])
         tasks = len(self.task_views) if len(examples) else 0
-        super().__init__(tasks, batch_size, seed, dist_info)
+        sides = examples.side_of_each()
+        task_sides = np.unique(np.stack((examples.task_of_each(), sides)), axis=1)
+        if len(np.unique(task_sides[0])) < task_sides.shape[1]:  # a view must fit one batch
+            raise ValueError("the examples of a task must share one canvas")
+        super().__init__(tasks, sides, batch_size, seed, dist_info)
 
-    def _take(self, need: int) -> np.ndarray:
+    def _take(self) -> np.ndarray:
         views = self.task_views[self.order[self.position]]
         self.position += 1
         view = views[self.rng.integers(len(views))]
-        return self.rng.permutation(self.view_examples[view])[:need]
+        drawn = self.rng.permutation(self.view_examples[view])
+        return drawn[: self._room(int(self.sides[drawn[0]]))]
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:

@@ -98,9 +98,8 @@ class TrainConfig:
 
 
 def to_batch(examples: Examples, indices: np.ndarray, device: torch.device) -> dict:
-    return make_batch(
-        examples.inputs[indices], examples.puzzle_ids[indices], device, examples.labels[indices]
-    )
+    inputs, labels = examples.take(indices)
+    return make_batch(inputs, examples.puzzle_ids[indices], device, labels)
 
 
 def due(step: int, every: int, last: bool) -> bool:
@@ -177,7 +176,8 @@ class RunStore(Protocol):
 
 
 class Trainer:
-    """Owns the model, its two optimisers, the sampler and the rolling carry."""
+    """Owns the model, its two optimisers, the sampler and the rolling carries (one per canvas
+    size: a batch's rows go on with the examples of their own canvas)."""
 
     def __init__(
         self,
@@ -203,7 +203,9 @@ class Trainer:
         self.stop_signal = 0
         """The number of the signal that stopped the last `fit` (the highest any rank's
         `should_stop` answered), else 0; the CLI exits with 128 + it."""
-        self.carry: Carry | None = None
+        self.carries: dict[int, Carry] = {}
+        """The rolling carry of each canvas side the sampler has drawn (0: the full canvas)."""
+        self.last_side: int | None = None
         dense = [p for p in self.model.parameters() if p.requires_grad]
         if config.freeze_network:
             self.model.requires_grad_(False)
@@ -246,12 +248,14 @@ class Trainer:
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """One ACT segment of the batch; returns act_loss's raw (summed) metrics and the loss."""
-        batch = to_batch(self.examples, self.sampler.next_indices(), self.dist.device)
-        if self.carry is None:
-            self.carry = self.model.initial_carry(batch)
+        indices = self.sampler.next_indices()
+        batch = to_batch(self.examples, indices, self.dist.device)
+        side = self.last_side = int(self.examples.side_of_each()[indices[0]])
+        carry = self.carries.get(side) or self.model.initial_carry(batch)
         self.model.train()
-        self.carry, output = self.forward(self.carry, batch)
-        loss, metrics = act_loss(output, self.carry.batch["labels"], self.config.loss)
+        carry, output = self.forward(carry, batch)
+        self.carries[side] = carry
+        loss, metrics = act_loss(output, carry.batch["labels"], self.config.loss)
         loss.backward()
         self._set_hyperparameters()
         if self.optimizer is not None:
@@ -263,6 +267,11 @@ class Trainer:
             self.embedding_optimizer.zero_grad()
         self.step += 1
         return {"loss": loss.detach(), **metrics}
+
+    @property
+    def carry(self) -> Carry | None:
+        """The carry of the last step's canvas (None before the first step)."""
+        return self.carries.get(self.last_side)
 
     def _update_ema(self) -> None:
         if self.ema is not None:
@@ -492,9 +501,10 @@ class Trainer:
         device = self.dist.device
         # A copy on the CPU, where it is gathered and saved (asdict would first deep-copy every
         # carry tensor on the GPU).
-        carry = None if self.carry is None else to_device(vars(self.carry), "cpu", copy=True)
+        carries = {side: to_device(vars(c), "cpu", copy=True) for side, c in self.carries.items()}
         return {
-            "carry": carry,
+            "carries": carries,
+            "last_side": self.last_side,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
@@ -503,8 +513,8 @@ class Trainer:
 
     def _load_rank_state(self, state: dict) -> None:
         device = self.dist.device
-        carry = state["carry"]
-        self.carry = None if carry is None else Carry(**to_device(carry, device))
+        self.carries = {int(s): Carry(**to_device(c, device)) for s, c in state["carries"].items()}
+        self.last_side = state["last_side"]
         torch.set_rng_state(state["rng"]["torch"])
         cuda = state["rng"]["cuda"]  # None where that rank trained on the CPU
         if device.type == "cuda" and cuda is not None:
@@ -527,9 +537,9 @@ def _ranks(n: int) -> str:
 
 
 def carry_rows(rank_state: dict) -> int:
-    """The rows of a rank's saved carry (0 when it saved none, before its first step)."""
-    carry = rank_state["carry"]
-    return 0 if carry is None else len(carry["halted"])
+    """The rows of a rank's saved carries (0 when it saved none, before its first step)."""
+    carries = rank_state["carries"].values()  # every canvas's carry has the rank's rows
+    return next((len(carry["halted"]) for carry in carries), 0)
 
 
 def check_state_shapes(optimizer: torch.optim.Optimizer) -> None:

@@ -51,6 +51,7 @@ def trace_task(
     """Adapt `task` alone as `adapt` says, on a copy of `run`'s model, and trace test input
     `test_index` through its view number `view` (0: the identity) segment by segment."""
     from ..adapt import adapt_tasks
+    from ..data.encoding import task_canvas
     from ..hrm_core.distributed import DistInfo
 
     if not 0 <= test_index < len(task.test):
@@ -64,7 +65,8 @@ def trace_task(
     views = views_by_task(adapted.views).get(task.id, [])
     if not 0 <= view < len(views):
         raise DatasetError(f"task {task.id} has {len(views)} views, no view {view}")
-    return segment_traces(model, task, [views[view]], run.canvas, dist.device, test_index)[0]
+    canvas = task_canvas(task, run.canvas, bool(adapt.crop))
+    return segment_traces(model, task, [views[view]], canvas, dist.device, test_index)[0]
 
 
 def steps_data(trace: SegmentTrace, task: Task, view: int, test_index: int) -> dict:

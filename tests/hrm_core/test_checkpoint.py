@@ -52,19 +52,22 @@ def tiny_model(seed: int = 0, **overrides: object) -> HRM:
     return model
 
 
-def examples(n: int = 10) -> Examples:
+def examples(n: int = 10, cropped: bool = False) -> Examples:
+    """`cropped`: the views 1 and 2 run on the 2x2 corner of the 4x4 canvas."""
     rng = np.random.default_rng(0)
     inputs = rng.integers(2, 12, (n, SEQ)).astype(np.uint8)
     labels = np.roll(inputs, 1, axis=1)
     labels[:, -3:] = 0
-    return Examples(inputs, labels, (1 + np.arange(n) % 4).astype(np.int64))
+    ids = (1 + np.arange(n) % 4).astype(np.int64)
+    return Examples(inputs, labels, ids, sides=np.where(ids <= 2, 2, 4) if cropped else None)
 
 
-def trainer(steps: int, run_dir=None, model_seed: int = 0, **train: object) -> Trainer:
+def trainer(steps: int, run_dir=None, model_seed: int = 0, cropped: bool = False,
+            **train: object) -> Trainer:
     config = TrainConfig(steps=steps, batch_size=4, lr=3e-3, warmup_steps=3, puzzle_emb_lr=1e-2,
                          log_every=2, seed=11, **train)
     store = None if run_dir is None else RunDirectory(run_dir)
-    return Trainer(tiny_model(model_seed), config, examples(), SINGLE, store)
+    return Trainer(tiny_model(model_seed), config, examples(cropped=cropped), SINGLE, store)
 
 
 def eval_outputs(model: HRM) -> torch.Tensor:
@@ -259,22 +262,29 @@ def assert_same_state(a: dict, b: dict) -> None:
                 assert same, f"{opt} state {i}.{key} differs"
 
 
-@pytest.mark.parametrize("k, ema, sampling", [(3, 0.0, "tasks"), (4, 0.0, "examples"),
-                                              (4, 0.9, "tasks")])  # 4: saved mid-ACT
-def test_resume_is_exact(tmp_path, k: int, ema: float, sampling: str) -> None:
-    total = 7
-    straight = trainer(steps=total, ema=ema, sampling=sampling)
+@pytest.mark.parametrize("k, ema, sampling, cropped", [
+    (3, 0.0, "tasks", False), (4, 0.0, "examples", False), (4, 0.9, "tasks", False),
+    (5, 0.0, "tasks", True), (4, 0.0, "examples", True),  # two canvases, a queue waiting
+])  # fmt: skip
+def test_resume_is_exact(tmp_path, k: int, ema: float, sampling: str, cropped: bool) -> None:
+    total = 9 if cropped else 7
+    straight = trainer(steps=total, ema=ema, sampling=sampling, cropped=cropped)
     straight.fit()
     expected = snapshot(straight)
     assert len(expected["optimizer"]["state"]) > 0
     assert len(expected["ema"]) == (len(list(straight.model.parameters())) if ema else 0)
 
-    first = trainer(steps=k, run_dir=tmp_path, checkpoint_every=2, ema=ema, sampling=sampling)
+    first = trainer(steps=k, run_dir=tmp_path, checkpoint_every=2, ema=ema, sampling=sampling,
+                    cropped=cropped)  # fmt: skip
     first.fit()
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == k
+    saved = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert saved["step"] == k
+    assert len(saved["ranks"][0]["carries"]) == (2 if cropped else 1)
+    assert len(saved["sampler"]["queues"]) == cropped  # drawn examples waiting for their batch
     torch.manual_seed(1234)  # disturb the global RNG: the checkpoint must restore it
     np.random.seed(1234)
-    resumed = trainer(steps=total, model_seed=99, ema=ema, sampling=sampling)  # other weights
+    resumed = trainer(steps=total, model_seed=99, ema=ema, sampling=sampling,
+                      cropped=cropped)  # other weights  # fmt: skip
     path = tmp_path / "checkpoint.pt"
     resumed.load_state_dict(load_checkpoint(path), path)
     assert resumed.step == k
@@ -395,7 +405,7 @@ def test_a_signal_while_the_last_checkpoint_is_gathered_waits_for_it(tmp_path,
     (lambda s: s.pop("sampler"), "KeyError"),
     (lambda s: s["sampler"].pop("rng"), "KeyError"),
     (lambda s: s.update(step="three"), "ValueError"),
-    (lambda s: s["ranks"][0].update(carry={"x": 1}), "KeyError"),
+    (lambda s: s["ranks"][0]["carries"].update({0: {"x": 1}}), "KeyError"),
     (lambda s: s["optimizer"]["state"][0].update(exp_avg=torch.zeros(2, 2)), "shape"),
 ])  # fmt: skip
 def test_a_damaged_checkpoint_is_refused_naming_it_before_training(tmp_path, damage,

@@ -406,7 +406,7 @@ def test_trm_pads_the_puzzle_embedding_to_puzzle_emb_len_tokens() -> None:
     assert model.puzzle_len == 3
     with torch.no_grad():
         model.puzzle_emb.weights.normal_()
-        x = model._input_embeddings(batch["inputs"], batch["puzzle_ids"]) / model.embed_scale
+        x = model._input_embeddings(batch["inputs"], batch["puzzle_ids"], None) / model.embed_scale
     assert torch.equal(x[:, 0], model.puzzle_emb.weights[batch["puzzle_ids"]])  # 64 = 1 token
     assert torch.all(x[:, 1:3] == 0)  # zero padding up to 3 tokens
     carry, out = model(model.initial_carry(batch), batch)
@@ -438,7 +438,7 @@ def test_trm_runs_the_first_rounds_without_a_graph_and_the_whole_last_round_with
         """The gradient from the TRM recursion spelled out; `whole=False` keeps only the last
         L and H update in the graph, as HRM does."""
         model.zero_grad()
-        x = model._input_embeddings(batch["inputs"], batch["puzzle_ids"])
+        x = model._input_embeddings(batch["inputs"], batch["puzzle_ids"], None)
         z_H = model.H_init.expand_as(x)
         z_L = model.L_init.expand_as(x)
         cos_sin = model.rotary()
@@ -512,3 +512,44 @@ def test_trm_preset_has_about_7m_dense_parameters() -> None:
     with torch.device("meta"):
         count = sum(p.numel() for p in HRM(PRESETS["trm"].model).parameters())
     assert 6_500_000 <= count <= 7_500_000
+
+
+# ----------------------------------------------------------------------------- cropped canvas
+
+
+@pytest.mark.parametrize("pos_encodings", ["rope", "learned"])
+def test_a_cropped_canvas_runs_each_cell_at_its_full_canvas_position(pos_encodings) -> None:
+    """A 3x3 corner of a 6x6 canvas equals a 3x3-canvas model whose position tables are the
+    6x6 tables' rows of those cells (row * 6 + column, after the puzzle token)."""
+    big = tiny_model(seq_len=36, pos_encodings=pos_encodings).eval()
+    small = tiny_model(seq_len=9, pos_encodings=pos_encodings).eval()
+    cells = [1 + row * 6 + col for row in range(3) for col in range(3)]  # 1: the puzzle token
+    rows = torch.tensor([0, *cells])
+    state = big.state_dict()
+    if pos_encodings == "learned":
+        state["embed_pos.weight"] = state["embed_pos.weight"][rows]
+    small.load_state_dict(state)
+    if pos_encodings == "rope":
+        small.rotary.cos, small.rotary.sin = big.rotary.cos[rows], big.rotary.sin[rows]
+    batch = make_batch()
+    batch = {k: v[:, :9] if v.dim() == 2 else v for k, v in batch.items()}
+    with torch.no_grad():
+        carry, out = big(big.initial_carry(batch), batch)
+        _, expected = small(small.initial_carry(batch), batch)
+    assert carry.z_H.shape == (3, 1 + 9, 64) and out.logits.shape == (3, 9, VOCAB)
+    assert torch.equal(out.logits, expected.logits)
+    assert torch.equal(out.q_halt_logits, expected.q_halt_logits)
+
+
+@pytest.mark.parametrize("length, overrides, why", [
+    (20, {}, "must be a square of at most 36 tokens"),
+    (49, {}, "must be a square of at most 36 tokens"),
+    (16, {"mlp_t": True, "arch": "trm", "H_layers": 0, "q_learning": "halt_only"},
+     "mlp_t mixes a fixed number of positions"),
+])  # fmt: skip
+def test_a_canvas_the_model_cannot_run_is_refused(length, overrides, why) -> None:
+    model = tiny_model(seq_len=36, **overrides)
+    batch = {"inputs": torch.full((2, length), 2), "labels": torch.full((2, length), 2),
+             "puzzle_ids": torch.tensor([1, 2])}  # fmt: skip
+    with pytest.raises(ValueError, match=f"inputs have {length} tokens.*{why}"):
+        model(model.initial_carry(batch), batch)

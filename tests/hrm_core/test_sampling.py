@@ -158,3 +158,62 @@ def test_epochs_count_as_the_official_trainer_counts() -> None:
     assert epoch_size(data, "tasks") == pytest.approx(2 * 13 / 6)  # tasks x examples per view
     assert steps_for_epochs(100, 8, 1) == 13
     assert steps_for_epochs(100, 8, 0.01) == 1
+
+
+# ----------------------------------------------------------------------------- canvases
+
+
+def sized(puzzle_ids, sides, tasks=None) -> Examples:
+    data = examples(puzzle_ids, tasks)
+    return Examples(data.inputs, data.labels, data.puzzle_ids, data.tasks,
+                    np.asarray(sides, dtype=np.int64))  # fmt: skip
+
+
+def test_example_sampler_batches_one_canvas_at_a_time_and_draws_every_example_alike() -> None:
+    n, batch = 12, 3
+    sides = [2, 4, 4, 2, 3, 4, 2, 2, 3, 4, 4, 2]
+    sampler = ExampleSampler(sized(range(n), sides), batch, seed=5, dist_info=SINGLE)
+    batches = draw(sampler, 40)  # 120 rows: 10 epochs
+    assert all(len(b) == batch and len({sides[i] for i in b}) == 1 for b in batches)
+    # Every example is drawn once an epoch; those drawn but not yet batched wait in a queue.
+    waiting = [*sampler.queues.values()]
+    taken = np.bincount(np.concatenate(batches + waiting), minlength=n)
+    this_epoch = np.isin(np.arange(n), sampler.order[: sampler.position])
+    assert np.array_equal(taken, sampler.epoch + this_epoch)
+    assert all(len(q) < batch for q in waiting)
+
+
+def test_task_sampler_keeps_a_view_in_one_batch_on_its_task_s_canvas() -> None:
+    # Task 0 (view 1, 3 examples) on side 2; task 1 (views 2-6, 2 examples each) on side 4.
+    data = two_tasks()
+    sides = np.where(data.task_of_each() == 0, 2, 4)
+    sampler = TaskSampler(sized(data.puzzle_ids, sides, data.tasks), 3, 0, SINGLE)
+    for batch in draw(sampler, 30):
+        assert len(set(sides[batch])) == 1
+        views = set(data.puzzle_ids[batch].tolist())
+        assert views == {1} if sides[batch[0]] == 2 else len(views) <= 2  # 2 + a cut 1
+
+
+def test_task_sampler_refuses_a_task_spread_over_two_canvases() -> None:
+    with pytest.raises(ValueError, match="examples of a task must share one canvas"):
+        TaskSampler(sized([1, 1, 2], [2, 4, 4], [0, 0, 1]), 2, 0, SINGLE)
+
+
+@pytest.mark.parametrize("sampler_type", [ExampleSampler, TaskSampler])
+def test_a_resumed_sampler_with_waiting_queues_draws_the_same_batches(sampler_type) -> None:
+    data = sized(range(10), [2, 4] * 5)
+    first = sampler_type(data, 3, seed=1, dist_info=SINGLE)
+    draw(first, 7)
+    state = first.state_dict()
+    assert state["queues"]  # something waits for its batch
+    resumed = sampler_type(data, 3, seed=1, dist_info=SINGLE)
+    resumed.load_state_dict(state)
+    assert all(np.array_equal(a, b) for a, b in zip(draw(first, 9), draw(resumed, 9)))
+
+
+def test_a_sampler_state_queuing_examples_of_another_canvas_is_refused() -> None:
+    data = sized(range(6), [2, 4] * 3)
+    state = ExampleSampler(data, 4, seed=1, dist_info=SINGLE).state_dict()
+    state["queues"] = {2: np.array([1])}  # example 1 runs on side 4
+    with pytest.raises(ValueError, match="queued examples of another canvas than 2"):
+        ExampleSampler(data, 4, seed=1, dist_info=SINGLE).load_state_dict(state)
