@@ -114,7 +114,9 @@ def test_adapt_and_predict_runs_on_an_imported_checkpoint(arch, tmp_path) -> Non
                     "-a", 2, "--epochs", 2, "--set", "adapt.batch_size=8")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert validate_submission(load_submission(out / "submission.json"), load_tasks(data)) == []
-    assert json.loads((out / "settings.json").read_text())["adapt"]["init"] == "mean"
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["adapt"]["init"] == "mean"
+    assert settings["adapt"]["crop"] is False  # as the official code trained it: full canvas
     refused = invoke("adapt-and-predict", run, "-d", data, "--out", tmp_path / "p2",
                      "--device", "cpu", "--strategy", "pretrained")  # fmt: skip
     assert refused.exit_code == 2 and "adapt with --strategy embedding" in refused.output

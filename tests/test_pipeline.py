@@ -40,6 +40,7 @@ BIG = "zz-big-[red]"  # a held-out task too large for the canvas; its id reads l
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+SINGLE_CPU = DistInfo(0, 1, torch.device("cpu"))
 
 
 def invoke(*args: str):
@@ -91,6 +92,53 @@ def copy_run(run_dir: Path, tmp_path: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- pretrain
+
+
+def test_the_canvas_choice_is_recorded_followed_by_adaptation_and_kept_on_resume(
+    run_dir, predicted, data, tmp_path
+) -> None:
+    assert json.loads((run_dir / "model" / "pretraining.json").read_text())["crop"] is True
+    assert load_run(run_dir).crop is True
+    assert json.loads((predicted / "settings.json").read_text())["adapt"]["crop"] is True
+    full = tmp_path / "full"
+    ok(invoke("pretrain", "-d", data["pretrain"], "--out", full, "--steps", 2, *TINY,
+              "--full-canvas"))  # fmt: skip
+    assert load_run(full).crop is False
+    refused = invoke("pretrain", "-d", data["pretrain"], "--out", full, "--steps", 3, *TINY,
+                     "--resume")  # fmt: skip
+    assert refused.exit_code == 2
+    assert "it trained full canvases, this run would train cropped ones: resume with " \
+           "--full-canvas" in " ".join(refused.output.split())  # fmt: skip
+    out = tmp_path / "o"
+    ok(invoke("adapt-and-predict", run_dir, "-d", data["heldout"], "--out", out, *ADAPT,
+              "--full-canvas"))  # fmt: skip
+    assert json.loads((out / "settings.json").read_text())["adapt"]["crop"] is False
+
+
+def test_training_tasks_that_fill_the_canvas_is_the_same_cropped_or_not() -> None:
+    from hrm_arc.hrm_core.trainer import Trainer
+    from hrm_arc.presets import PRESETS
+    from hrm_arc.pretraining import build_pretraining_data, sized_configs
+
+    rng, canvas = np.random.default_rng(0), 5
+
+    def pair(h: int, w: int) -> Pair:
+        grid = rng.integers(0, 10, (h, w), dtype=np.uint8)
+        return Pair(grid, (grid + 1) % 10)
+
+    tasks = TaskSet([Task(f"t{i}", (pair(5, 3), pair(2, 2)), (pair(2, 3),)) for i in range(3)])
+    preset = PRESETS["tiny"].configured({"train.batch_size": 4}, ["model.hidden_size=32",
+                                        "model.puzzle_emb_ndim=32"])  # fmt: skip
+    losses = {}
+    for crop in (True, False):
+        built = build_pretraining_data(tasks, 2, 0, canvas, crop=crop)
+        if crop:  # every task holds a grid as large as the canvas
+            assert set(built.examples.sides) == {canvas}
+        model_config, train_config = sized_configs(preset, built)
+        torch.manual_seed(0)
+        trainer = Trainer(HRM(model_config), train_config, built.examples, SINGLE_CPU)
+        losses[crop] = [float(trainer.train_step()["loss"]) for _ in range(3)]
+    assert losses[True] == losses[False]
 
 
 def test_pretrain_leaves_a_complete_run_dir(run_dir) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from hrm_arc.data.augment import IDENTITY
 from hrm_arc.data.dataset import BLANK_ID, make_views, view_examples, views_by_task
-from hrm_arc.data.encoding import COLOUR_OFFSET
+from hrm_arc.data.encoding import COLOUR_OFFSET, canvas_sizes, encode_batch, task_canvas
 from hrm_arc.data.tasks import Pair, Task, TaskSet
 from hrm_arc.pretraining import build_pretraining_data
 
@@ -109,3 +109,45 @@ def test_training_the_test_pairs_holds_none_out_and_keeps_the_evaluation_tasks_u
     given = {t.id: t.digest(with_tests=False) for t in [*train, *demos]}
     assert plain.demo_digests == both.demo_digests == given
     assert len(set(given.values())) == len(given)
+
+
+def sized_task(task_id: str, side: int) -> Task:
+    """Demonstrations of 2x2 grids and one of `side` x 1 cells."""
+    rng = np.random.default_rng(side)
+    small = rng.integers(0, 9, size=(2, 2), dtype=np.uint8)
+    tall = rng.integers(0, 9, size=(side, 1), dtype=np.uint8)
+    return Task(task_id, (Pair(small, small), Pair(tall, tall)), (Pair(small, small),))
+
+
+def test_canvas_sizes_and_the_canvas_each_task_runs_on() -> None:
+    assert canvas_sizes(30) == [4, 8, 12, 16, 20, 24, 28, 30]
+    assert canvas_sizes(10) == [4, 8, 10] and canvas_sizes(3) == [3]
+    # The tallest grid and its EOS row: 3 + 1 -> 4, 4 + 1 -> 8, 9 + 1 -> 10, 10 -> the canvas.
+    assert [task_canvas(sized_task("t", s), 10) for s in (3, 4, 9, 10)] == [4, 8, 10, 10]
+    assert task_canvas(sized_task("t", 3), 10, crop=False) == 10
+
+
+def test_cropped_examples_are_the_encoding_on_the_task_s_own_canvas() -> None:
+    tasks = [sized_task("short", 3), sized_task("tall", 6)]
+    by_id = {t.id: t for t in tasks}
+    views = make_views(tasks, 4, seed=0)
+    rng = np.random.default_rng(0)
+    cropped = view_examples(views, by_id, "train", CANVAS, np.random.default_rng(0), crop=True)
+    full = view_examples(views, by_id, "train", CANVAS, rng)
+    assert cropped.sides.tolist() == [4] * 8 + [8] * 8 and full.sides is None
+    for side in (4, 8):
+        rows = np.flatnonzero(cropped.sides == side)
+        inputs, labels = cropped.take(rows)
+        assert inputs.shape == (len(rows), side * side)
+        # Translated inside the task's canvas: every colour cell sits in its corner (an EOS
+        # past a grid touching its edge falls off, as on a canvas of that side).
+        colours = cropped.inputs[rows].reshape(-1, CANVAS, CANVAS) >= COLOUR_OFFSET
+        assert not colours[:, side:].any() and not colours[:, :, side:].any()
+        expected = encode_batch(
+            [v.augmentation.apply(p.output) for v in views for p in by_id[v.task_id].train
+             if task_canvas(by_id[v.task_id], CANVAS) == side],
+            side, [top_left(b) for b in labels.reshape(-1, side, side)],
+        )  # fmt: skip
+        assert np.array_equal(labels, expected)
+    with pytest.raises(ValueError, match="one canvas"):
+        cropped.take(np.array([0, 15]))
