@@ -5,13 +5,17 @@ grids, cut from the 30x30 canvas's corner (`DataConfig.crop`, `AdaptConfig.crop`
 example on the full 30x30 canvas, as the official code runs them. Two measurements, each
 with the same model, data and seed in both modes:
 - pretraining on ARC-AGI-1 training: seconds per step in alternating windows of steps
-  (median over windows), so both modes meet the same machine state; segments/s (rows x
-  ACT segments) and examples/s (rows that halted);
+  (median over windows), so both modes meet the same machine state, and segments/s (rows x
+  ACT segments: examples/s at the same halting);
 - adaptation cost per task on a spread of ARC-AGI-1 evaluation tasks: stage 1, the
   demonstration check and stage 2, as `bench_adapt_speed.py` times them.
 
-    python benchmarks/bench_crop.py                      # CPU: small preset, batch 16
+    python benchmarks/bench_crop.py                      # CPU: small preset, batch 8
+    python benchmarks/bench_crop.py --parts adaptation --tasks 24
+    python benchmarks/bench_crop.py --parts compile      # how often torch.compile compiles
     python benchmarks/bench_crop.py --device cuda --preset paper --batch-size 768
+
+Each part updates its own entry of the results file.
 """
 
 from __future__ import annotations
@@ -53,16 +57,14 @@ def pretraining_pace(args, device: torch.device) -> dict:
         trainers[mode] = Trainer(HRM(model_cfg), train_cfg, data.examples, DistInfo(0, 1, device))
         sides[mode] = data.examples.side_of_each()
     seconds = {mode: [] for mode in MODES}
-    finished = {mode: 0.0 for mode in MODES}
     tokens = {mode: 0 for mode in MODES}
     for window in range(args.windows + 1):  # window 0 warms up
         for mode, trainer in trainers.items():
             synchronize(device)
             start = time.perf_counter()
             for _ in range(args.steps_per_window):
-                metrics = trainer.train_step()
+                trainer.train_step()
                 if window:
-                    finished[mode] += float(metrics["count"])
                     tokens[mode] += trainer.carry.batch["inputs"].numel()
             synchronize(device)
             if window:
@@ -75,13 +77,41 @@ def pretraining_pace(args, device: torch.device) -> dict:
             "median_step_s": step_s,
             "step_s": seconds[mode],
             "segments_per_s": args.batch_size / step_s,
-            "examples_per_s": finished[mode] / sum(seconds[mode]) / args.steps_per_window,
             "grid_tokens_per_row": tokens[mode] / (steps * args.batch_size),
             "mean_tokens_per_example": float((sides[mode] ** 2).mean()) if mode == "cropped"
             else CANVAS**2,
         }
     rows["speedup"] = rows["full"]["median_step_s"] / rows["cropped"]["median_step_s"]
     return rows
+
+
+def compiles(args, device: torch.device) -> dict:
+    """How often torch.compile compiles when batches come on every canvas size (tiny preset)."""
+    from torch._dynamo.utils import counters
+
+    tasks = load_tasks("arc-agi-1/training")
+    preset = PRESETS["tiny"].configured(
+        {"train.batch_size": 4, "train.steps": 10**6, "train.compile": True}
+    )
+    data = build_pretraining_data(tasks, 2, 0, CANVAS, crop=True)
+    model_cfg, train_cfg = sized_configs(preset, data)
+    torch.manual_seed(0)
+    trainer = Trainer(HRM(model_cfg), train_cfg, data.examples, DistInfo(0, 1, device))
+    counters.clear()
+    sides, seconds = [], []
+    for _ in range(args.compile_steps):
+        start = time.perf_counter()
+        trainer.train_step()
+        seconds.append(time.perf_counter() - start)
+        sides.append(trainer.last_side)
+    return {
+        "steps": args.compile_steps,
+        "sides_seen": sorted(set(sides)),
+        "frames_compiled": dict(counters["stats"]),
+        "recompile_reasons": len(counters["recompiles"]),
+        "step_s": seconds,
+        "sides": sides,
+    }
 
 
 def adaptation_cost(args, device: torch.device) -> dict:
@@ -112,7 +142,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--preset", default="small", help="pretraining model")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--parts", default="pretraining,adaptation",
+                        help="comma-separated: pretraining, adaptation, compile")
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--augmentations", type=int, default=8)
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--steps-per-window", type=int, default=6)
@@ -120,39 +152,48 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=8, help="evaluation tasks adapted")
     parser.add_argument("--views", type=int, default=8)
     parser.add_argument("--epochs", type=float, default=2)
+    parser.add_argument("--compile-steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--result", default="bench_crop_cpu.json")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    pretraining = pretraining_pace(args, device)
-    adaptation = adaptation_cost(args, device)
-    result = {
+    parts = {"pretraining": pretraining_pace, "adaptation": adaptation_cost, "compile": compiles}
+    path = RESULTS / args.result
+    result = json.loads(path.read_text()) if path.exists() else {}
+    result |= {
         "benchmark": "cropped against full canvas",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": args.threads,
         "canvas_sizes": canvas_sizes(CANVAS),
-        "args": vars(args),
-        "pretraining": pretraining,
-        "adaptation": adaptation,
     }
-    print(f"pretraining, {args.preset} preset, batch {args.batch_size}, ARC-AGI-1 training")
-    print(f"{'mode':<8} {'s/step':>8} {'segments/s':>11} {'examples/s':>11} {'tokens/row':>11}")
-    for mode in MODES:
-        r = pretraining[mode]
-        print(f"{mode:<8} {r['median_step_s']:>8.3f} {r['segments_per_s']:>11.1f} "
-              f"{r['examples_per_s']:>11.2f} {r['grid_tokens_per_row']:>11.0f}")  # fmt: skip
-    print(f"speed-up {pretraining['speedup']:.2f}x\n")
-    print(f"adaptation, {args.adapt_preset} preset, {args.tasks} ARC-AGI-1 evaluation tasks, "
-          f"{args.views} views, {args.epochs:g} epochs")  # fmt: skip
-    print(f"{'mode':<8} {'fit s':>8} {'check s':>8} {'predict s':>10} {'s/task':>8}")
-    for mode in MODES:
-        r = adaptation[mode]
-        print(f"{mode:<8} {r['fit_s']:>8.1f} {r['check_s']:>8.1f} {r['predict_s']:>10.1f} "
-              f"{r['seconds_per_task']:>8.2f}")  # fmt: skip
-    print(f"speed-up {adaptation['speedup']:.2f}x")
+    for part in args.parts.split(","):
+        result[part] = parts[part](args, device) | {"args": vars(args)}
+        report(part, result[part], args)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / args.result).write_text(json.dumps(result, indent=1))
+    path.write_text(json.dumps(result, indent=1))
+
+
+def report(part: str, r: dict, args) -> None:
+    if part == "pretraining":
+        print(f"pretraining, {args.preset} preset, batch {args.batch_size}, ARC-AGI-1 training")
+        print(f"{'mode':<8} {'s/step':>8} {'segments/s':>11} {'tokens/row':>11}")
+        for mode in MODES:
+            print(f"{mode:<8} {r[mode]['median_step_s']:>8.3f} {r[mode]['segments_per_s']:>11.1f} "
+                  f"{r[mode]['grid_tokens_per_row']:>11.0f}")  # fmt: skip
+    elif part == "adaptation":
+        print(f"adaptation, {args.adapt_preset} preset, {args.tasks} ARC-AGI-1 evaluation "
+              f"tasks, {args.views} views, {args.epochs:g} epochs")  # fmt: skip
+        print(f"{'mode':<8} {'fit s':>8} {'check s':>8} {'predict s':>10} {'s/task':>8}")
+        for mode in MODES:
+            m = r[mode]
+            print(f"{mode:<8} {m['fit_s']:>8.1f} {m['check_s']:>8.1f} {m['predict_s']:>10.1f} "
+                  f"{m['seconds_per_task']:>8.2f}")  # fmt: skip
+    else:
+        print(f"compile, tiny preset: {r['steps']} steps on sides {r['sides_seen']}: "
+              f"{r['frames_compiled']}, {r['recompile_reasons']} recompiles")
+        return
+    print(f"speed-up {r['speedup']:.2f}x\n")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--max-side", type=int, default=5)
     parser.add_argument("--augmentations", type=int, default=64)
     parser.add_argument("--train-test-pairs", action="store_true")
+    parser.add_argument("--canvas", type=int, default=None, help="default: the smallest")
+    parser.add_argument("--full-canvas", action="store_true", help="no cropped canvases")
     parser.add_argument(
         "--result", default="bench_fit_arc.json", help="file name under benchmarks/results"
     )
@@ -54,8 +56,8 @@ def main() -> None:
     train = small_tasks("arc-agi-1/training", args.max_side)
     evaluation = small_tasks("arc-agi-1/evaluation", args.max_side)
     data = build_pretraining_data(
-        train, args.augmentations, 0, eval_demo_tasks=evaluation,
-        train_test_pairs=args.train_test_pairs,
+        train, args.augmentations, 0, args.canvas, eval_demo_tasks=evaluation,
+        train_test_pairs=args.train_test_pairs, crop=not args.full_canvas,
     )  # fmt: skip
     evaluate = heldout_evaluator(data, CPU, max_tasks=len(train), max_views=args.augmentations)
     model_cfg, train_cfg = run_configs(args, data)
@@ -73,8 +75,18 @@ def main() -> None:
         run_dir, model_cfg, train_cfg, data, DistInfo(0, 1, CPU), specs, resume=False,
         on_event=curve, evaluate=evaluate,
     )  # fmt: skip
+    other_canvas = None
+    if args.full_canvas:  # what running the full-canvas model cropped costs
+        cropped = heldout_evaluator(
+            dataclasses.replace(data, crop=True), CPU, len(train), args.augmentations
+        )
+        with trainer.averaged_weights() as model:
+            other_canvas = {"cropped": cropped(model)}
     result = {
         "benchmark": "learning/arc-small-combined",
+        "canvas": data.canvas,
+        "crop": data.crop,
+        "final_model_evaluated_cropped": other_canvas,
         "training_tasks": [t.id for t in train],
         "evaluation_tasks": [t.id for t in evaluation],
         "augmentations": args.augmentations,

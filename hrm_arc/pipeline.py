@@ -74,6 +74,9 @@ class PredictConfig:
     empty_grid_votes: bool = False
     """A view whose output holds no grid votes for the empty grid, as the official evaluator
     counts it (it can take a top-2 place and is never right); off, it casts no vote."""
+    stop_at_halt: bool = False
+    """Stage 2 stops each view at its first ACT segment whose q_halt says halt (logit > 0),
+    as training halts, instead of running all halt_max_steps as the official evaluator."""
 
     def __post_init__(self) -> None:
         for name in ("group_size", "batch_size"):
@@ -167,7 +170,8 @@ def prediction_settings(
 ) -> dict:
     """What a rerun must share to continue the saved tasks: the model, the canvas, the dtype
     it computes in on this device (a CPU and a GPU differ under "auto"), the adaptation
-    settings, whether views without a grid vote, and the method's version. Left out by choice:
+    settings, whether views without a grid vote, whether stage 2 stops at q_halt, and the
+    method's version. Left out by choice:
     the time budget, the group size and compiling, which pace the run and size its memory (the
     group's tasks share adaptation batches, so the group size changes candidates slightly, but
     lowering it is how a run that ran out of memory goes on; each task's file records its own;
@@ -179,6 +183,7 @@ def prediction_settings(
         "compute_dtype": run.model.compute_dtype(device),
         "adapt": {k: v for k, v in dataclasses.asdict(adapt).items() if k != "compile"},
         "empty_grid_votes": predict.empty_grid_votes,
+        "stop_at_halt": predict.stop_at_halt,
         "method_version": METHOD_VERSION,
     }
     return orjson.loads(orjson.dumps(settings))  # as it reads back from settings.json
@@ -467,7 +472,7 @@ def run_group(
         canvas = task_canvas(task, run.canvas, bool(config.crop))
         per_test = predict_task(
             predictor, task, grouped[task.id], canvas, predict.batch_size, dist.device,
-            run.loss, predict.empty_grid_votes,
+            run.loss, predict.empty_grid_votes, predict.stop_at_halt,
         )  # fmt: skip
         ranked = [rank_candidates(c, predict.rank) for c in per_test]
         info = {

@@ -1,6 +1,7 @@
 """Stage 2: frozen inference over augmented views, decoded, un-augmented, gathered as candidates.
 
-Every test input under every view runs all `halt_max_steps` ACT segments. Each view's argmax
+Every test input under every view runs all `halt_max_steps` ACT segments (or, asked, stops at
+its first segment whose q_halt says halt). Each view's argmax
 grid, mapped back through the inverse augmentation, is one vote carrying sigmoid(q_halt); a view
 whose output holds no grid (nothing at the top left) casts none, unless `empty_votes` asks for
 the official evaluator's counting: a vote for the empty grid, which can take a top-2 place and
@@ -37,16 +38,39 @@ from .vote import VoteTally
 
 @torch.no_grad()
 def forward_all_segments(
-    model: HRM, inputs: np.ndarray, puzzle_ids: np.ndarray, device: torch.device
+    model: HRM,
+    inputs: np.ndarray,
+    puzzle_ids: np.ndarray,
+    device: torch.device,
+    stop_at_halt: bool = False,
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """One batch through all ACT segments: float32 logits (B, S, V) on `device`, and
-    sigmoid(q_halt) (B,)."""
+    """One batch through its ACT segments: float32 logits (B, S, V) on `device`, and
+    sigmoid(q_halt) (B,). Every row runs all halt_max_steps segments, as the official evaluator
+    does; with `stop_at_halt`, each row stops at the first segment whose q_halt logit is
+    positive, as training's ACT halts, and answers with it: only rows still going are run."""
     model.eval()
     batch = make_batch(inputs, puzzle_ids, device)
     carry = model.initial_carry(batch)
-    for _ in range(model.config.halt_max_steps):
+    segments = model.config.halt_max_steps
+    if not stop_at_halt:
+        for _ in range(segments):
+            carry, output = model(carry, batch)
+        return output.logits.float(), torch.sigmoid(output.q_halt_logits.float()).cpu().numpy()
+    logits = q_halt = None
+    going = torch.arange(len(inputs), device=device)  # the rows of `batch` still running
+    for segment in range(segments):
         carry, output = model(carry, batch)
-    return output.logits.float(), torch.sigmoid(output.q_halt_logits.float()).cpu().numpy()
+        if logits is None:
+            logits = output.logits.new_empty((len(inputs), *output.logits.shape[1:]))
+            q_halt = output.q_halt_logits.new_empty(len(inputs))
+        done = (output.q_halt_logits > 0) | (segment == segments - 1)
+        logits[going[done]] = output.logits[done].float()
+        q_halt[going[done]] = output.q_halt_logits[done].float()
+        if done.all():
+            break
+        going, carry = going[~done], carry.rows(~done)
+        batch = {key: value[~done] for key, value in batch.items()}
+    return logits, torch.sigmoid(q_halt).cpu().numpy()
 
 
 def compiled(model: HRM, enabled: bool) -> HRM:
@@ -74,7 +98,13 @@ def candidate_logprob(
 
 
 def view_batches(
-    model: HRM, task: Task, views: Sequence[View], canvas: int, batch_size: int, device
+    model: HRM,
+    task: Task,
+    views: Sequence[View],
+    canvas: int,
+    batch_size: int,
+    device,
+    stop_at_halt: bool = False,
 ) -> Iterator[tuple[list[tuple[int, View]], torch.Tensor, np.ndarray]]:
     """Every (test input, view) row of `task`, a batch at a time, run through the model."""
     rows = [(t, v) for t in range(len(task.test)) for v in views]
@@ -82,7 +112,7 @@ def view_batches(
         chunk = rows[start : start + batch_size]
         inputs = encode_batch([v.augmentation.apply(task.test[t].input) for t, v in chunk], canvas)
         ids = np.array([v.puzzle_id for _, v in chunk])
-        yield chunk, *forward_all_segments(model, inputs, ids, device)
+        yield chunk, *forward_all_segments(model, inputs, ids, device, stop_at_halt)
 
 
 def vote_task(
@@ -93,15 +123,18 @@ def vote_task(
     batch_size: int,
     device: torch.device,
     empty_votes: bool = False,
+    stop_at_halt: bool = False,
 ) -> list[list[Candidate]]:
     """Candidates (unranked, unscored: logprob 0.0) for each test input of `task`: every view's
     argmax grid, mapped back to the task's frame, is one vote carrying sigmoid(q_halt).
 
     A view whose output holds no grid (no colour at the top left) casts no vote, or with
     `empty_votes` a vote for the empty grid, as the official evaluator counts it.
+    `stop_at_halt`: see `forward_all_segments`.
     """
     tallies = [VoteTally() for _ in task.test]
-    for chunk, logits, q_halt in view_batches(model, task, views, canvas, batch_size, device):
+    batches = view_batches(model, task, views, canvas, batch_size, device, stop_at_halt)
+    for chunk, logits, q_halt in batches:
         grids = decode_batch(logits.argmax(-1).cpu().numpy(), canvas, blank_failures=False)
         for (t, view), grid, q in zip(chunk, grids, q_halt.tolist()):
             if grid is not None:
@@ -120,6 +153,7 @@ def predict_task(
     device: torch.device,
     loss: str,
     empty_votes: bool = False,
+    stop_at_halt: bool = False,
 ) -> list[list[Candidate]]:
     """Candidates (unranked) for each test input of `task`, from all its `views`, each scored
     with its log-probability summed over every view.
@@ -127,8 +161,9 @@ def predict_task(
     The log-probability is taken under `loss`'s token distribution (stablemax or softmax), the
     one the model was trained with; the argmax grids, and so the votes, are the same under both.
     """
-    per_test = vote_task(model, task, views, canvas, batch_size, device, empty_votes)
-    for chunk, logits, _ in view_batches(model, task, views, canvas, batch_size, device):
+    per_test = vote_task(model, task, views, canvas, batch_size, device, empty_votes, stop_at_halt)
+    batches = view_batches(model, task, views, canvas, batch_size, device, stop_at_halt)
+    for chunk, logits, _ in batches:
         log_probs = LOG_PROBS[loss](logits)
         for t in sorted({t for t, _ in chunk}):
             rows = [i for i, (row_test, _) in enumerate(chunk) if row_test == t]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -161,3 +162,35 @@ def test_segment_traces_record_every_segment_and_end_on_the_votes(setup):
             key = t.grids[-1].tobytes() + bytes(t.grids[-1].shape)
             last[key] = last.get(key, 0) + 1
     assert last == votes
+
+
+def test_stopping_at_halt_answers_each_row_with_its_first_halting_segment(setup) -> None:
+    """Rows whose q_halt turns positive early answer with that segment, checked against every
+    segment run for every row; the others run to the last segment."""
+    model, task, views = setup
+    model = HRM(dataclasses.replace(model.config, halt_max_steps=4)).eval()
+    model.load_state_dict(setup[0].state_dict())
+    inputs = encode_batch([v.augmentation.apply(task.test[0].input) for v in views], CANVAS)
+    ids = np.array([v.puzzle_id for v in views])
+    batch = {"inputs": torch.from_numpy(inputs).long(), "puzzle_ids": torch.from_numpy(ids),
+             "labels": torch.zeros(inputs.shape, dtype=torch.long)}  # fmt: skip
+    with torch.no_grad():
+        # Halting depends on the row: q_halt's bias sits at the median of the first segment's
+        # q_halt logits, so some rows halt there and others run on.
+        torch.manual_seed(0)
+        model.q_head.weight.normal_()  # zero at initialisation: every row alike
+        _, first = model(model.initial_carry(batch), batch)
+        model.q_head.bias[0] -= first.q_halt_logits.median()
+        carry, every = model.initial_carry(batch), []
+        for _ in range(4):
+            carry, out = model(carry, batch)
+            every.append(out)
+    halts = torch.stack([o.q_halt_logits > 0 for o in every])  # (segments, rows)
+    halts[-1] = True
+    first_halt = halts.float().argmax(0)
+    assert 0 < int((first_halt == 0).sum()) < len(views)  # both kinds of row are there
+    logits, q = forward_all_segments(model, inputs, ids, CPU, stop_at_halt=True)
+    for row, segment in enumerate(first_halt.tolist()):
+        assert torch.allclose(logits[row], every[segment].logits[row], atol=1e-5)
+        expected = torch.sigmoid(every[segment].q_halt_logits[row])
+        assert q[row] == pytest.approx(float(expected), abs=1e-6)

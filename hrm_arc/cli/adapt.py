@@ -69,6 +69,9 @@ FLAGS = (
                "no grid votes for the empty grid, as the official evaluator counts it (it can "
                "take a top-2 place, submitted as a 1x1 zero grid, and is never right); without "
                "it such a view casts no vote.", {"is_flag": True}),
+    ConfigFlag(("--stop-at-halt",), "predict.stop_at_halt", "Stage 2 stops each view at its "
+               "first ACT segment whose q_halt says halt, as training does, instead of running "
+               "every segment as the official evaluator does.", {"is_flag": True}),
     ConfigFlag(("--crop/--full-canvas",), "adapt.crop", "Run each task's views, in both "
                "stages, on the smallest of a few canvases that holds its grids, or on the "
                "run's full canvas.", {}),

@@ -207,6 +207,11 @@ class Carry:
     batch: dict[str, Tensor]
     """The examples each row is currently working on (same keys as the input batch)."""
 
+    def rows(self, keep: Tensor) -> Carry:
+        """The carry of the rows `keep` (a bool mask or indices) selects."""
+        batch = {key: value[keep] for key, value in self.batch.items()}
+        return Carry(self.z_H[keep], self.z_L[keep], self.steps[keep], self.halted[keep], batch)
+
 
 def make_batch(
     inputs: np.ndarray,
