@@ -54,6 +54,10 @@ class AdaptConfig:
     full_epochs: float = 0.0
     """`embedding+full`: epochs of whole-network fine-tuning after the embedding warm-up."""
     full_lr: float = 1e-4
+    stop_fitted_every: float = 0.0
+    """Every so many epochs, the views that predict all their demonstrations exactly, at this
+    check and the one before, stop fitting (their embeddings are kept); 0: every view fits all
+    its epochs. The views that never fit run on, so it saves the others' epochs."""
     init: str = "mean"
     """Fresh rows start at the pretrained table's mean or at zero (the paper's initialisation).
     The mean is ahead on unseen puzzle rules on average, within noise per run
@@ -85,7 +89,7 @@ class AdaptConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"AdaptConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("epochs", "full_epochs", "warmup_steps", "puzzle_emb_lr", "full_lr",
-                     "puzzle_emb_weight_decay"):  # fmt: skip
+                     "puzzle_emb_weight_decay", "stop_fitted_every"):  # fmt: skip
             if not 0 <= getattr(self, name) < math.inf:  # NaN and inf too
                 raise ValueError(
                     f"AdaptConfig.{name} must be a finite number >= 0, got {getattr(self, name)}"
@@ -222,10 +226,10 @@ def fit_fresh_embeddings(
         compile=config.compile,
         time_limit_s=time_limit_s or 0.0,  # 0: none
     )
-    trainers = []
+    trainers, cut = [], False
     if config.epochs:
-        trainers.append(Trainer(model, base, examples, dist))
-        trainers[-1].fit(on_log=on_log)
+        trainers, cut = fit_until_fitted(model, base, examples, views, by_id, canvas, config,
+                                         dist, on_log, time_limit_s)  # fmt: skip
     left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - start)
     no_time_left = left is not None and left <= 0
     full = config.strategy == "embedding+full" and config.full_epochs > 0
@@ -241,8 +245,51 @@ def fit_fresh_embeddings(
         )
         trainers.append(Trainer(model, fine_tuning, examples, dist))
         trainers[-1].fit(on_log=on_log)
-    limited = (full and no_time_left) or any(t.step < t.config.steps for t in trainers)
-    return sum(t.step for t in trainers) * batch, limited
+    limited = cut or (full and no_time_left) or any(t.step < t.config.steps for t in trainers)
+    return sum(t.step * t.config.batch_size for t in trainers), limited
+
+
+def fit_until_fitted(
+    model: HRM,
+    base: TrainConfig,
+    examples: Examples,
+    views: list[View],
+    by_id: dict[str, Task],
+    canvas: int,
+    config: AdaptConfig,
+    dist: DistInfo,
+    on_log,
+    time_limit_s: float | None,
+) -> tuple[list[Trainer], bool]:
+    """Stage 1's embedding epochs, in rounds of `stop_fitted_every` epochs (one round when 0):
+    after each, the views whose demonstrations came out exact at this check and the last leave
+    the examples. Returns each round's trainer, and whether the time limit cut a round."""
+    every = config.stop_fitted_every or config.epochs
+    demos = view_examples(views, by_id, "train", canvas, crop=bool(config.crop))
+    trainers, done, exact_before, start = [], 0.0, set(), time.perf_counter()
+    while done < config.epochs and len(examples):
+        epochs = min(every, config.epochs - done)
+        left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - start)
+        if left is not None and left <= 0:
+            return trainers, True
+        batch = min(base.batch_size, len(examples))  # fewer views left: no repeated rows
+        round_config = dataclasses.replace(
+            base,
+            steps=steps_for_epochs(len(examples), batch, epochs),
+            batch_size=batch,
+            warmup_steps=base.warmup_steps if not trainers else 0,
+            time_limit_s=left or 0.0,
+        )
+        trainers.append(Trainer(model, round_config, examples, dist))
+        trainers[-1].fit(on_log=on_log)
+        done += epochs
+        if done >= config.epochs or trainers[-1].stop_reason is not None:
+            break
+        exact = exact_views(model, demos, base.batch_size * 4, dist.device)
+        fitted, exact_before = sorted(exact & exact_before), exact
+        examples = examples.without(np.isin(examples.puzzle_ids, fitted))
+        demos = demos.without(np.isin(demos.puzzle_ids, fitted))
+    return trainers, False
 
 
 def pretrained_views(tasks: Sequence[Task], views: Sequence[View], n: int) -> list[View]:
@@ -278,7 +325,18 @@ def check_pretrained(
 
 def demo_exact(model: HRM, demo: Examples, batch_size: int, device: torch.device) -> float:
     """Share of examples whose every supervised token (colours and EOS) is predicted exactly."""
-    exact, sides = 0, demo.side_of_each()
+    return float(exact_examples(model, demo, batch_size, device).mean()) if len(demo) else 0.0
+
+
+def exact_views(model: HRM, demo: Examples, batch_size: int, device: torch.device) -> set[int]:
+    """The puzzle ids of the views whose every example `demo` holds is predicted exactly."""
+    exact = exact_examples(model, demo, batch_size, device)
+    return set(np.unique(demo.puzzle_ids).tolist()) - set(demo.puzzle_ids[~exact].tolist())
+
+
+def exact_examples(model: HRM, demo: Examples, batch_size: int, device) -> np.ndarray:
+    """(N,) whether each example's every supervised token (colours and EOS) comes out exact."""
+    exact, sides = np.zeros(len(demo), dtype=bool), demo.side_of_each()
     for side in np.unique(sides):  # a batch runs on one canvas
         same = np.flatnonzero(sides == side)
         for start in range(0, len(same), batch_size):
@@ -286,5 +344,5 @@ def demo_exact(model: HRM, demo: Examples, batch_size: int, device: torch.device
             inputs, labels = demo.take(rows)
             logits, _ = forward_all_segments(model, inputs, demo.puzzle_ids[rows], device)
             predicted = logits.argmax(-1).cpu().numpy()
-            exact += int(np.all((predicted == labels) | (labels == PAD), axis=1).sum())
-    return exact / max(len(demo), 1)
+            exact[rows] = np.all((predicted == labels) | (labels == PAD), axis=1)
+    return exact

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from hrm_arc import adapt
 from hrm_arc.adapt import AdaptConfig, adapt_tasks, fresh_table
 from hrm_arc.data.augment import count_unique_variants
 from hrm_arc.data.dataset import make_views
@@ -132,6 +133,27 @@ def test_a_group_smaller_than_a_batch_still_gives_every_view_its_epochs(tasks) -
     adapted = adapt_tasks(tiny_model(), [task], CANVAS, config, CPU, loss="softmax")
     rows = len(adapted.views) * len(task.train)
     assert rows < 64 and adapted.fit_rows == rows * 5  # 5 steps of the whole group
+    assert not adapted.time_limited
+
+
+def test_views_whose_demonstrations_came_out_exact_twice_stop_fitting(tasks, monkeypatch):
+    """Checks every 2 of 8 epochs: the first view is exact from the first check on, so it
+    leaves after the second; the second view is exact at checks 1 and 3 only, so it never
+    leaves; the third never is. Rows drawn: 3 views for 4 epochs, then 2 for 4."""
+    task, model = tasks[0], tiny_model()
+    config = AdaptConfig(augmentations=3, epochs=8, batch_size=64, stop_fitted_every=2)
+    answers = iter([{1}, {1, 2}, {1}])  # the checks after rounds 1, 2 and 3
+    checked = []
+
+    def exact_views(model, demos, batch_size, device):
+        checked.append(sorted(set(demos.puzzle_ids.tolist())))
+        return next(answers)
+
+    monkeypatch.setattr(adapt, "exact_views", exact_views)
+    adapted = adapt_tasks(model, [task], CANVAS, config, CPU, loss="softmax")
+    assert checked == [[1, 2, 3], [1, 2, 3], [2, 3]]  # the final round is not checked
+    per_view = len(task.train)
+    assert adapted.fit_rows == 3 * per_view * 4 + 2 * per_view * 4
     assert not adapted.time_limited
 
 

@@ -41,6 +41,13 @@ class Examples:
         """(N,) each example's canvas side; 0 for the full canvas."""
         return np.zeros(len(self), np.int64) if self.sides is None else self.sides
 
+    def without(self, dropped: np.ndarray) -> Examples:
+        """These examples less those the (N,) bool mask `dropped` marks."""
+        keep = ~dropped
+        pick = lambda array: None if array is None else array[keep]  # noqa: E731
+        return Examples(self.inputs[keep], self.labels[keep], self.puzzle_ids[keep],
+                        pick(self.tasks), pick(self.sides))  # fmt: skip
+
     def take(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and labels of `indices`, which share one canvas, on that canvas."""
         inputs, labels = self.inputs[indices], self.labels[indices]
