@@ -61,7 +61,9 @@ def pretrain_run(
     }
 
 
-def ablation(run_dir: Path, tasks, out: Path, adapt: AdaptConfig) -> dict:
+def ablation(
+    run_dir: Path, tasks, out: Path, adapt: AdaptConfig, stop_at_halt: bool = False
+) -> dict:
     """Scores under every ranking, demonstration fit, seconds per task and adaptation pace.
 
     The pace counts variant-steps: one demonstration pair of one view through one ACT segment
@@ -70,7 +72,8 @@ def ablation(run_dir: Path, tasks, out: Path, adapt: AdaptConfig) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     run = load_run(run_dir, CPU.device)
     start = time.perf_counter()
-    adapt_and_predict(run, tasks, out, adapt, PredictConfig(group_size=len(tasks)), CPU)
+    predict = PredictConfig(group_size=len(tasks), stop_at_halt=stop_at_halt)
+    adapt_and_predict(run, tasks, out, adapt, predict, CPU)
     seconds = time.perf_counter() - start
     predictions, info = collect_predictions(out, tasks)
     scores = {
@@ -83,6 +86,7 @@ def ablation(run_dir: Path, tasks, out: Path, adapt: AdaptConfig) -> dict:
     demos = sum(len(t.train) * info[t.id]["views"] for t in tasks)
     variant_steps = adapt.batch_size * steps_for_epochs(demos, adapt.batch_size, adapt.epochs)
     return {
+        "epochs_fitted": next(iter(info.values()))["epochs_fitted"],
         "scores": scores,
         "demo_exact": demo_exact,
         "s_per_task": seconds / len(tasks),
@@ -97,6 +101,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-adapt"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--quick", action="store_true", help="default and no adaptation only")
+    parser.add_argument(
+        "--cheaper",
+        action="store_true",
+        help="the default beside its cheaper variants (early stops)",
+    )
+    parser.add_argument("--result", default="bench_adapt.json", help="under benchmarks/results")
     parser.add_argument(
         "--only", nargs="+", default=None, help="run these rows, keep the others from the last JSON"
     )
@@ -138,7 +148,17 @@ def main() -> None:
 
     base = demo.adapt_config()
     variants = {"default": base, "no adaptation": dataclasses.replace(base, epochs=0, init="zero")}
-    if not args.quick:  # most telling first: each row is saved as it finishes
+    if args.cheaper:  # a view's fitting or its segments stop once they are done
+        fitted = dataclasses.replace(base, stop_fitted_every=10)
+        variants = {
+            "default": base,
+            "stop fitted views": fitted,
+            "stop at halt": (base, True),
+            "both": (fitted, True),
+            "views=16": dataclasses.replace(base, augmentations=16),
+            "views=16, both": (dataclasses.replace(fitted, augmentations=16), True),
+        }
+    elif not args.quick:  # most telling first: each row is saved as it finishes
         variants |= {
             "views=32": dataclasses.replace(base, augmentations=32),
             "init=zero": dataclasses.replace(base, init="zero"),
@@ -150,7 +170,7 @@ def main() -> None:
             "views=16": dataclasses.replace(base, augmentations=16),
             f"epochs={3 * base.epochs:g}": dataclasses.replace(base, epochs=3 * base.epochs),
         }
-    rows, results = {}, RESULTS / "bench_adapt.json"
+    rows, results = {}, RESULTS / args.result
     if args.only:
         unknown = set(args.only) - set(variants)
         if unknown:
@@ -170,7 +190,9 @@ def main() -> None:
     }
     RESULTS.mkdir(exist_ok=True)
     for name, config in variants.items():
-        rows[name] = ablation(run_dir, heldout, args.out / name.replace(" ", "_"), config)
+        adapt, stop_at_halt = config if isinstance(config, tuple) else (config, False)
+        out = args.out / name.replace(" ", "_").replace(",", "")
+        rows[name] = ablation(run_dir, heldout, out, adapt, stop_at_halt)
         print(name, json.dumps(rows[name]), flush=True)
         results.write_text(json.dumps(summary, indent=1))
 
@@ -178,14 +200,14 @@ def main() -> None:
     print(f"own puzzles' held-out test pairs (the reference): {own:.3f}")
     print(
         f"{'held-out puzzles':<16} {'votes':>7} {'logprob':>8} {'combined':>9} "
-        f"{'demo exact':>11} {'s/task':>7} {'variant-steps/s':>16}"
+        f"{'demo exact':>11} {'s/task':>7} {'epochs fit':>11}"
     )
     for name, r in rows.items():
         s = r["scores"]
         print(
             f"{name:<16} {s['votes']:7.3f} {s['logprob']:8.3f} {s['combined']:9.3f} "
             f"{r['demo_exact']:11.3f} {r['s_per_task']:7.2f} "
-            f"{r.get('variant_steps_per_s', float('nan')):16.0f}"
+            f"{r.get('epochs_fitted', float('nan')):11.1f}"
         )
 
 

@@ -79,8 +79,13 @@ def measure(
     predict_s = timed(
         lambda: [
             predict_task(
-                runner, t, grouped[t.id], task_canvas(t, canvas, bool(adapt.crop)),
-                predict_batch, device, loss,
+                runner,
+                t,
+                grouped[t.id],
+                task_canvas(t, canvas, bool(adapt.crop)),
+                predict_batch,
+                device,
+                loss,
             )  # fmt: skip
             for t in tasks
         ],

@@ -8,7 +8,9 @@ with the same model, data and seed in both modes:
   (median over windows), so both modes meet the same machine state, and segments/s (rows x
   ACT segments: examples/s at the same halting);
 - adaptation cost per task on a spread of ARC-AGI-1 evaluation tasks: stage 1, the
-  demonstration check and stage 2, as `bench_adapt_speed.py` times them.
+  demonstration check and stage 2, as `bench_adapt_speed.py` times them;
+- (`--parts sizes`) one training segment on each canvas size, and the speed-up those costs
+  predict over a whole set, where a sample may be lighter or heavier than the set.
 
     python benchmarks/bench_crop.py                      # CPU: small preset, batch 8
     python benchmarks/bench_crop.py --parts adaptation --tasks 24
@@ -78,7 +80,8 @@ def pretraining_pace(args, device: torch.device) -> dict:
             "step_s": seconds[mode],
             "segments_per_s": args.batch_size / step_s,
             "grid_tokens_per_row": tokens[mode] / (steps * args.batch_size),
-            "mean_tokens_per_example": float((sides[mode] ** 2).mean()) if mode == "cropped"
+            "mean_tokens_per_example": float((sides[mode] ** 2).mean())
+            if mode == "cropped"
             else CANVAS**2,
         }
     rows["speedup"] = rows["full"]["median_step_s"] / rows["cropped"]["median_step_s"]
@@ -114,6 +117,38 @@ def compiles(args, device: torch.device) -> dict:
     }
 
 
+def size_costs(args, device: torch.device) -> dict:
+    """Seconds of one training segment (forward and backward) of a batch on each canvas size,
+    and the speed-up they predict for whole sets (each task's demonstrations on its canvas)."""
+    torch.manual_seed(0)
+    model = HRM(make_config(args.adapt_preset, seq_len=CANVAS**2, num_puzzle_ids=2)).to(device)
+    model.train()
+    seconds = {}
+    for side in canvas_sizes(CANVAS):
+        length = side * side
+        batch = {
+            "inputs": torch.randint(2, 12, (64, length), device=device),
+            "labels": torch.randint(2, 12, (64, length), device=device),
+            "puzzle_ids": torch.ones(64, dtype=torch.long, device=device),
+        }
+        times = []
+        for _ in range(4):  # the first warms up
+            synchronize(device)
+            start = time.perf_counter()
+            _, output = model(model.initial_carry(batch), batch)
+            output.logits.float().logsumexp(-1).mean().backward()
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+        seconds[side] = statistics.median(times[1:])
+    predicted = {}
+    for spec in ("arc-agi-1/training", "arc-agi-1/evaluation"):
+        tasks = load_tasks(spec)
+        demos = sum(len(t.train) for t in tasks)
+        cropped = sum(len(t.train) * seconds[task_canvas(t, CANVAS)] for t in tasks) / demos
+        predicted[spec] = seconds[CANVAS] / cropped
+    return {"batch": 64, "seconds": seconds, "predicted_speedup": predicted}
+
+
 def adaptation_cost(args, device: torch.device) -> dict:
     tasks = load_tasks("arc-agi-1/evaluation")
     sample = tasks[:: max(1, len(tasks) // args.tasks)][: args.tasks]
@@ -142,8 +177,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--preset", default="small", help="pretraining model")
-    parser.add_argument("--parts", default="pretraining,adaptation",
-                        help="comma-separated: pretraining, adaptation, compile")
+    parser.add_argument(
+        "--parts",
+        default="pretraining,adaptation",
+        help="comma-separated: pretraining, adaptation, sizes, compile",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--augmentations", type=int, default=8)
     parser.add_argument("--windows", type=int, default=5)
@@ -158,7 +196,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    parts = {"pretraining": pretraining_pace, "adaptation": adaptation_cost, "compile": compiles}
+    parts = {"pretraining": pretraining_pace, "adaptation": adaptation_cost, "sizes": size_costs,
+             "compile": compiles}  # fmt: skip
     path = RESULTS / args.result
     result = json.loads(path.read_text()) if path.exists() else {}
     result |= {
@@ -189,9 +228,17 @@ def report(part: str, r: dict, args) -> None:
             m = r[mode]
             print(f"{mode:<8} {m['fit_s']:>8.1f} {m['check_s']:>8.1f} {m['predict_s']:>10.1f} "
                   f"{m['seconds_per_task']:>8.2f}")  # fmt: skip
+    elif part == "sizes":
+        print(f"one segment of a batch of 64, {args.adapt_preset} preset, by canvas side:")
+        print("  ".join(f"{side}: {s:.3f} s" for side, s in r["seconds"].items()))
+        for spec, speedup in r["predicted_speedup"].items():
+            print(f"{spec}: each task on its canvas predicts {speedup:.2f}x")
+        return
     else:
-        print(f"compile, tiny preset: {r['steps']} steps on sides {r['sides_seen']}: "
-              f"{r['frames_compiled']}, {r['recompile_reasons']} recompiles")
+        print(
+            f"compile, tiny preset: {r['steps']} steps on sides {r['sides_seen']}: "
+            f"{r['frames_compiled']}, {r['recompile_reasons']} recompiles"
+        )
         return
     print(f"speed-up {r['speedup']:.2f}x\n")
 

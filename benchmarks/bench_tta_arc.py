@@ -50,7 +50,7 @@ def pretrain(out: Path, train: TaskSet, demos: TaskSet | None, args, minutes: fl
     """A run on `train` (and the demonstrations of `demos`) for `minutes` of CPU time."""
     shutil.rmtree(out, ignore_errors=True)
     data = build_pretraining_data(train, args.augmentations, 0, args.max_side, demos,
-                                  train_test_pairs=True)  # fmt: skip
+                                  train_test_pairs=True, crop=not args.full_canvas)  # fmt: skip
     values = {"train.steps": 10**7, "train.time_limit_s": minutes * 60}
     preset = get_preset(args.preset).configured(values, args.overrides)
     model, config = sized_configs(preset, data)
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=8, help="adaptation views a task")
     parser.add_argument("--epochs", type=float, default=100, help="adaptation epochs")
     parser.add_argument("--name", default="", help="suffix of the results file")
+    parser.add_argument("--full-canvas", action="store_true", help="no cropped canvases")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-tta-arc"))
     args = parser.parse_args()
     torch.set_num_threads(2)

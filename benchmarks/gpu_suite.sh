@@ -6,6 +6,8 @@
 #   compile   the same, both sides under torch.compile
 #   adapt     adapt-and-predict pace at the paper preset on ARC-AGI-1 evaluation (bench_adapt_speed.py)
 #   adapt-compile   the same under torch.compile (adapt-and-predict --compile)
+#   crop      cropped canvases against the full one: paper-preset pretraining steps, adaptation
+#             cost per task and per-size costs on ARC-AGI-1 (bench_crop.py), not yet run on a GPU
 #
 #   benchmarks/gpu_suite.sh OFFICIAL_DIR [PART ...]     (default: every part, in the order above)
 #
@@ -13,9 +15,9 @@
 # parity, step and compile read it. JSON results land in benchmarks/results/, each part's log in
 # benchmarks/results/gpu_logs/. Exits 1 if any part failed.
 set -u
-official=${1:?usage: benchmarks/gpu_suite.sh OFFICIAL_DIR [tests parity step compile adapt adapt-compile]}
+official=${1:?usage: benchmarks/gpu_suite.sh OFFICIAL_DIR [tests parity step compile adapt adapt-compile crop]}
 shift
-parts=${*:-tests parity step compile adapt adapt-compile}
+parts=${*:-tests parity step compile adapt adapt-compile crop}
 cd "$(dirname "$0")/.."
 logs=benchmarks/results/gpu_logs
 mkdir -p "$logs"
@@ -47,7 +49,10 @@ for part in $parts; do
         adapt) run adapt 300 python3 benchmarks/bench_adapt_speed.py --device cuda ;;
         adapt-compile) run adapt-compile 420 python3 benchmarks/bench_adapt_speed.py --device cuda \
             --compile ;;
-        *) echo "unknown part $part (tests parity step compile adapt adapt-compile)" >&2
+        crop) run crop 420 python3 benchmarks/bench_crop.py --device cuda --preset paper \
+            --batch-size 96 --adapt-preset paper --tasks 24 --views 32 --epochs 4 \
+            --parts pretraining,adaptation,sizes --result bench_crop_cuda.json ;;
+        *) echo "unknown part $part (tests parity step compile adapt adapt-compile crop)" >&2
            failed=1 ;;
     esac
 done

@@ -228,8 +228,9 @@ def fit_fresh_embeddings(
     )
     trainers, cut = [], False
     if config.epochs:
-        trainers, cut = fit_until_fitted(model, base, examples, views, by_id, canvas, config,
-                                         dist, on_log, time_limit_s)  # fmt: skip
+        demos = view_examples(views, by_id, "train", canvas, crop=bool(config.crop))
+        trainers, cut = fit_until_fitted(model, base, examples, demos, config, dist, on_log,
+                                         time_limit_s)  # fmt: skip
     left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - start)
     no_time_left = left is not None and left <= 0
     full = config.strategy == "embedding+full" and config.full_epochs > 0
@@ -253,19 +254,17 @@ def fit_until_fitted(
     model: HRM,
     base: TrainConfig,
     examples: Examples,
-    views: list[View],
-    by_id: dict[str, Task],
-    canvas: int,
+    demos: Examples,
     config: AdaptConfig,
     dist: DistInfo,
     on_log,
     time_limit_s: float | None,
 ) -> tuple[list[Trainer], bool]:
     """Stage 1's embedding epochs, in rounds of `stop_fitted_every` epochs (one round when 0):
-    after each, the views whose demonstrations came out exact at this check and the last leave
-    the examples. Returns each round's trainer, and whether the time limit cut a round."""
+    after each, the views whose `demos` (their demonstrations, untranslated) came out exact at
+    this check and the last leave the examples. Returns each round's trainer, and whether the
+    time limit cut a round."""
     every = config.stop_fitted_every or config.epochs
-    demos = view_examples(views, by_id, "train", canvas, crop=bool(config.crop))
     trainers, done, exact_before, start = [], 0.0, set(), time.perf_counter()
     while done < config.epochs and len(examples):
         epochs = min(every, config.epochs - done)

@@ -982,7 +982,8 @@ def test_a_test_output_larger_than_the_canvas_is_warned_of(run_dir, tmp_path, cr
                     "--out", tmp_path / "o", crop, *ADAPT)  # fmt: skip
     ok(result)
     said = " ".join(result.output.split())
-    where = f"the run's {canvas}x{canvas} canvas" if crop == "--full-canvas" else "its task's canvas"
+    full = crop == "--full-canvas"
+    where = f"the run's {canvas}x{canvas} canvas" if full else "its task's canvas"
     assert (f"a test output larger than {where}, which no attempt can match, belongs to 1 of 3 "
             "tasks: wide") in said  # fmt: skip
 

@@ -197,7 +197,9 @@ HELPER = textwrap.dedent("""
     info = init_distributed("cpu")
     rng = np.random.default_rng(0)
     inputs = rng.integers(2, 12, (16, 16)).astype(np.uint8)
-    examples = Examples(inputs, inputs.copy(), (1 + np.arange(16) % 4).astype(np.int64))
+    ids = (1 + np.arange(16) % 4).astype(np.int64)
+    # Two canvases: views 1-2 on the 2x2 corner, 3-4 on the whole 4x4 (queues, two carries).
+    examples = Examples(inputs, inputs.copy(), ids, sides=np.where(ids <= 2, 2, 4))
     config = make_config("tiny", seq_len=16, num_puzzle_ids=5, hidden_size=32,
                          puzzle_emb_ndim=32, expansion=2.0, halt_max_steps=2)
 
