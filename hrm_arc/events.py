@@ -27,6 +27,8 @@ class PretrainStart:
     views: int
     examples: int
     canvas: int
+    crop: bool
+    """Each task runs on the smallest canvas size that holds it, up to `canvas`."""
     steps: int
     batch_size: int
     warmup_steps: int

@@ -451,6 +451,7 @@ def start_event(
         views=len(data.views),
         examples=len(data.examples),
         canvas=data.canvas,
+        crop=data.crop,
         steps=train.steps,
         batch_size=train.batch_size,
         warmup_steps=train.warmup_steps,

@@ -212,10 +212,13 @@ class PretrainDisplay:
 
     def start(self, run: PretrainStart) -> None:
         demos = f" + the demos of {count(run.eval_demo_tasks, 'evaluation task')}"
+        canvas = f"a {run.canvas}x{run.canvas} canvas"
+        if run.crop:
+            canvas = f"canvases of up to {run.canvas}x{run.canvas}, each task on its smallest"
         self.progress.console.print(
             f"{count(run.tasks, 'task')}{demos if run.eval_demo_tasks else ''}, "
-            f"{count(run.views, 'view')}, {count(run.examples, 'example')} on a "
-            f"{run.canvas}x{run.canvas} canvas; preset {self.preset}, "
+            f"{count(run.views, 'view')}, {count(run.examples, 'example')} on {canvas}; "
+            f"preset {self.preset}, "
             f"{count(run.steps, 'step')} of batch {run.batch_size} on {run.world_size} x "
             f"{run.device}"
         )
