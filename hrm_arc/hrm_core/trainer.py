@@ -513,8 +513,9 @@ class Trainer:
 
     def _load_rank_state(self, state: dict) -> None:
         device = self.dist.device
-        self.carries = {int(s): Carry(**to_device(c, device)) for s, c in state["carries"].items()}
-        self.last_side = state["last_side"]
+        carries = saved_carries(state).items()
+        self.carries = {int(side): Carry(**to_device(c, device)) for side, c in carries}
+        self.last_side = state.get("last_side", 0)
         torch.set_rng_state(state["rng"]["torch"])
         cuda = state["rng"]["cuda"]  # None where that rank trained on the CPU
         if device.type == "cuda" and cuda is not None:
@@ -538,8 +539,17 @@ def _ranks(n: int) -> str:
 
 def carry_rows(rank_state: dict) -> int:
     """The rows of a rank's saved carries (0 when it saved none, before its first step)."""
-    carries = rank_state["carries"].values()  # every canvas's carry has the rank's rows
+    carries = saved_carries(rank_state).values()  # every canvas's carry has the rank's rows
     return next((len(carry["halted"]) for carry in carries), 0)
+
+
+def saved_carries(rank_state: dict) -> dict:
+    """A rank's saved carries by canvas side; a checkpoint from before canvases were cropped
+    holds one full-canvas `carry` (or None), which is side 0's."""
+    if "carries" in rank_state:
+        return rank_state["carries"]
+    carry = rank_state["carry"]
+    return {} if carry is None else {0: carry}
 
 
 def check_state_shapes(optimizer: torch.optim.Optimizer) -> None:

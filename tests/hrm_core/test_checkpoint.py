@@ -293,6 +293,22 @@ def test_resume_is_exact(tmp_path, k: int, ema: float, sampling: str, cropped: b
     assert torch.equal(eval_outputs(resumed.model), eval_outputs(straight.model))
 
 
+def test_a_checkpoint_from_before_cropped_canvases_resumes_exactly(tmp_path) -> None:
+    """Its rank state held one full-canvas `carry` and its sampler no queues."""
+    straight = trainer(steps=6)
+    straight.fit()
+    first = trainer(steps=4)
+    first.fit()
+    state = first.state_dict()
+    rank = state["ranks"][0]
+    rank["carry"] = rank.pop("carries")[0]
+    del rank["last_side"], state["sampler"]["queues"]
+    resumed = trainer(steps=6, model_seed=99)
+    resumed.load_state_dict(state, "old.pt")
+    resumed.fit()
+    assert_same_state(snapshot(resumed), snapshot(straight))
+
+
 def test_resuming_without_this_rank_count_s_states_starts_fresh_carries(caplog) -> None:
     written = "written by 2 ranks"
     first = trainer(steps=3)
