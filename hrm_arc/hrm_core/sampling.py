@@ -48,15 +48,20 @@ class Examples:
         return Examples(self.inputs[keep], self.labels[keep], self.puzzle_ids[keep],
                         pick(self.tasks), pick(self.sides))  # fmt: skip
 
+    def side_of(self, indices: np.ndarray) -> int:
+        """The canvas side the examples `indices` share (0: the full canvas)."""
+        if self.sides is None:
+            return 0  # no per-example array to build: this runs every training step
+        sides = np.unique(self.sides[indices])
+        if len(sides) > 1:
+            raise ValueError(f"a batch must run on one canvas, got sides {sides.tolist()}")
+        return int(sides[0]) if len(sides) else 0
+
     def take(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Inputs and labels of `indices`, which share one canvas, on that canvas."""
         inputs, labels = self.inputs[indices], self.labels[indices]
-        sides = np.unique(self.side_of_each()[indices])
-        if len(sides) > 1:
-            raise ValueError(f"a batch must run on one canvas, got sides {sides.tolist()}")
-        if not len(sides) or not sides[0]:
-            return inputs, labels
-        return crop(inputs, int(sides[0])), crop(labels, int(sides[0]))
+        side = self.side_of(indices)
+        return (crop(inputs, side), crop(labels, side)) if side else (inputs, labels)
 
     def digest(self) -> str:
         """A digest of every array: whether a resumed run trains on the same examples."""

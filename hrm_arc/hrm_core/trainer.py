@@ -250,7 +250,7 @@ class Trainer:
         """One ACT segment of the batch; returns act_loss's raw (summed) metrics and the loss."""
         indices = self.sampler.next_indices()
         batch = to_batch(self.examples, indices, self.dist.device)
-        side = self.last_side = int(self.examples.side_of_each()[indices[0]])
+        side = self.last_side = self.examples.side_of(indices)
         carry = self.carries.get(side) or self.model.initial_carry(batch)
         self.model.train()
         carry, output = self.forward(carry, batch)
