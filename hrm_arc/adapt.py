@@ -228,7 +228,9 @@ def fit_fresh_embeddings(
     )
     trainers, cut = [], False
     if config.epochs:
-        demos = view_examples(views, by_id, "train", canvas, crop=bool(config.crop))
+        demos = None  # built only where a check will read them
+        if 0 < config.stop_fitted_every < config.epochs:
+            demos = view_examples(views, by_id, "train", canvas, crop=bool(config.crop))
         trainers, cut = fit_until_fitted(model, base, examples, demos, config, dist, on_log,
                                          time_limit_s)  # fmt: skip
     left = None if time_limit_s is None else time_limit_s - (time.perf_counter() - start)
@@ -254,16 +256,16 @@ def fit_until_fitted(
     model: HRM,
     base: TrainConfig,
     examples: Examples,
-    demos: Examples,
+    demos: Examples | None,
     config: AdaptConfig,
     dist: DistInfo,
     on_log,
     time_limit_s: float | None,
 ) -> tuple[list[Trainer], bool]:
     """Stage 1's embedding epochs, in rounds of `stop_fitted_every` epochs (one round when 0):
-    after each, the views whose `demos` (their demonstrations, untranslated) came out exact at
-    this check and the last leave the examples. Returns each round's trainer, and whether the
-    time limit cut a round."""
+    after each, the views whose `demos` (their demonstrations, untranslated; None when one
+    round holds every epoch, so nothing is checked) came out exact at this check and the last
+    leave the examples. Returns each round's trainer, and whether the time limit cut a round."""
     every = config.stop_fitted_every or config.epochs
     trainers, done, exact_before, start = [], 0.0, set(), time.perf_counter()
     while done < config.epochs and len(examples):
