@@ -222,12 +222,12 @@ def check_resumes(state: dict, path: Path, extra: dict, model_config: HRMConfig)
             f"{path}: it trained on a {canvas}x{canvas} canvas, this run's is "
             f"{extra['canvas']}x{extra['canvas']}: resume with --canvas {canvas}"
         )
-    if state.get("crop", False) != extra["crop"]:
-        flag = "--crop" if state.get("crop", False) else "--full-canvas"
+    cropped = state.get("crop", False)  # checkpoints from before cropping trained full ones
+    if cropped != extra["crop"]:
+        then, now = ("cropped", "full") if cropped else ("full", "cropped")
         raise CheckpointError(
-            f"{path}: it trained {'cropped' if state.get('crop', False) else 'full'} canvases, "
-            f"this run would train {'cropped' if extra['crop'] else 'full'} ones: resume with "
-            f"{flag}"
+            f"{path}: it trained {then} canvases, this run would train {now} ones: resume "
+            f"with {'--crop' if cropped else '--full-canvas'}"
         )
     if views != extra["views"] or digest != extra["examples_digest"]:
         what = (
