@@ -106,6 +106,11 @@ def main() -> None:
         action="store_true",
         help="the default beside its cheaper variants (early stops)",
     )
+    parser.add_argument(
+        "--equal-cost",
+        action="store_true",
+        help="views x epochs held at the default's: what a time budget should cut",
+    )
     parser.add_argument("--result", default="bench_adapt.json", help="under benchmarks/results")
     parser.add_argument(
         "--only", nargs="+", default=None, help="run these rows, keep the others from the last JSON"
@@ -119,8 +124,9 @@ def main() -> None:
     )
     parser.add_argument("--families", default=",".join(DEMO.families))
     parser.add_argument("--adapt-epochs", type=float, default=DEMO.adapt_epochs)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     demo = dataclasses.replace(
         DEMO,
         puzzles_per_family=args.puzzles_per_family,
@@ -157,6 +163,14 @@ def main() -> None:
             "both": (fitted, True),
             "views=16": dataclasses.replace(base, augmentations=16),
             "views=16, both": (dataclasses.replace(fitted, augmentations=16), True),
+        }
+    elif args.equal_cost:  # the same demonstration passes in stage 1, spread over more views
+        passes = base.augmentations * base.epochs
+        variants = {
+            f"views={v}, epochs={passes / v:g}": dataclasses.replace(
+                base, augmentations=v, epochs=passes / v
+            )
+            for v in (4, 16, 2, 8, 32)
         }
     elif not args.quick:  # most telling first: each row is saved as it finishes
         variants |= {

@@ -12,9 +12,10 @@ test pairs), then adapts to the ARC-AGI-1 evaluation tasks that fit, one row a p
   through their pretrained views.
 
 Each row: the ARC score with its 95% bootstrap interval, the tasks solved by name and seconds
-per task. Prints a table and writes benchmarks/results/bench_tta_arc[_<name>].json.
+per task. Prints a table and writes benchmarks/results/bench_tta_arc[_<name>].json after every
+pretraining and row, so a run stopped part way goes on with --resume.
 
-    python benchmarks/bench_tta_arc.py --minutes 30 [--arch trm] [--max-side 10]
+    python benchmarks/bench_tta_arc.py --minutes 30 [--set model.arch=trm ...] [--max-side 10]
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from pathlib import Path
 import torch
 
 from hrm_arc.adapt import AdaptConfig
-from hrm_arc.data.encoding import canvas_for
 from hrm_arc.data.tasks import TaskSet, load_tasks
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.pipeline import PredictConfig, adapt_and_predict
@@ -42,8 +42,9 @@ CPU = DistInfo(0, 1, torch.device("cpu"))
 
 
 def fitting(spec: str, side: int) -> TaskSet:
+    """The tasks whose every grid fits `side`, test outputs too: trained, or scored."""
     tasks = load_tasks(spec)
-    return TaskSet([t for t in tasks if canvas_for([t]) <= side], name=tasks.name)
+    return TaskSet([t for t in tasks if max(max(g.shape) for g in t.grids) <= side], tasks.name)
 
 
 def pretrain(out: Path, train: TaskSet, demos: TaskSet | None, args, minutes: float) -> dict:
@@ -74,6 +75,12 @@ def row(run_dir: Path, tasks: TaskSet, out: Path, adapt: AdaptConfig, rank: str)
     }
 
 
+def write(path: Path, summary: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.replace(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30, help="two-stage pretraining budget")
@@ -85,38 +92,54 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=100, help="adaptation epochs")
     parser.add_argument("--name", default="", help="suffix of the results file")
     parser.add_argument("--full-canvas", action="store_true", help="no cropped canvases")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-tta-arc"))
+    parser.add_argument("--resume", action="store_true", help="keep what a stopped run finished")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     train = fitting("arc-agi-1/training", args.max_side)
     evaluation = fitting("arc-agi-1/evaluation", args.max_side)
     side = args.max_side
     print(f"{len(train)} training tasks, {len(evaluation)} evaluation tasks, canvas {side}")
-    runs = {"two-stage": pretrain(args.out / "run", train, None, args, args.minutes)}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"bench_tta_arc{'_' + args.name if args.name else ''}.json"
+    settings = vars(args) | {"out": str(args.out)}
+    summary = {"settings": settings, "training_tasks": len(train),
+               "evaluation_tasks": len(evaluation), "pretraining": {}, "rows": {}}  # fmt: skip
+    if args.resume and path.exists():
+        done = json.loads(path.read_text())
+        ignored = {"resume", "threads"}
+        if {k: v for k, v in done["settings"].items() if k not in ignored} != {
+            k: v for k, v in settings.items() if k not in ignored
+        }:
+            raise SystemExit(f"{path} was written with other settings: {done['settings']}")
+        summary |= {"pretraining": done["pretraining"], "rows": done["rows"]}
+    runs, rows = summary["pretraining"], summary["rows"]
+    if "two-stage" not in runs:
+        runs["two-stage"] = pretrain(args.out / "run", train, None, args, args.minutes)
+        write(path, summary)
     base = AdaptConfig.following(load_run(args.out / "run").train_config,
                                  augmentations=args.views, epochs=args.epochs)  # fmt: skip
-    procedures = {
-        "paper": (dataclasses.replace(base, init="zero"), "votes"),
+    procedures = {  # in the order they run: the dearest last, so a stopped run keeps the rest
+        "no adaptation": (dataclasses.replace(base, init="zero", epochs=0), "combined"),
         "default": (base, "combined"),
+        "paper": (dataclasses.replace(base, init="zero"), "votes"),
+        "combined": (dataclasses.replace(base, strategy="pretrained"), "votes"),
         "embedding+full": (
             dataclasses.replace(base, strategy="embedding+full", full_epochs=args.epochs / 2),
             "combined",
         ),
-        "no adaptation": (dataclasses.replace(base, init="zero", epochs=0), "combined"),
     }
-    rows = {}
     for name, (adapt, rank) in procedures.items():
-        rows[name] = row(args.out / "run", evaluation, args.out / name, adapt, rank)
+        if name == "combined" and name not in runs:
+            minutes = args.minutes + rows["default"]["minutes"]  # the same total compute
+            runs[name] = pretrain(args.out / name, train, evaluation, args, minutes)
+            write(path, summary)
+        if name not in rows:
+            run_dir = args.out / ("combined" if name == "combined" else "run")
+            rows[name] = row(run_dir, evaluation, args.out / "rows" / name, adapt, rank)
+            write(path, summary)
         print(name, json.dumps(rows[name]), flush=True)
-    minutes = args.minutes + rows["default"]["minutes"]  # the same total compute
-    runs["combined"] = pretrain(args.out / "combined", train, evaluation, args, minutes)
-    pretrained = dataclasses.replace(base, strategy="pretrained")
-    rows["combined"] = row(args.out / "combined", evaluation, args.out / "c", pretrained, "votes")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"bench_tta_arc{'_' + args.name if args.name else ''}.json"
-    summary = {"settings": vars(args) | {"out": str(args.out)}, "training_tasks": len(train),
-               "evaluation_tasks": len(evaluation), "pretraining": runs, "rows": rows}  # fmt: skip
-    path.write_text(json.dumps(summary, indent=1))
     print(f"\n{'procedure':<16} {'ARC score':>9} {'95% CI':>13} {'s/task':>7}  solved")
     for name, r in rows.items():
         ci = f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}"
