@@ -118,7 +118,14 @@ def main() -> None:
     parser.add_argument("--target-hours", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="torch.compile, as --compile does")
+    parser.add_argument(
+        "--from", dest="replay", type=Path, default=None,
+        help="measure nothing: extrapolate this results file's pace at --full-views and --epochs",
+    )  # fmt: skip
+    parser.add_argument("--result", default=None, help="with --from: write under results/")
     args = parser.parse_args()
+    if args.replay:
+        return replay(args)
     gpu = args.device == "cuda"
     if gpu and not torch.cuda.is_available():
         raise SystemExit("--device cuda asked for, but CUDA is not available")
@@ -156,13 +163,7 @@ def main() -> None:
         "test_rows_per_s": part["test_rows"] / part["predict_s"],
     }
 
-    full_views = [min(args.full_views, count_unique_variants(t)) for t in tasks]
-    demos = sum(len(t.train) * v for t, v in zip(tasks, full_views))
-    tests = sum(len(t.test) * v for t, v in zip(tasks, full_views))
-    per_epoch_h = demos / pace["variant_steps_per_s"] / 3600
-    fixed_h = (demos / pace["demo_rows_per_s"] + tests / pace["test_rows_per_s"]) / 3600
-    total_h = fixed_h + args.epochs * per_epoch_h
-    fitting_epochs = max(0.0, (args.target_hours - fixed_h) / per_epoch_h)
+    full_set = extrapolate(tasks, pace, args)
     result = {
         "benchmark": "adapt-and-predict pace",
         "device": torch.cuda.get_device_name(device) if gpu else "cpu",
@@ -177,18 +178,7 @@ def main() -> None:
         "pace": pace,
         "seconds_per_task_sample": sum(part[k] for k in ("fit_s", "check_s", "predict_s"))
         / len(sample),
-        "full_set": {
-            "tasks": len(tasks),
-            "views_per_task": args.full_views,
-            "demo_rows": demos,
-            "test_rows": tests,
-            "hours_per_epoch": per_epoch_h,
-            "hours_check_and_predict": fixed_h,
-            "epochs": args.epochs,
-            "hours": total_h,
-            "target_hours": args.target_hours,
-            "epochs_within_target": fitting_epochs,
-        },
+        "full_set": full_set,
     }
     print(
         f"{preset} preset on {result['device']}, canvas {canvas}, stage-1 batch {batch}"
@@ -201,16 +191,55 @@ def main() -> None:
         ("stage 2 (test x view)", part["test_rows"], part["predict_s"]),
     ):
         print(f"{name:<22} {work:>10} {seconds:>9.2f} {work / seconds:>10.1f}")
-    print(
-        f"\n{args.dataset}, {len(tasks)} tasks at up to {args.full_views} views: "
-        f"{per_epoch_h:.3f} h per adaptation epoch + {fixed_h:.3f} h check and predict; "
-        f"{total_h:.2f} h at {args.epochs:g} epochs; "
-        f"{fitting_epochs:.1f} epochs fit {args.target_hours:g} h"
-    )
+    say(args.dataset, full_set)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bench_adapt_speed_{args.device}{'_compile' if args.compile else ''}.json"
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
+
+
+def extrapolate(tasks, pace: dict, args) -> dict:
+    """Hours for every task of `tasks` at `args.full_views` views and `args.epochs` epochs."""
+    full_views = [min(args.full_views, count_unique_variants(t)) for t in tasks]
+    demos = sum(len(t.train) * v for t, v in zip(tasks, full_views))
+    tests = sum(len(t.test) * v for t, v in zip(tasks, full_views))
+    per_epoch_h = demos / pace["variant_steps_per_s"] / 3600
+    fixed_h = (demos / pace["demo_rows_per_s"] + tests / pace["test_rows_per_s"]) / 3600
+    return {
+        "tasks": len(tasks),
+        "views_per_task": args.full_views,
+        "demo_rows": demos,
+        "test_rows": tests,
+        "hours_per_epoch": per_epoch_h,
+        "hours_check_and_predict": fixed_h,
+        "epochs": args.epochs,
+        "hours": fixed_h + args.epochs * per_epoch_h,
+        "target_hours": args.target_hours,
+        "epochs_within_target": max(0.0, (args.target_hours - fixed_h) / per_epoch_h),
+    }
+
+
+def say(dataset: str, full: dict) -> None:
+    print(
+        f"\n{dataset}, {full['tasks']} tasks at up to {full['views_per_task']} views: "
+        f"{full['hours_per_epoch']:.3f} h per adaptation epoch + "
+        f"{full['hours_check_and_predict']:.3f} h check and predict; "
+        f"{full['hours']:.2f} h at {full['epochs']:g} epochs; "
+        f"{full['epochs_within_target']:.1f} epochs fit {full['target_hours']:g} h"
+    )
+
+
+def replay(args) -> None:
+    """The extrapolation of a saved result's measured pace, at other views and epochs."""
+    saved = json.loads(args.replay.read_text())
+    tasks = load_tasks(saved["dataset"])
+    full_set = extrapolate(tasks, saved["pace"], args)
+    say(saved["dataset"], full_set)
+    print(f"(pace: {saved['device']}, {saved['preset']} preset, canvas {saved['canvas']})")
+    if args.result:
+        out = RESULTS / args.result
+        out.write_text(json.dumps({"from": args.replay.name, "full_set": full_set}, indent=1))
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":
