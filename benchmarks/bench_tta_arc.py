@@ -120,11 +120,11 @@ def main() -> None:
         write(path, summary)
     base = AdaptConfig.following(load_run(args.out / "run").train_config,
                                  augmentations=args.views, epochs=args.epochs)  # fmt: skip
-    procedures = {  # in the order they run: the dearest last, so a stopped run keeps the rest
+    procedures = {  # in the order they run: the comparison that matters first, the dearest last
         "no adaptation": (dataclasses.replace(base, init="zero", epochs=0), "combined"),
         "default": (base, "combined"),
-        "paper": (dataclasses.replace(base, init="zero"), "votes"),
         "combined": (dataclasses.replace(base, strategy="pretrained"), "votes"),
+        "paper": (dataclasses.replace(base, init="zero"), "votes"),
         "embedding+full": (
             dataclasses.replace(base, strategy="embedding+full", full_epochs=args.epochs / 2),
             "combined",
@@ -141,7 +141,7 @@ def main() -> None:
             write(path, summary)
         print(name, json.dumps(rows[name]), flush=True)
     print(f"\n{'procedure':<16} {'ARC score':>9} {'95% CI':>13} {'s/task':>7}  solved")
-    for name, r in rows.items():
+    for name, r in ((n, rows[n]) for n in procedures):
         ci = f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}"
         print(f"{name:<16} {r['score']:9.3f} {ci:>13} {r['s_per_task']:7.1f}  "
               f"{', '.join(r['solved']) or '-'}")  # fmt: skip
