@@ -38,7 +38,6 @@ from hrm_arc.pretraining import build_pretraining_data, sized_configs, train_run
 from hrm_arc.run_dir import load_run
 
 RESULTS = Path(__file__).parent / "results"
-CPU = DistInfo(0, 1, torch.device("cpu"))
 
 
 def fitting(spec: str, side: int) -> TaskSet:
@@ -48,7 +47,7 @@ def fitting(spec: str, side: int) -> TaskSet:
 
 
 def pretrain(out: Path, train: TaskSet, demos: TaskSet | None, args, minutes: float) -> dict:
-    """A run on `train` (and the demonstrations of `demos`) for `minutes` of CPU time."""
+    """A run on `train` (and the demonstrations of `demos`) for `minutes` on `args.device`."""
     shutil.rmtree(out, ignore_errors=True)
     data = build_pretraining_data(train, args.augmentations, 0, args.max_side, demos,
                                   train_test_pairs=True, crop=not args.full_canvas)  # fmt: skip
@@ -56,15 +55,17 @@ def pretrain(out: Path, train: TaskSet, demos: TaskSet | None, args, minutes: fl
     preset = get_preset(args.preset).configured(values, args.overrides)
     model, config = sized_configs(preset, data)
     start = time.perf_counter()
-    trainer = train_run(out, model, config, data, CPU, {}, False, None, None)
+    dist = DistInfo(0, 1, torch.device(args.device))
+    trainer = train_run(out, model, config, data, dist, {}, False, None, None)
     return {"steps": trainer.step, "minutes": (time.perf_counter() - start) / 60}
 
 
-def row(run_dir: Path, tasks: TaskSet, out: Path, adapt: AdaptConfig, rank: str) -> dict:
+def row(run_dir: Path, tasks: TaskSet, out: Path, adapt: AdaptConfig, rank: str, device) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    run = load_run(run_dir)
+    run = load_run(run_dir, device)
     start = time.perf_counter()
-    report = adapt_and_predict(run, tasks, out, adapt, PredictConfig(rank=rank, group_size=16))
+    predict, dist = PredictConfig(rank=rank, group_size=16), DistInfo(0, 1, torch.device(device))
+    report = adapt_and_predict(run, tasks, out, adapt, predict, dist)
     seconds = time.perf_counter() - start
     return {
         "score": report.overall,
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--name", default="", help="suffix of the results file")
     parser.add_argument("--full-canvas", action="store_true", help="no cropped canvases")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-tta-arc"))
     parser.add_argument("--resume", action="store_true", help="keep what a stopped run finished")
     args = parser.parse_args()
@@ -108,6 +110,7 @@ def main() -> None:
                "evaluation_tasks": len(evaluation), "pretraining": {}, "rows": {}}  # fmt: skip
     if args.resume and path.exists():
         done = json.loads(path.read_text())
+        done["settings"] = {"device": "cpu"} | done["settings"]  # written before --device
         ignored = {"resume", "threads"}
         if {k: v for k, v in done["settings"].items() if k not in ignored} != {
             k: v for k, v in settings.items() if k not in ignored
@@ -137,7 +140,8 @@ def main() -> None:
             write(path, summary)
         if name not in rows:
             run_dir = args.out / ("combined" if name == "combined" else "run")
-            rows[name] = row(run_dir, evaluation, args.out / "rows" / name, adapt, rank)
+            out = args.out / "rows" / name
+            rows[name] = row(run_dir, evaluation, out, adapt, rank, args.device)
             write(path, summary)
         print(name, json.dumps(rows[name]), flush=True)
     print(f"\n{'procedure':<16} {'ARC score':>9} {'95% CI':>13} {'s/task':>7}  solved")
