@@ -71,6 +71,7 @@ def row(run_dir: Path, tasks: TaskSet, out: Path, adapt: AdaptConfig, rank: str,
         "score": report.overall,
         "ci95": [report.ci_low, report.ci_high],
         "solved": [r.task_id for r in report.rows if r.fraction == 1.0],
+        "partly_solved": [r.task_id for r in report.rows if 0 < r.fraction < 1],
         "s_per_task": seconds / len(tasks),
         "minutes": seconds / 60,
     }
