@@ -30,11 +30,18 @@ from pathlib import Path
 import torch
 
 from hrm_arc.adapt import AdaptConfig
+from hrm_arc.data.encoding import canvas_for
 from hrm_arc.data.tasks import TaskSet, load_tasks
+from hrm_arc.files.jsonio import write_json_atomic
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.pipeline import PredictConfig, adapt_and_predict
 from hrm_arc.presets import get_preset
-from hrm_arc.pretraining import build_pretraining_data, sized_configs, train_run
+from hrm_arc.pretraining import (
+    build_pretraining_data,
+    sized_configs,
+    test_pairs_as_demos,
+    train_run,
+)
 from hrm_arc.run_dir import load_run
 
 RESULTS = Path(__file__).parent / "results"
@@ -43,7 +50,7 @@ RESULTS = Path(__file__).parent / "results"
 def fitting(spec: str, side: int) -> TaskSet:
     """The tasks whose every grid fits `side`, test outputs too: trained, or scored."""
     tasks = load_tasks(spec)
-    return TaskSet([t for t in tasks if max(max(g.shape) for g in t.grids) <= side], tasks.name)
+    return TaskSet([t for t in tasks if canvas_for([test_pairs_as_demos(t)]) <= side], tasks.name)
 
 
 def pretrain(out: Path, train: TaskSet, demos: TaskSet | None, args, minutes: float) -> dict:
@@ -77,12 +84,6 @@ def row(run_dir: Path, tasks: TaskSet, out: Path, adapt: AdaptConfig, rank: str,
     }
 
 
-def write(path: Path, summary: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=1))
-    tmp.replace(path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30, help="two-stage pretraining budget")
@@ -111,7 +112,6 @@ def main() -> None:
                "evaluation_tasks": len(evaluation), "pretraining": {}, "rows": {}}  # fmt: skip
     if args.resume and path.exists():
         done = json.loads(path.read_text())
-        done["settings"] = {"device": "cpu"} | done["settings"]  # written before --device
         ignored = {"resume", "threads"}
         if {k: v for k, v in done["settings"].items() if k not in ignored} != {
             k: v for k, v in settings.items() if k not in ignored
@@ -121,7 +121,7 @@ def main() -> None:
     runs, rows = summary["pretraining"], summary["rows"]
     if "two-stage" not in runs:
         runs["two-stage"] = pretrain(args.out / "run", train, None, args, args.minutes)
-        write(path, summary)
+        write_json_atomic(path, summary, indent=True)
     base = AdaptConfig.following(load_run(args.out / "run").train_config,
                                  augmentations=args.views, epochs=args.epochs)  # fmt: skip
     procedures = {  # in the order they run: the comparison that matters first, the dearest last
@@ -138,12 +138,12 @@ def main() -> None:
         if name == "combined" and name not in runs:
             minutes = args.minutes + rows["default"]["minutes"]  # the same total compute
             runs[name] = pretrain(args.out / name, train, evaluation, args, minutes)
-            write(path, summary)
+            write_json_atomic(path, summary, indent=True)
         if name not in rows:
             run_dir = args.out / ("combined" if name == "combined" else "run")
             out = args.out / "rows" / name
             rows[name] = row(run_dir, evaluation, out, adapt, rank, args.device)
-            write(path, summary)
+            write_json_atomic(path, summary, indent=True)
         print(name, json.dumps(rows[name]), flush=True)
     print(f"\n{'procedure':<16} {'ARC score':>9} {'95% CI':>13} {'s/task':>7}  solved")
     for name, r in ((n, rows[n]) for n in procedures):
