@@ -13,7 +13,9 @@ test pairs), then adapts to the ARC-AGI-1 evaluation tasks that fit, one row a p
 
 Each row: the ARC score with its 95% bootstrap interval, the tasks solved by name and seconds
 per task. Prints a table and writes benchmarks/results/bench_tta_arc[_<name>].json after every
-pretraining and row, so a run stopped part way goes on with --resume.
+pretraining and row, so a run stopped part way goes on with --resume. On two cores, `--rows
+combined --combined-minutes M` pretrains the combined setup beside the other rows; both
+processes merge into the one results file.
 
     python benchmarks/bench_tta_arc.py --minutes 30 [--set model.arch=trm ...] [--max-side 10]
 """
@@ -67,11 +69,28 @@ def pretrain(out: Path, train: TaskSet, demos: TaskSet | None, args, minutes: fl
     return {"steps": trainer.step, "minutes": (time.perf_counter() - start) / 60}
 
 
-def row(run_dir: Path, tasks: TaskSet, out: Path, adapt: AdaptConfig, rank: str, device) -> dict:
+# A row's changes to the defaults and its ranking, in the order the rows run: the comparison
+# that matters first, the dearest last.
+PROCEDURES = {
+    "no adaptation": ({"init": "zero", "epochs": 0}, "combined"),
+    "default": ({}, "combined"),
+    "combined": ({"strategy": "pretrained"}, "votes"),
+    "paper": ({"init": "zero"}, "votes"),
+    "embedding+full": ({"strategy": "embedding+full"}, "combined"),
+}
+
+
+def row(run_dir: Path, tasks: TaskSet, out: Path, name: str, args) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    run = load_run(run_dir, device)
+    run = load_run(run_dir, args.device)
+    changes, rank = PROCEDURES[name]
+    if changes.get("strategy") == "embedding+full":  # then the network, half as many epochs
+        changes = changes | {"full_epochs": args.epochs / 2}
+    adapt = AdaptConfig.following(run.train_config, augmentations=args.views, epochs=args.epochs)
+    adapt = dataclasses.replace(adapt, **changes)
     start = time.perf_counter()
-    predict, dist = PredictConfig(rank=rank, group_size=16), DistInfo(0, 1, torch.device(device))
+    dist = DistInfo(0, 1, torch.device(args.device))
+    predict = PredictConfig(rank=rank, group_size=16)
     report = adapt_and_predict(run, tasks, out, adapt, predict, dist)
     seconds = time.perf_counter() - start
     return {
@@ -82,6 +101,17 @@ def row(run_dir: Path, tasks: TaskSet, out: Path, adapt: AdaptConfig, rank: str,
         "s_per_task": seconds / len(tasks),
         "minutes": seconds / 60,
     }
+
+
+def save(path: Path, summary: dict) -> None:
+    """Write `summary`, keeping the pretrainings and rows another process wrote meanwhile."""
+    if path.exists():
+        done = json.loads(path.read_text())
+        if done["settings"] == summary["settings"]:
+            for key in ("pretraining", "rows"):  # in place: main holds these dicts
+                for name, result in done[key].items():
+                    summary[key].setdefault(name, result)
+    write_json_atomic(path, summary, indent=True)
 
 
 def main() -> None:
@@ -99,6 +129,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench-tta-arc"))
     parser.add_argument("--resume", action="store_true", help="keep what a stopped run finished")
+    parser.add_argument("--rows", default="", help="comma-separated rows to run (default: all)")
+    parser.add_argument("--combined-minutes", type=float,
+                        help="the combined setup's budget (default: --minutes plus the default "
+                        "row's adaptation time, known only once that row ran)")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train = fitting("arc-agi-1/training", args.max_side)
@@ -107,46 +141,35 @@ def main() -> None:
     print(f"{len(train)} training tasks, {len(evaluation)} evaluation tasks, canvas {side}")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"bench_tta_arc{'_' + args.name if args.name else ''}.json"
-    settings = vars(args) | {"out": str(args.out)}
+    per_process = {"resume", "threads", "rows"}  # may differ between processes of one run
+    settings = {k: v for k, v in vars(args).items() if k not in per_process}
+    settings |= {"out": str(args.out)}
     summary = {"settings": settings, "training_tasks": len(train),
                "evaluation_tasks": len(evaluation), "pretraining": {}, "rows": {}}  # fmt: skip
     if args.resume and path.exists():
         done = json.loads(path.read_text())
-        ignored = {"resume", "threads"}
-        if {k: v for k, v in done["settings"].items() if k not in ignored} != {
-            k: v for k, v in settings.items() if k not in ignored
-        }:
+        written = {k: done["settings"].get(k, parser.get_default(k)) for k in settings}
+        if written != settings:  # a setting newer than the file counts at its default
             raise SystemExit(f"{path} was written with other settings: {done['settings']}")
         summary |= {"pretraining": done["pretraining"], "rows": done["rows"]}
     runs, rows = summary["pretraining"], summary["rows"]
-    if "two-stage" not in runs:
-        runs["two-stage"] = pretrain(args.out / "run", train, None, args, args.minutes)
-        write_json_atomic(path, summary, indent=True)
-    base = AdaptConfig.following(load_run(args.out / "run").train_config,
-                                 augmentations=args.views, epochs=args.epochs)  # fmt: skip
-    procedures = {  # in the order they run: the comparison that matters first, the dearest last
-        "no adaptation": (dataclasses.replace(base, init="zero", epochs=0), "combined"),
-        "default": (base, "combined"),
-        "combined": (dataclasses.replace(base, strategy="pretrained"), "votes"),
-        "paper": (dataclasses.replace(base, init="zero"), "votes"),
-        "embedding+full": (
-            dataclasses.replace(base, strategy="embedding+full", full_epochs=args.epochs / 2),
-            "combined",
-        ),
-    }
-    for name, (adapt, rank) in procedures.items():
-        if name == "combined" and name not in runs:
-            minutes = args.minutes + rows["default"]["minutes"]  # the same total compute
-            runs[name] = pretrain(args.out / name, train, evaluation, args, minutes)
-            write_json_atomic(path, summary, indent=True)
+    chosen = args.rows.split(",") if args.rows else list(PROCEDURES)
+    for name in (n for n in PROCEDURES if n in chosen):
+        pretraining = "combined" if name == "combined" else "two-stage"
+        if pretraining not in runs:
+            if name == "combined":  # the same total compute as the default row
+                minutes = args.combined_minutes or args.minutes + rows["default"]["minutes"]
+                runs[name] = pretrain(args.out / name, train, evaluation, args, minutes)
+            else:
+                runs[pretraining] = pretrain(args.out / "run", train, None, args, args.minutes)
+            save(path, summary)
         if name not in rows:
             run_dir = args.out / ("combined" if name == "combined" else "run")
-            out = args.out / "rows" / name
-            rows[name] = row(run_dir, evaluation, out, adapt, rank, args.device)
-            write_json_atomic(path, summary, indent=True)
+            rows[name] = row(run_dir, evaluation, args.out / "rows" / name, name, args)
+            save(path, summary)
         print(name, json.dumps(rows[name]), flush=True)
     print(f"\n{'procedure':<16} {'ARC score':>9} {'95% CI':>13} {'s/task':>7}  solved")
-    for name, r in ((n, rows[n]) for n in procedures):
+    for name, r in ((n, rows[n]) for n in PROCEDURES if n in rows):
         ci = f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}"
         print(f"{name:<16} {r['score']:9.3f} {ci:>13} {r['s_per_task']:7.1f}  "
               f"{', '.join(r['solved']) or '-'}")  # fmt: skip
