@@ -154,17 +154,21 @@ def main() -> None:
         summary |= {"pretraining": done["pretraining"], "rows": done["rows"]}
     runs, rows = summary["pretraining"], summary["rows"]
     chosen = args.rows.split(",") if args.rows else list(PROCEDURES)
+    if unknown := set(chosen) - set(PROCEDURES):
+        raise SystemExit(f"--rows: no row {sorted(unknown)}; rows: {', '.join(PROCEDURES)}")
     for name in (n for n in PROCEDURES if n in chosen):
-        pretraining = "combined" if name == "combined" else "two-stage"
+        if name == "combined":
+            pretraining, run_dir = "combined", args.out / "combined"
+        else:
+            pretraining, run_dir = "two-stage", args.out / "run"
         if pretraining not in runs:
             if name == "combined":  # the same total compute as the default row
                 minutes = args.combined_minutes or args.minutes + rows["default"]["minutes"]
-                runs[name] = pretrain(args.out / name, train, evaluation, args, minutes)
+                runs[pretraining] = pretrain(run_dir, train, evaluation, args, minutes)
             else:
-                runs[pretraining] = pretrain(args.out / "run", train, None, args, args.minutes)
+                runs[pretraining] = pretrain(run_dir, train, None, args, args.minutes)
             save(path, summary)
         if name not in rows:
-            run_dir = args.out / ("combined" if name == "combined" else "run")
             rows[name] = row(run_dir, evaluation, args.out / "rows" / name, name, args)
             save(path, summary)
         print(name, json.dumps(rows[name]), flush=True)
