@@ -111,6 +111,11 @@ def main() -> None:
         action="store_true",
         help="views x epochs held at the default's: what a time budget should cut",
     )
+    parser.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="embedding+full at three step sizes for the network, beside the default",
+    )
     parser.add_argument("--result", default="bench_adapt.json", help="under benchmarks/results")
     parser.add_argument(
         "--only", nargs="+", default=None, help="run these rows, keep the others from the last JSON"
@@ -171,6 +176,12 @@ def main() -> None:
                 base, augmentations=v, epochs=passes / v
             )
             for v in (4, 16, 2, 8)
+        }
+    elif args.fine_tune:  # does the network's fine-tuning fit more at a larger step?
+        full = dataclasses.replace(base, strategy="embedding+full", full_epochs=base.epochs / 2)
+        variants = {"default": base} | {
+            f"embedding+full, full_lr={lr:g}": dataclasses.replace(full, full_lr=lr)
+            for lr in (1e-4, 3e-4, 1e-3)
         }
     elif not args.quick:  # most telling first: each row is saved as it finishes
         variants |= {

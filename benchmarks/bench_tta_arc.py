@@ -69,28 +69,42 @@ def pretrain(out: Path, train: TaskSet, demos: TaskSet | None, args, minutes: fl
     return {"steps": trainer.step, "minutes": (time.perf_counter() - start) / 60}
 
 
-# A row's changes to the defaults and its ranking, in the order the rows run: the comparison
-# that matters first, the dearest last.
+# A row's changes to the adaptation defaults and to prediction's, in the order the rows run:
+# the comparison that matters first, the dearest last. `spread` k: the same demonstration
+# passes over k times the views, each fitted 1/k of the epochs.
 PROCEDURES = {
-    "no adaptation": ({"init": "zero", "epochs": 0}, "combined"),
-    "default": ({}, "combined"),
-    "combined": ({"strategy": "pretrained"}, "votes"),
-    "paper": ({"init": "zero"}, "votes"),
-    "embedding+full": ({"strategy": "embedding+full"}, "combined"),
+    "no adaptation": ({"init": "zero", "epochs": 0}, {}),
+    "default": ({}, {}),
+    "combined": ({"strategy": "pretrained"}, {"rank": "votes"}),
+    "paper": ({"init": "zero"}, {"rank": "votes"}),
+    "embedding+full": ({"strategy": "embedding+full"}, {}),
+    # The network at pretraining's step size and between it and the default's
+    "embedding+full 3e-4": ({"strategy": "embedding+full", "full_lr": 3e-4}, {}),
+    "embedding+full 1e-3": ({"strategy": "embedding+full", "full_lr": 1e-3}, {}),
+    # Is the fine-tuned network short of views, or of tasks to generalise from?
+    "embedding+full 1e-3 2x views": (
+        {"strategy": "embedding+full", "full_lr": 1e-3, "spread": 2}, {}
+    ),
+    "embedding+full 1e-3 one group": (
+        {"strategy": "embedding+full", "full_lr": 1e-3}, {"group_size": 10**6}
+    ),
 }
 
 
 def row(run_dir: Path, tasks: TaskSet, out: Path, name: str, args) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     run = load_run(run_dir, args.device)
-    changes, rank = PROCEDURES[name]
+    changes, predict_changes = PROCEDURES[name]
+    spread = changes.get("spread", 1)
+    views, epochs = args.views * spread, args.epochs / spread
     if changes.get("strategy") == "embedding+full":  # then the network, half as many epochs
-        changes = changes | {"full_epochs": args.epochs / 2}
-    adapt = AdaptConfig.following(run.train_config, augmentations=args.views, epochs=args.epochs)
+        changes = {"full_epochs": epochs / 2} | changes
+    changes = {k: v for k, v in changes.items() if k != "spread"}
+    adapt = AdaptConfig.following(run.train_config, augmentations=views, epochs=epochs)
     adapt = dataclasses.replace(adapt, **changes)
+    predict = PredictConfig(**{"rank": "combined", "group_size": 16} | predict_changes)
     start = time.perf_counter()
     dist = DistInfo(0, 1, torch.device(args.device))
-    predict = PredictConfig(rank=rank, group_size=16)
     report = adapt_and_predict(run, tasks, out, adapt, predict, dist)
     seconds = time.perf_counter() - start
     return {
