@@ -83,10 +83,12 @@ PROCEDURES = {
     "embedding+full 1e-3": ({"strategy": "embedding+full", "full_lr": 1e-3}, {}),
     # Is the fine-tuned network short of views, or of tasks to generalise from?
     "embedding+full 1e-3 2x views": (
-        {"strategy": "embedding+full", "full_lr": 1e-3, "spread": 2}, {}
+        {"strategy": "embedding+full", "full_lr": 1e-3, "spread": 2},
+        {},
     ),
     "embedding+full 1e-3 one group": (
-        {"strategy": "embedding+full", "full_lr": 1e-3}, {"group_size": 10**6}
+        {"strategy": "embedding+full", "full_lr": 1e-3},
+        {"group_size": 10**6},
     ),
 }
 
