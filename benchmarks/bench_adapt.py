@@ -183,6 +183,13 @@ def main() -> None:
             f"embedding+full, full_lr={lr:g}": dataclasses.replace(full, full_lr=lr)
             for lr in (1e-4, 3e-4, 1e-3)
         }
+        variants["embedding+full, full_lr=0.001, 2x views"] = dataclasses.replace(
+            full,
+            full_lr=1e-3,
+            augmentations=2 * base.augmentations,
+            epochs=base.epochs / 2,
+            full_epochs=base.epochs / 4,
+        )
     elif not args.quick:  # most telling first: each row is saved as it finishes
         variants |= {
             "views=32": dataclasses.replace(base, augmentations=32),

@@ -36,7 +36,7 @@ from hrm_arc.data.encoding import canvas_for
 from hrm_arc.data.tasks import TaskSet, load_tasks
 from hrm_arc.files.jsonio import write_json_atomic
 from hrm_arc.hrm_core.distributed import DistInfo
-from hrm_arc.pipeline import PredictConfig, adapt_and_predict
+from hrm_arc.pipeline import PredictConfig, adapt_and_predict, collect_predictions
 from hrm_arc.presets import get_preset
 from hrm_arc.pretraining import (
     build_pretraining_data,
@@ -111,12 +111,19 @@ def row(run_dir: Path, tasks: TaskSet, out: Path, name: str, args) -> dict:
     seconds = time.perf_counter() - start
     return {
         "score": report.overall,
+        "demo_exact": demo_exact(out, tasks),
         "ci95": [report.ci_low, report.ci_high],
         "solved": [r.task_id for r in report.rows if r.fraction == 1.0],
         "partly_solved": [r.task_id for r in report.rows if 0 < r.fraction < 1],
         "s_per_task": seconds / len(tasks),
         "minutes": seconds / 60,
     }
+
+
+def demo_exact(out: Path, tasks: TaskSet) -> float:
+    """How often a view predicts its demonstrations exactly after adaptation, over tasks."""
+    _, info = collect_predictions(out, tasks)
+    return sum(meta["group_demo_exact"] for meta in info.values()) / len(info)
 
 
 def save(path: Path, summary: dict) -> None:
@@ -188,10 +195,13 @@ def main() -> None:
             rows[name] = row(run_dir, evaluation, args.out / "rows" / name, name, args)
             save(path, summary)
         print(name, json.dumps(rows[name]), flush=True)
-    print(f"\n{'procedure':<16} {'ARC score':>9} {'95% CI':>13} {'s/task':>7}  solved")
+    width = max(map(len, rows), default=9)
+    print(f"\n{'procedure':<{width}} {'ARC score':>9} {'95% CI':>13} {'demo exact':>10} "
+          f"{'s/task':>7}  solved")  # fmt: skip
     for name, r in ((n, rows[n]) for n in PROCEDURES if n in rows):
         ci = f"{r['ci95'][0]:.3f}-{r['ci95'][1]:.3f}"
-        print(f"{name:<16} {r['score']:9.3f} {ci:>13} {r['s_per_task']:7.1f}  "
+        exact = f"{r['demo_exact']:.3f}" if "demo_exact" in r else "-"  # files before it
+        print(f"{name:<{width}} {r['score']:9.3f} {ci:>13} {exact:>10} {r['s_per_task']:7.1f}  "
               f"{', '.join(r['solved']) or '-'}")  # fmt: skip
     print(f"wrote {path}")
 
