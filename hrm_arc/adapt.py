@@ -34,7 +34,11 @@ from .text import count
 log = logging.getLogger(__name__)
 STRATEGIES = ("embedding", "embedding+full", "pretrained")
 INITS = ("zero", "mean")
-INHERITED = ("puzzle_emb_lr", "puzzle_emb_weight_decay")  # from pretraining, unless given
+INHERITED = {  # adaptation's settings from pretraining's (its names), unless given
+    "puzzle_emb_lr": "puzzle_emb_lr",
+    "puzzle_emb_weight_decay": "puzzle_emb_weight_decay",
+    "full_lr": "lr",
+}
 
 
 @dataclass
@@ -54,6 +58,8 @@ class AdaptConfig:
     full_epochs: float = 0.0
     """`embedding+full`: epochs of whole-network fine-tuning after the embedding warm-up."""
     full_lr: float = 1e-4
+    """Step size of that fine-tuning; `following` takes pretraining's peak step, which fit the
+    demonstrations best of three on both adaptation benchmarks (benchmarks/README.md)."""
     stop_fitted_every: float = 0.0
     """Every so many epochs, the views that predict all their demonstrations exactly, at this
     check and the one before, stop fitting (their embeddings are kept); 0: every view fits all
@@ -107,10 +113,10 @@ class AdaptConfig:
 
     @classmethod
     def following(cls, pretraining: TrainConfig, **settings) -> AdaptConfig:
-        """`settings` over pretraining's embedding step size and weight decay (``pretraining``:
+        """`settings` over pretraining's step sizes and embedding weight decay (``pretraining``:
         the run's train config): the paper adapts "using the same training procedure", so a
         `paper` run adapts at its 1e-2 and a `tiny` one at its 3e-2."""
-        inherited = {k: getattr(pretraining, k) for k in INHERITED}
+        inherited = {mine: getattr(pretraining, theirs) for mine, theirs in INHERITED.items()}
         return cls(**inherited | settings)
 
     @property

@@ -19,6 +19,7 @@ import torch
 from click.testing import CliRunner
 
 from hrm_arc import pipeline
+from hrm_arc.adapt import AdaptConfig
 from hrm_arc.cli import main
 from hrm_arc.data.families import family_puzzles
 from hrm_arc.data.tasks import Pair, Task, TaskSet, load_tasks, save_tasks
@@ -27,6 +28,7 @@ from hrm_arc.hrm_core.checkpoint import load_checkpoint
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.hrm_core.model import HRM
 from hrm_arc.predictions import load_predictions
+from hrm_arc.presets import get_preset
 from hrm_arc.run_dir import load_run, save_checkpoint
 from hrm_arc.score import score_submission
 from hrm_arc.submission import load_submission, validate_submission
@@ -580,20 +582,25 @@ def test_adapt_and_predict_writes_every_output(predicted, data) -> None:
             assert [entry["attempt_1"], entry["attempt_2"]] == (top * 2)[:2]
 
 
-def test_adaptation_takes_pretrainings_embedding_step_unless_given(predicted, run_dir, data,
-                                                                  tmp_path) -> None:
+def test_adaptation_takes_pretrainings_step_sizes_unless_given(predicted, run_dir, data,
+                                                              tmp_path) -> None:
     """The paper adapts "using the same training procedure": the run's SignSGD step and weight
-    decay, not one fixed default for every preset."""
+    decay, and its network step for embedding+full, not one fixed default for every preset."""
     adapt = json.loads((predicted / "settings.json").read_text())["adapt"]
     assert (adapt["puzzle_emb_lr"], adapt["puzzle_emb_weight_decay"]) == (0.02, 0.05)
+    assert adapt["full_lr"] == get_preset("tiny").default("train.lr") != AdaptConfig().full_lr
     out = tmp_path / "given"
     result = invoke("adapt-and-predict", run_dir, "-d", data["blind"], "--out", out, *ADAPT,
-                    "--lr", "0.07", "--set", "adapt.puzzle_emb_weight_decay=0.2")  # fmt: skip
+                    "--lr", "0.07", "--set", "adapt.puzzle_emb_weight_decay=0.2",
+                    "--strategy", "embedding+full", "--full-epochs", "1",
+                    "--set", "adapt.full_lr=0.004")  # fmt: skip
     ok(result)
-    assert ("2 tasks, up to 2 views each; strategy embedding, 2 epochs at embedding lr 0.07; "
-            "ranked by combined; groups of 2 on 1 x cpu") in " ".join(result.output.split())
+    assert ("2 tasks, up to 2 views each; strategy embedding+full, 2 epochs at embedding lr "
+            "0.07, then 1 of the network at lr 0.004; ranked by combined; groups of 2 on 1 x cpu"
+            ) in " ".join(result.output.split())  # fmt: skip
     adapt = json.loads((out / "settings.json").read_text())["adapt"]
     assert (adapt["puzzle_emb_lr"], adapt["puzzle_emb_weight_decay"]) == (0.07, 0.2)
+    assert adapt["full_lr"] == 0.004
 
 
 def test_paper_sets_the_official_evaluators_choices_and_given_options_still_apply(

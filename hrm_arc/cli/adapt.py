@@ -58,7 +58,8 @@ FLAGS = (
                "use the views pretraining learned (the official combined setup, after pretrain "
                "--include-eval-demos).", {}),
     ConfigFlag(("--full-epochs",), "adapt.full_epochs", "Whole-network epochs after the "
-               "embedding ones; required by embedding+full.", {"type": float}),
+               "embedding ones, at pretraining's step size (--set adapt.full_lr=...); required "
+               "by embedding+full.", {"type": float}),
     ConfigFlag(("--init",), "adapt.init", "Fresh embeddings start at the pretrained table's "
                "mean (mean), or at zero (zero: the paper's start).", {}),
     ConfigFlag(("--rank",), "predict.rank", "votes (official: count, then mean q_halt, then the "
