@@ -86,6 +86,10 @@ PROCEDURES = {
         {"strategy": "embedding+full", "full_lr": 1e-3, "spread": 2},
         {},
     ),
+    "embedding+full 1e-3 4x views": (
+        {"strategy": "embedding+full", "full_lr": 1e-3, "spread": 4},
+        {},
+    ),
     "embedding+full 1e-3 one group": (
         {"strategy": "embedding+full", "full_lr": 1e-3},
         {"group_size": 10**6},
