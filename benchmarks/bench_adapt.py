@@ -153,11 +153,9 @@ def main() -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
         pretraining = pretrain_run(run_dir, args.pretrain_minutes, args.overrides, data, demo)
     pretraining["run"] = str(run_dir)
-    own = heldout_evaluator(data, CPU.device, max_tasks=len(pretrain_tasks))(
-        load_run(run_dir, CPU.device).model
-    )["eval_arc_score"]
-
-    base = demo.adapt_config()
+    run = load_run(run_dir, CPU.device)
+    own = heldout_evaluator(data, CPU.device, max_tasks=len(pretrain_tasks))(run.model)
+    base = demo.adapt_config(run.train_config)
     variants = {"default": base, "no adaptation": dataclasses.replace(base, epochs=0, init="zero")}
     if args.cheaper:  # a view's fitting or its segments stop once they are done
         fitted = dataclasses.replace(base, stop_fitted_every=10)
@@ -194,8 +192,8 @@ def main() -> None:
         variants |= {
             "views=32": dataclasses.replace(base, augmentations=32),
             "init=zero": dataclasses.replace(base, init="zero"),
-            "embedding+full": dataclasses.replace(
-                base, strategy="embedding+full", full_epochs=base.epochs / 2
+            "embedding+full": dataclasses.replace(  # the network's step as first measured
+                base, strategy="embedding+full", full_epochs=base.epochs / 2, full_lr=1e-4
             ),
             "views=1": dataclasses.replace(base, augmentations=1),
             "views=8": dataclasses.replace(base, augmentations=8),

@@ -77,8 +77,8 @@ PROCEDURES = {
     "default": ({}, {}),
     "combined": ({"strategy": "pretrained"}, {"rank": "votes"}),
     "paper": ({"init": "zero"}, {"rank": "votes"}),
-    "embedding+full": ({"strategy": "embedding+full"}, {}),
-    # The network at pretraining's step size and between it and the default's
+    # The network at the fixed step it first took, then between it and pretraining's (tiny: 1e-3)
+    "embedding+full": ({"strategy": "embedding+full", "full_lr": 1e-4}, {}),
     "embedding+full 3e-4": ({"strategy": "embedding+full", "full_lr": 3e-4}, {}),
     "embedding+full 1e-3": ({"strategy": "embedding+full", "full_lr": 1e-3}, {}),
     # Is the fine-tuned network short of views, or of tasks to generalise from?

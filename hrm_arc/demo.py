@@ -8,6 +8,7 @@ from pathlib import Path
 from .adapt import AdaptConfig
 from .data.families import family_puzzles
 from .data.tasks import TaskSet, save_tasks
+from .hrm_core.trainer import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,11 @@ class DemoSettings:
     checkpoint_every: int = 500
     adapt_epochs: float = 100.0
 
-    def adapt_config(self) -> AdaptConfig:
-        return AdaptConfig(augmentations=self.adapt_augmentations, epochs=self.adapt_epochs)
+    def adapt_config(self, pretraining: TrainConfig) -> AdaptConfig:
+        """The demo's adaptation of a run pretrained with `pretraining`, as its CLI runs it."""
+        return AdaptConfig.following(
+            pretraining, augmentations=self.adapt_augmentations, epochs=self.adapt_epochs
+        )
 
 
 DEMO = DemoSettings()
