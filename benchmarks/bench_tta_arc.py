@@ -5,7 +5,8 @@ test pairs), then adapts to the ARC-AGI-1 evaluation tasks that fit, one row a p
 
 - paper: the two-stage procedure as written (fresh embeddings from zero, votes ranking);
 - default: the project's defaults (fresh embeddings from the table's mean, combined ranking);
-- embedding+full: then the whole network fine-tuned on the demonstrations;
+- embedding+full: then the whole network fine-tuned on the demonstrations (at 1e-4, and in
+  further rows at other step sizes, over more views or in one group);
 - no adaptation: every view on a blank embedding;
 - combined: the official setup, the evaluation tasks' demonstrations inside a pretraining of the
   same total compute (the two-stage pretraining plus the default row's adaptation time), read
