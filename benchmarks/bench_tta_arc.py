@@ -102,11 +102,11 @@ def row(run_dir: Path, tasks: TaskSet, out: Path, name: str, args) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     run = load_run(run_dir, args.device)
     changes, predict_changes = PROCEDURES[name]
-    spread = changes.get("spread", 1)
+    changes = dict(changes)  # the table's own stays whole
+    spread = changes.pop("spread", 1)
     views, epochs = args.views * spread, args.epochs / spread
     if changes.get("strategy") == "embedding+full":  # then the network, half as many epochs
         changes = {"full_epochs": epochs / 2} | changes
-    changes = {k: v for k, v in changes.items() if k != "spread"}
     adapt = AdaptConfig.following(run.train_config, augmentations=views, epochs=epochs)
     adapt = dataclasses.replace(adapt, **changes)
     predict = PredictConfig(**{"rank": "combined", "group_size": 16} | predict_changes)
