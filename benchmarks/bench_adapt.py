@@ -62,15 +62,16 @@ def pretrain_run(
 
 
 def ablation(
-    run_dir: Path, tasks, out: Path, adapt: AdaptConfig, stop_at_halt: bool = False
+    run_dir: Path, tasks, trained, out: Path, adapt: AdaptConfig, stop_at_halt: bool = False
 ) -> dict:
     """Scores under every ranking, demonstration fit, seconds per task and adaptation pace.
 
     The pace counts variant-steps: one demonstration pair of one view through one ACT segment
-    of stage 1, per second of the whole adapt-and-predict (stage 2 included).
+    of stage 1, per second of the whole adapt-and-predict (stage 2 included). Replay draws
+    from the `trained` tasks.
     """
     shutil.rmtree(out, ignore_errors=True)
-    run = load_run(run_dir, CPU.device)
+    run = load_run(run_dir, CPU.device).with_tasks(trained)
     start = time.perf_counter()
     predict = PredictConfig(group_size=len(tasks), stop_at_halt=stop_at_halt)
     adapt_and_predict(run, tasks, out, adapt, predict, CPU)
@@ -114,7 +115,8 @@ def main() -> None:
     parser.add_argument(
         "--fine-tune",
         action="store_true",
-        help="embedding+full at three step sizes for the network, beside the default",
+        help="embedding+full at three step sizes for the network, over more views and beside "
+        "replayed training tasks, beside the default",
     )
     parser.add_argument("--result", default="bench_adapt.json", help="under benchmarks/results")
     parser.add_argument(
@@ -181,13 +183,17 @@ def main() -> None:
             f"embedding+full, full_lr={lr:g}": dataclasses.replace(full, full_lr=lr)
             for lr in (1e-4, 3e-4, 1e-3)
         }
-        variants["embedding+full, full_lr=0.001, 2x views"] = dataclasses.replace(
+        spread = dataclasses.replace(
             full,
             full_lr=1e-3,
             augmentations=2 * base.augmentations,
             epochs=base.epochs / 2,
             full_epochs=base.epochs / 4,
         )
+        variants["embedding+full, full_lr=0.001, 2x views"] = spread
+        for replay in (1, 3):  # pretraining's tasks beside the demonstrations
+            name = f"embedding+full, full_lr=0.001, 2x views, replay={replay}"
+            variants[name] = dataclasses.replace(spread, replay=replay)
     elif not args.quick:  # most telling first: each row is saved as it finishes
         variants |= {
             "views=32": dataclasses.replace(base, augmentations=32),
@@ -222,7 +228,7 @@ def main() -> None:
     for name, config in variants.items():
         adapt, stop_at_halt = config if isinstance(config, tuple) else (config, False)
         out = args.out / name.replace(" ", "_").replace(",", "")
-        rows[name] = ablation(run_dir, heldout, out, adapt, stop_at_halt)
+        rows[name] = ablation(run_dir, heldout, pretrain_tasks, out, adapt, stop_at_halt)
         print(name, json.dumps(rows[name]), flush=True)
         results.write_text(json.dumps(summary, indent=1))
 

@@ -60,6 +60,11 @@ class AdaptConfig:
     full_lr: float = 1e-4
     """Step size of that fine-tuning; `following` takes pretraining's peak step, which fit the
     demonstrations best of three on both adaptation benchmarks (benchmarks/README.md)."""
+    replay: float = 0.0
+    """`embedding+full`: views of pretraining's tasks (`PretrainedRun.tasks`), with their
+    pretrained embeddings, fine-tuned beside the demonstrations, per adapted view; 0: none. The
+    combined setup learns the demonstrations beside the training tasks; this keeps them in the
+    network's view while it fits a few. Each full epoch then draws (1 + replay) times the rows."""
     stop_fitted_every: float = 0.0
     """Every so many epochs, the views that predict all their demonstrations exactly, at this
     check and the one before, stop fitting (their embeddings are kept); 0: every view fits all
@@ -95,7 +100,7 @@ class AdaptConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"AdaptConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("epochs", "full_epochs", "warmup_steps", "puzzle_emb_lr", "full_lr",
-                     "puzzle_emb_weight_decay", "stop_fitted_every"):  # fmt: skip
+                     "puzzle_emb_weight_decay", "stop_fitted_every", "replay"):  # fmt: skip
             if not 0 <= getattr(self, name) < math.inf:  # NaN and inf too
                 raise ValueError(
                     f"AdaptConfig.{name} must be a finite number >= 0, got {getattr(self, name)}"
@@ -105,11 +110,12 @@ class AdaptConfig:
                 "strategy 'embedding+full' fine-tunes the network for full_epochs: give "
                 "full_epochs > 0 (--full-epochs)"
             )
-        if self.full_epochs and self.strategy != "embedding+full":
-            raise ValueError(
-                f"full_epochs (--full-epochs) applies to strategy 'embedding+full' only, "
-                f"not {self.strategy!r}"
-            )
+        for name, flag in (("full_epochs", "--full-epochs"), ("replay", "--replay")):
+            if getattr(self, name) and self.strategy != "embedding+full":
+                raise ValueError(
+                    f"{name} ({flag}) applies to strategy 'embedding+full' only, "
+                    f"not {self.strategy!r}"
+                )
 
     @classmethod
     def following(cls, pretraining: TrainConfig, **settings) -> AdaptConfig:
@@ -121,10 +127,13 @@ class AdaptConfig:
 
     @property
     def fitting_epochs(self) -> float:
-        """Epochs that fit something: embedding epochs, plus full-network ones if they run."""
+        """Epochs that fit something: embedding epochs, plus full-network ones if they run, each
+        counted as the rows it draws (its replayed rows too)."""
         if self.strategy == "pretrained":
             return 0.0
-        return self.epochs + (self.full_epochs if self.strategy == "embedding+full" else 0.0)
+        if self.strategy == "embedding":
+            return self.epochs
+        return self.epochs + self.full_epochs * (1 + self.replay)
 
 
 @dataclass
@@ -162,6 +171,7 @@ def adapt_tasks(
     pretrained: Sequence[View] = (),
     loss: str = "stablemax",
     time_limit_s: float | None = None,
+    replay: Sequence[Task] = (),
 ) -> Adapted:
     """Fit fresh embeddings (and with `embedding+full`, the network) to the tasks' demonstrations.
 
@@ -169,20 +179,30 @@ def adapt_tasks(
     `pretrained` strategy nothing is fitted: the tasks' views from `pretrained` (the run's
     identifier map) are used as pretraining left them. `loss` should be pretraining's: the
     paper adapts "using the same training procedure". Fitting stops after `time_limit_s`.
+    Fine-tuning replays `config.replay` views per adapted view, drawn from the `pretrained`
+    views of the `replay` tasks (pretraining's, as it trained them) other than these.
     """
     by_id = {t.id: t for t in tasks}
     start = time.perf_counter()
     # Exploration draws from torch's RNG: seeded from the group itself, a group adapts alike in
     # any run, on any rank, after any other group.
-    torch.manual_seed(config.seed + zlib.crc32(" ".join(by_id).encode()))
+    group_seed = config.seed + zlib.crc32(" ".join(by_id).encode())
+    torch.manual_seed(group_seed)
     rows, limited = 0, False
     if config.strategy == "pretrained":
         views = pretrained_views(tasks, pretrained, config.augmentations)
     else:
         views = make_views(tasks, config.augmentations, config.seed)
+        replayed, replay_by_id = [], {}
+        if config.strategy == "embedding+full" and config.replay:
+            replay_by_id = {t.id: t for t in replay if t.id not in by_id}
+            pool = [v for v in pretrained if v.task_id in replay_by_id]
+            wanted = round(config.replay * len(views))
+            replayed = drawn(pool, wanted, np.random.default_rng(group_seed))
         rows, limited = fit_fresh_embeddings(
-            model, views, by_id, canvas, config, dist, on_log, loss, time_limit_s
-        )
+            model, views, by_id, canvas, config, dist, on_log, loss, time_limit_s,
+            replayed, replay_by_id,
+        )  # fmt: skip
     fit_s = time.perf_counter() - start
     model.requires_grad_(False)
     demo = view_examples(views, by_id, "train", canvas, crop=bool(config.crop))
@@ -200,15 +220,25 @@ def fit_fresh_embeddings(
     on_log,
     loss: str = "stablemax",
     time_limit_s: float | None = None,
+    replayed: Sequence[View] = (),
+    replay_by_id: dict[str, Task] | None = None,
 ) -> tuple[int, bool]:
     """Replace the table by fresh rows for `views` and fit them (and maybe the network), for at
-    most `time_limit_s`; return the rows drawn and whether the time limit stopped the fitting."""
+    most `time_limit_s`; return the rows drawn and whether the time limit stopped the fitting.
+    The `replayed` views (pretrained ones of the tasks in `replay_by_id`) keep their rows and
+    join the network's fine-tuning."""
     pretrained = model.puzzle_emb.weights.detach()  # where it is: a GPU's table can be GBs
-    model.reset_puzzle_embeddings(
-        len(views) + 1, fresh_table(pretrained, len(views) + 1, config.init)
-    )
+    table = fresh_table(pretrained, len(views) + 1, config.init)
+    kept = pretrained[torch.tensor([v.puzzle_id for v in replayed], dtype=torch.long,
+                                   device=pretrained.device)]  # fmt: skip
+    model.reset_puzzle_embeddings(len(table) + len(kept), torch.cat([table, kept]))
+    replayed = [dataclasses.replace(v, puzzle_id=len(table) + i) for i, v in enumerate(replayed)]
     rng = np.random.default_rng(config.seed) if config.translate else None
-    examples = view_examples(views, by_id, "train", canvas, rng, bool(config.crop))
+    # One encoding, replayed views last, so the demonstrations' translations are those of a
+    # run without replay.
+    tuning = view_examples([*views, *replayed], by_id | (replay_by_id or {}), "train", canvas,
+                           rng, bool(config.crop))  # fmt: skip
+    examples = tuning.without(tuning.puzzle_ids >= len(table))
     # A batch larger than the group would repeat its rows, which adds nothing to a row's signed
     # update: each view then got fewer updates than its epochs, the fewer the smaller the group.
     batch = min(config.batch_size, len(examples))
@@ -244,15 +274,17 @@ def fit_fresh_embeddings(
     full = config.strategy == "embedding+full" and config.full_epochs > 0
     if full and not no_time_left:
         model.requires_grad_(True)
+        batch = min(config.batch_size, len(tuning))
         fine_tuning = dataclasses.replace(
             base,
-            steps=steps_for_epochs(len(examples), batch, config.full_epochs),
+            steps=steps_for_epochs(len(tuning), batch, config.full_epochs),
+            batch_size=batch,
             lr=config.full_lr,
             freeze_network=False,
             warmup_steps=0,
             time_limit_s=left or 0.0,
         )
-        trainers.append(Trainer(model, fine_tuning, examples, dist))
+        trainers.append(Trainer(model, fine_tuning, tuning, dist))
         trainers[-1].fit(on_log=on_log)
     limited = cut or (full and no_time_left) or any(t.step < t.config.steps for t in trainers)
     return sum(t.step * t.config.batch_size for t in trainers), limited
@@ -297,6 +329,12 @@ def fit_until_fitted(
         examples = examples.without(np.isin(examples.puzzle_ids, fitted))
         demos = demos.without(np.isin(demos.puzzle_ids, fitted))
     return trainers, False
+
+
+def drawn(views: Sequence[View], n: int, rng: np.random.Generator) -> list[View]:
+    """`n` of `views` (all when fewer) at random, in their order."""
+    picked = rng.choice(len(views), min(n, len(views)), replace=False)
+    return [views[i] for i in sorted(picked)]
 
 
 def pretrained_views(tasks: Sequence[Task], views: Sequence[View], n: int) -> list[View]:

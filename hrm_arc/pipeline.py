@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
 import math
 import time
@@ -171,7 +172,7 @@ def prediction_settings(
     """What a rerun must share to continue the saved tasks: the model, the canvas, the dtype
     it computes in on this device (a CPU and a GPU differ under "auto"), the adaptation
     settings, whether views without a grid vote, whether stage 2 stops at q_halt, and the
-    method's version. Left out by choice:
+    method's version, and the tasks fine-tuning replays. Left out by choice:
     the time budget, the group size and compiling, which pace the run and size its memory (the
     group's tasks share adaptation batches, so the group size changes candidates slightly, but
     lowering it is how a run that ran out of memory goes on; each task's file records its own;
@@ -186,6 +187,9 @@ def prediction_settings(
         "stop_at_halt": predict.stop_at_halt,
         "method_version": METHOD_VERSION,
     }
+    if adapt.replay:  # the tasks it draws from change what fine-tuning learns
+        replayed = " ".join(f"{t.id}:{t.digest(with_tests=False)}" for t in run.tasks)
+        settings["replay_tasks"] = hashlib.sha256(replayed.encode()).hexdigest()[:16]
     return orjson.loads(orjson.dumps(settings))  # as it reads back from settings.json
 
 
@@ -312,6 +316,11 @@ def predict_tasks(
             f"{run.path}: the run records no views, so no embedding row can be mapped to a task "
             "(an imported official checkpoint: its identifiers were not published); adapt with "
             "--strategy embedding, which fits fresh embeddings"
+        )
+    if adapt.replay and not run.tasks:
+        raise ValueError(
+            "adapt.replay fine-tunes beside the tasks pretraining trained: give them "
+            "(--replay-from DATASET; in Python, run.with_tasks(tasks))"
         )
     if adapt.strategy == "pretrained":  # refused now, not when its group comes
         fitting = [t for t in tasks if fits_canvas(t, run.canvas)]
@@ -463,6 +472,7 @@ def run_group(
         pretrained=run.views,
         loss=run.loss,
         time_limit_s=limit,
+        replay=run.tasks,
     )
     grouped = views_by_task(adapted.views)
     demos, rows = group_rows(group, [len(grouped[t.id]) for t in group], saved)

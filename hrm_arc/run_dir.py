@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from . import __version__
 from .data.dataset import View
+from .data.tasks import Task
 from .errors import DatasetError
 from .files.atomic import make_folder, remove_cut_writes_in, write_atomic
 from .files.jsonio import read_json
@@ -165,10 +167,37 @@ class PretrainedRun:
     crop: bool = False
     """Pretraining ran each task on its cropped canvas (`task_canvas`), which adaptation then
     does by default; False: on the full canvas."""
+    tasks: list[Task] = field(default_factory=list)
+    """Tasks pretraining trained, where given (`with_tasks`: a run records their views, not
+    their grids), for fine-tuning to replay (`AdaptConfig.replay`)."""
 
     @property
     def loss(self) -> str:
         return self.train_config.loss
+
+    def with_tasks(self, tasks: Iterable[Task]) -> PretrainedRun:
+        """This run, given those of `tasks` its pretraining trained: the same id and (where it
+        recorded them) the same demonstrations. The others are left out.
+
+        Raises:
+            ValueError: the run records no views, or trained none of `tasks`.
+        """
+        if not self.views:
+            raise ValueError(
+                f"{self.path}: the run records no views, so none of its pretrained embeddings "
+                "can be replayed (an imported official checkpoint: its identifiers were not "
+                "published)"
+            )
+        trained, tasks = {v.task_id for v in self.views}, list(tasks)
+        demos = lambda t: t.digest(with_tests=False)  # noqa: E731
+        known = [t for t in tasks if t.id in trained
+                 and self.demo_digests.get(t.id, demos(t)) == demos(t)]  # fmt: skip
+        if not known:
+            raise ValueError(
+                f"{self.path}: pretraining trained none of these {len(tasks)} tasks (by id and "
+                "demonstrations): replay the tasks the run was pretrained on"
+            )
+        return replace(self, tasks=known)
 
 
 def load_run(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> PretrainedRun:

@@ -18,6 +18,7 @@ from hrm_arc.data.families import family_puzzles
 from hrm_arc.events import BudgetCut, Skip, TaskDone, TaskResumed, TaskSkipped
 from hrm_arc.hrm_core.distributed import DistInfo
 from hrm_arc.hrm_core.model import HRM
+from hrm_arc.hrm_core.sampling import steps_for_epochs
 from hrm_arc.out_dir import SETTINGS, task_file
 from hrm_arc.pipeline import (
     METHOD_VERSION,
@@ -76,7 +77,7 @@ def test_only_embedding_full_fine_tunes_the_network(tasks, strategy, network_cha
     assert 0.0 <= adapted.demo_exact <= 1.0 and adapted.fit_s > 0
 
 
-@pytest.mark.parametrize("field", ["epochs", "puzzle_emb_lr", "full_lr"])
+@pytest.mark.parametrize("field", ["epochs", "puzzle_emb_lr", "full_lr", "replay"])
 @pytest.mark.parametrize("value", [-1.0, float("inf"), float("nan")])
 def test_adapt_config_refuses_negative_or_non_finite_numbers(field, value) -> None:
     with pytest.raises(ValueError, match=f"AdaptConfig.{field} must be a finite number"):
@@ -88,6 +89,8 @@ def test_embedding_full_without_full_epochs_is_refused() -> None:
         AdaptConfig(strategy="embedding+full")
     with pytest.raises(ValueError, match="'embedding\\+full' only"):
         AdaptConfig(strategy="embedding", full_epochs=2)  # would be silently ignored
+    with pytest.raises(ValueError, match="replay \\(--replay\\) applies to strategy"):
+        AdaptConfig(strategy="embedding", replay=1.0)  # it replays in fine-tuning only
 
 
 def test_fresh_rows_start_at_the_pretrained_mean_or_zero() -> None:
@@ -103,6 +106,49 @@ def test_a_task_gets_the_same_views_in_any_group(tasks) -> None:
     grouped = [v for v in make_views(tasks, 6, seed=0) if v.task_id == tasks[2].id]
     assert [v.augmentation for v in alone] == [v.augmentation for v in grouped]
     assert make_views([tasks[2]], 6, seed=1) != alone  # the seed still matters
+
+
+# ----------------------------------------------------------------------------- replay
+
+def test_replay_fine_tunes_pretrained_views_beside_the_demonstrations(tasks, monkeypatch):
+    """Fine-tuning (not the embedding stage) also draws `replay` pretrained views per adapted
+    view, each on its own pretrained row and its task's demonstrations; never a view of a task
+    being adapted."""
+    trained = family_puzzles("pretrain", families=["recolour", "shift"], puzzles_per_family=3,
+                             max_side=CANVAS)  # fmt: skip
+    group = list(tasks[:2])
+    # Pretraining's views: one of each trained task and one of a task in the group, rows 1-7.
+    pretrained = make_views([*trained, group[0]], 1, seed=0)
+    model = tiny_model()
+    model.reset_puzzle_embeddings(8, torch.arange(8.0)[:, None].expand(8, 32).clone())
+    by_row = {v.puzzle_id: v for v in pretrained}
+    stages = []
+
+    class Recording(adapt.Trainer):
+        def __init__(self, model, config, examples, dist):
+            table = model.puzzle_emb.weights.detach().clone()
+            stages.append((config.freeze_network, examples, table))
+            super().__init__(model, config, examples, dist)
+
+    monkeypatch.setattr(adapt, "Trainer", Recording)
+    config = AdaptConfig(augmentations=2, epochs=2, batch_size=8, strategy="embedding+full",
+                         full_epochs=2, replay=1.5)  # fmt: skip
+    adapted = adapt_tasks(model, group, CANVAS, config, CPU, pretrained=pretrained,
+                          loss="softmax", replay=[*trained, group[0]])  # fmt: skip
+    (_, embedding_stage, table), (frozen, tuning, _) = stages
+    adapted_rows = {v.puzzle_id for v in adapted.views}
+    assert set(embedding_stage.puzzle_ids.tolist()) == adapted_rows and not frozen
+    replayed = sorted(set(tuning.puzzle_ids.tolist()) - adapted_rows)
+    assert len(replayed) == round(1.5 * len(adapted.views)) == 6  # of the 6 trained tasks
+    # Each replayed row starts as the pretrained row of a view of a trained task.
+    sources = [by_row[int(table[row, 0])] for row in replayed]
+    assert sorted(v.task_id for v in sources) == sorted(t.id for t in trained)
+    by_id = {t.id: t for t in trained}
+    drawn = sum(len(by_id[v.task_id].train) for v in sources)
+    assert len(tuning) - len(embedding_stage) == drawn
+    # The replayed rows are part of what fitting drew, which the time budget prices.
+    epochs = [(len(embedding_stage), 2), (len(tuning), 2)]
+    assert adapted.fit_rows == sum(steps_for_epochs(n, 8, e) * 8 for n, e in epochs)
 
 
 # ----------------------------------------------------------------------------- time budget
@@ -168,6 +214,11 @@ def test_budget_shrinks_both_kinds_of_epochs_and_keeps_at_least_one() -> None:
     assert (half.epochs, half.full_epochs) == (pytest.approx(30), pytest.approx(20))
     spent = budgeted(config, affordable_epochs=0)
     assert (spent.epochs, spent.full_epochs) == (1.0, 1.0)
+    # Replayed rows make each full epoch dearer: 60 + 40 x 1.5 epochs' worth of rows.
+    replaying = dataclasses.replace(config, replay=0.5)
+    assert replaying.fitting_epochs == 120
+    half = budgeted(replaying, affordable_epochs=60)
+    assert (half.epochs, half.full_epochs) == (pytest.approx(30), pytest.approx(20))
     baseline = AdaptConfig(epochs=0)  # no adaptation stays no adaptation
     assert budgeted(baseline, affordable_epochs=0) == baseline
 

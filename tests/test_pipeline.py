@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -601,6 +602,43 @@ def test_adaptation_takes_pretrainings_step_sizes_unless_given(predicted, run_di
     adapt = json.loads((out / "settings.json").read_text())["adapt"]
     assert (adapt["puzzle_emb_lr"], adapt["puzzle_emb_weight_decay"]) == (0.07, 0.2)
     assert adapt["full_lr"] == 0.004
+
+
+def test_replay_draws_from_the_tasks_pretraining_trained(run_dir, data, tmp_path) -> None:
+    """--replay fine-tunes beside the run's own tasks, given with --replay-from: refused
+    without them or with tasks it never trained, and a rerun replaying other tasks does not
+    continue the saved predictions."""
+    replay = ["--strategy", "embedding+full", "--full-epochs", "1", "--replay", "1"]
+    out = tmp_path / "replay"
+    adapting = ["adapt-and-predict", run_dir, "-d", data["blind"], "--out", out, *ADAPT, *replay]
+    refused = invoke(*adapting)
+    assert refused.exit_code == 2 and "give them (--replay-from DATASET" in refused.output
+    untrained = invoke(*adapting, "--replay-from", data["heldout"])
+    assert untrained.exit_code == 2 and "pretraining trained none of these" in untrained.output
+    result = invoke(*adapting, "--replay-from", data["pretrain"])
+    ok(result)
+    assert "at lr 0.001 beside 1 replayed view(s) each;" in " ".join(result.output.split())
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["adapt"]["replay"] == 1.0 and settings["replay_tasks"]
+    # Other tasks to replay change what fine-tuning learns: the saved tasks do not continue.
+    fewer = save_tasks(TaskSet(list(load_tasks(data["pretrain"]))[:2]), tmp_path / "fewer")
+    rerun = invoke(*adapting, "--replay-from", fewer)
+    assert rerun.exit_code == 2 and "made otherwise" in rerun.output
+
+
+def test_a_run_replays_only_the_tasks_it_trained_as_it_trained_them(run_dir, data) -> None:
+    run = load_run(run_dir)
+    trained = list(load_tasks(data["pretrain"]))
+    changed = Task(trained[0].id, trained[0].train[:1], trained[0].test)  # other demonstrations
+    unseen = list(load_tasks(data["heldout"]))
+    replayable = run.with_tasks([changed, *trained[1:], *unseen])
+    assert [t.id for t in replayable.tasks] == [t.id for t in trained[1:]]
+    assert not run.tasks  # a copy: the loaded run is unchanged
+    with pytest.raises(ValueError, match="trained none of these 1 tasks"):
+        run.with_tasks([changed])
+    viewless = dataclasses.replace(run, views=[])  # an imported official checkpoint
+    with pytest.raises(ValueError, match="records no views"):
+        viewless.with_tasks(trained)
 
 
 def test_paper_sets_the_official_evaluators_choices_and_given_options_still_apply(

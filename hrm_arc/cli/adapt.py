@@ -60,6 +60,10 @@ FLAGS = (
     ConfigFlag(("--full-epochs",), "adapt.full_epochs", "Whole-network epochs after the "
                "embedding ones, at pretraining's step size (--set adapt.full_lr=...); required "
                "by embedding+full.", {"type": float}),
+    ConfigFlag(("--replay",), "adapt.replay", "embedding+full: views of the tasks pretraining "
+               "trained (--replay-from), with their pretrained embeddings, fine-tuned beside "
+               "each adapted view, as the combined setup learns the demonstrations beside them; "
+               "each full epoch then costs (1 + this) times as much.", {"type": float}),
     ConfigFlag(("--init",), "adapt.init", "Fresh embeddings start at the pretrained table's "
                "mean (mean), or at zero (zero: the paper's start).", {}),
     ConfigFlag(("--rank",), "predict.rank", "votes (official: count, then mean q_halt, then the "
@@ -133,6 +137,14 @@ def default(key: str) -> str:
     "(sections adapt, predict).",
 )
 @click.option(
+    "--replay-from",
+    "replay_from",
+    multiple=True,
+    metavar="SPEC",
+    help="The tasks the run was pretrained on (repeatable; e.g. arc-agi-1/training), for "
+    "--replay to draw from; those pretraining did not train are left out.",
+)
+@click.option(
     "--restart",
     is_flag=True,
     help="Discard the predictions already in --out; without it a rerun continues them, and "
@@ -140,8 +152,8 @@ def default(key: str) -> str:
 )
 @device_option
 @reports_bad_input
-def adapt_and_predict(run_dir, dataset, solutions, out_dir, paper, overrides, restart, device,
-                      **flags):  # fmt: skip
+def adapt_and_predict(run_dir, dataset, solutions, out_dir, paper, overrides, replay_from,
+                      restart, device, **flags):  # fmt: skip
     """Two-stage test-time adaptation, then top-2 voting, a submission and (with solutions) a score.
 
     Stage 1 learns a fresh puzzle embedding for every augmented view of every task from its
@@ -157,20 +169,27 @@ def adapt_and_predict(run_dir, dataset, solutions, out_dir, paper, overrides, re
       hrm-arc adapt-and-predict runs/a -d arc-agi-1/evaluation --out preds/a
       hrm-arc adapt-and-predict runs/a -d kaggle_challenges.json --out preds/k --time-budget 11h
       hrm-arc adapt-and-predict runs/a -d arc-agi-1/evaluation --out preds/paper --paper
+      hrm-arc adapt-and-predict runs/a -d arc-agi-1/evaluation --out preds/ft \\
+          --strategy embedding+full --full-epochs 50 --replay 1 --replay-from arc-agi-1/training
     """
     from .. import pipeline
-    from ..data.tasks import load_tasks
+    from ..data.tasks import load_tasks, merge_task_sets
     from ..hrm_core.distributed import init_distributed, shutdown_distributed
     from ..out_dir import OUTPUTS, TASKS, count_saved
     from ..run_dir import load_run
 
     started = time.perf_counter()  # what --time-budget counts from
-    datasets = dataset_paths(dataset, solutions)
+    datasets = [
+        *dataset_paths(dataset, solutions),
+        *(p for s in replay_from for p in dataset_paths(s)),
+    ]
     safe_output(out_dir, "--out", inputs=[run_dir], datasets=datasets, emptied=TASKS,
                 written=OUTPUTS)  # fmt: skip
     tasks = load_tasks(dataset, solutions)
     dist = init_distributed(device)
     run = load_run(run_dir, dist.device)
+    if replay_from:
+        run = run.with_tasks(merge_task_sets([load_tasks(spec) for spec in replay_from]))
     values = (pipeline.PAPER if paper else {}) | flag_values(FLAGS, flags)
     adapt, predict = pipeline.configure(run, values | {"predict.started": started}, overrides)
     if dist.is_main:
@@ -202,6 +221,8 @@ def describe(tasks, adapt, predict, dist) -> None:
         fits = f", {adapt.epochs:g} epochs at embedding lr {adapt.puzzle_emb_lr:g}"
     if adapt.strategy == "embedding+full":
         fits += f", then {adapt.full_epochs:g} of the network at lr {adapt.full_lr:g}"
+        if adapt.replay:
+            fits += f" beside {adapt.replay:g} replayed view(s) each"
     say(
         f"{count(tasks, 'task')}, up to {count(adapt.augmentations, 'view')} each; "
         f"strategy {adapt.strategy}{fits}; ranked by {predict.rank}; groups of "
