@@ -115,8 +115,12 @@ def main() -> None:
     parser.add_argument(
         "--fine-tune",
         action="store_true",
-        help="embedding+full at three step sizes for the network, over more views and beside "
-        "replayed training tasks, beside the default",
+        help="embedding+full at three step sizes for the network, beside the default",
+    )
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="that fine-tuning over twice the views, beside replayed pretraining tasks",
     )
     parser.add_argument("--result", default="bench_adapt.json", help="under benchmarks/results")
     parser.add_argument(
@@ -159,6 +163,10 @@ def main() -> None:
     own = heldout_evaluator(data, CPU.device, max_tasks=len(pretrain_tasks))(run.model)
     base = demo.adapt_config(run.train_config)
     variants = {"default": base, "no adaptation": dataclasses.replace(base, epochs=0, init="zero")}
+    full = dataclasses.replace(base, strategy="embedding+full", full_epochs=base.epochs / 2)
+    # The same demonstration passes over twice the views, the network at pretraining's step.
+    spread = dataclasses.replace(full, full_lr=1e-3, augmentations=2 * base.augmentations,
+                                 epochs=base.epochs / 2, full_epochs=base.epochs / 4)  # fmt: skip
     if args.cheaper:  # a view's fitting or its segments stop once they are done
         fitted = dataclasses.replace(base, stop_fitted_every=10)
         variants = {
@@ -178,22 +186,18 @@ def main() -> None:
             for v in (4, 16, 2, 8)
         }
     elif args.fine_tune:  # does the network's fine-tuning fit more at a larger step?
-        full = dataclasses.replace(base, strategy="embedding+full", full_epochs=base.epochs / 2)
         variants = {"default": base} | {
             f"embedding+full, full_lr={lr:g}": dataclasses.replace(full, full_lr=lr)
             for lr in (1e-4, 3e-4, 1e-3)
         }
-        spread = dataclasses.replace(
-            full,
-            full_lr=1e-3,
-            augmentations=2 * base.augmentations,
-            epochs=base.epochs / 2,
-            full_epochs=base.epochs / 4,
-        )
         variants["embedding+full, full_lr=0.001, 2x views"] = spread
-        for replay in (1, 3):  # pretraining's tasks beside the demonstrations
-            name = f"embedding+full, full_lr=0.001, 2x views, replay={replay}"
-            variants[name] = dataclasses.replace(spread, replay=replay)
+    elif args.replay:  # the best fine-tuning so far, beside pretraining's tasks
+        variants = {"embedding+full, full_lr=0.001, 2x views": spread} | {
+            f"embedding+full, full_lr=0.001, 2x views, replay={r}": dataclasses.replace(
+                spread, replay=r
+            )
+            for r in (1, 3)
+        }
     elif not args.quick:  # most telling first: each row is saved as it finishes
         variants |= {
             "views=32": dataclasses.replace(base, augmentations=32),
@@ -219,6 +223,7 @@ def main() -> None:
     summary = {
         "settings": dataclasses.asdict(demo),
         "overrides": args.overrides,
+        "threads": args.threads,
         "pretraining": pretraining,
         "own_puzzles": own,
         "heldout_tasks": len(heldout),

@@ -73,7 +73,8 @@ def pretrain(out: Path, train: TaskSet, demos: TaskSet | None, args, minutes: fl
 
 # A row's changes to the adaptation defaults and to prediction's, in the order the rows run:
 # the comparison that matters first, the dearest last. `spread` k: the same demonstration
-# passes over k times the views, each fitted 1/k of the epochs.
+# passes over k times the views, each fitted 1/k of the epochs; `longer` k: k times the
+# network's epochs.
 PROCEDURES = {
     "no adaptation": ({"init": "zero", "epochs": 0}, {}),
     "default": ({}, {}),
@@ -106,6 +107,11 @@ PROCEDURES = {
         {"strategy": "embedding+full", "full_lr": 1e-3, "spread": 2, "replay": 3.0},
         {},
     ),
+    # Replay 1's cost spent on the demonstrations instead: twice the network's epochs.
+    "embedding+full 1e-3 2x views 2x network epochs": (
+        {"strategy": "embedding+full", "full_lr": 1e-3, "spread": 2, "longer": 2},
+        {},
+    ),
 }
 
 
@@ -114,10 +120,10 @@ def row(run_dir: Path, tasks: TaskSet, train: TaskSet, out: Path, name: str, arg
     run = load_run(run_dir, args.device).with_tasks(train)  # what replay draws from
     changes, predict_changes = PROCEDURES[name]
     changes = dict(changes)  # the table's own stays whole
-    spread = changes.pop("spread", 1)
+    spread, longer = changes.pop("spread", 1), changes.pop("longer", 1)
     views, epochs = args.views * spread, args.epochs / spread
     if changes.get("strategy") == "embedding+full":  # then the network, half as many epochs
-        changes = {"full_epochs": epochs / 2} | changes
+        changes = {"full_epochs": epochs / 2 * longer} | changes
     adapt = AdaptConfig.following(run.train_config, augmentations=views, epochs=epochs)
     adapt = dataclasses.replace(adapt, **changes)
     predict = PredictConfig(**{"rank": "combined", "group_size": 16} | predict_changes)
