@@ -238,7 +238,7 @@ def main() -> None:
         results.write_text(json.dumps(summary, indent=1))
 
     print(f"\npretraining: {json.dumps({k: pretraining.get(k) for k in ('steps', 'minutes')})}")
-    print(f"own puzzles' held-out test pairs (the reference): {own:.3f}")
+    print(f"own puzzles' held-out test pairs (the reference): {own['eval_arc_score']:.3f}")
     print(
         f"{'held-out puzzles':<16} {'votes':>7} {'logprob':>8} {'combined':>9} "
         f"{'demo exact':>11} {'s/task':>7} {'epochs fit':>11}"
