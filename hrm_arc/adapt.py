@@ -63,8 +63,9 @@ class AdaptConfig:
     replay: float = 0.0
     """`embedding+full`: views of pretraining's tasks (`PretrainedRun.tasks`), with their
     pretrained embeddings, fine-tuned beside the demonstrations, per adapted view; 0: none. The
-    combined setup learns the demonstrations beside the training tasks; this keeps them in the
-    network's view while it fits a few. Each full epoch then draws (1 + replay) times the rows."""
+    combined setup learns the demonstrations beside the training tasks, as this does. None by
+    default: it lifted generated puzzles, not real ARC (benchmarks/README.md). Each full epoch
+    then draws (1 + replay) times the rows."""
     stop_fitted_every: float = 0.0
     """Every so many epochs, the views that predict all their demonstrations exactly, at this
     check and the one before, stop fitting (their embeddings are kept); 0: every view fits all
