@@ -195,14 +195,14 @@ def adapt_tasks(
     else:
         views = make_views(tasks, config.augmentations, config.seed)
         replayed, replay_by_id = [], {}
-        if config.strategy == "embedding+full" and config.replay:
+        if config.replay:  # embedding+full only, as the config checks
             replay_by_id = {t.id: t for t in replay if t.id not in by_id}
             pool = [v for v in pretrained if v.task_id in replay_by_id]
             wanted = round(config.replay * len(views))
             replayed = drawn(pool, wanted, np.random.default_rng(group_seed))
         rows, limited = fit_fresh_embeddings(
-            model, views, by_id, canvas, config, dist, on_log, loss, time_limit_s,
-            replayed, replay_by_id,
+            model, views, by_id | replay_by_id, canvas, config, dist, on_log, loss,
+            time_limit_s, replayed,
         )  # fmt: skip
     fit_s = time.perf_counter() - start
     model.requires_grad_(False)
@@ -222,11 +222,10 @@ def fit_fresh_embeddings(
     loss: str = "stablemax",
     time_limit_s: float | None = None,
     replayed: Sequence[View] = (),
-    replay_by_id: dict[str, Task] | None = None,
 ) -> tuple[int, bool]:
     """Replace the table by fresh rows for `views` and fit them (and maybe the network), for at
     most `time_limit_s`; return the rows drawn and whether the time limit stopped the fitting.
-    The `replayed` views (pretrained ones of the tasks in `replay_by_id`) keep their rows and
+    The `replayed` views (pretrained ones; their tasks too are in `by_id`) keep their rows and
     join the network's fine-tuning."""
     pretrained = model.puzzle_emb.weights.detach()  # where it is: a GPU's table can be GBs
     table = fresh_table(pretrained, len(views) + 1, config.init)
@@ -237,8 +236,7 @@ def fit_fresh_embeddings(
     rng = np.random.default_rng(config.seed) if config.translate else None
     # One encoding, replayed views last, so the demonstrations' translations are those of a
     # run without replay.
-    tuning = view_examples([*views, *replayed], by_id | (replay_by_id or {}), "train", canvas,
-                           rng, bool(config.crop))  # fmt: skip
+    tuning = view_examples([*views, *replayed], by_id, "train", canvas, rng, bool(config.crop))
     examples = tuning.without(tuning.puzzle_ids >= len(table))
     # A batch larger than the group would repeat its rows, which adds nothing to a row's signed
     # update: each view then got fewer updates than its epochs, the fewer the smaller the group.

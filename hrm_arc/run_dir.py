@@ -175,6 +175,12 @@ class PretrainedRun:
     def loss(self) -> str:
         return self.train_config.loss
 
+    def trained_alike(self, task: Task) -> bool:
+        """Whether `task`'s demonstrations are those pretraining trained under its id (true
+        where the run recorded none for it: runs before digests were recorded)."""
+        recorded = self.demo_digests.get(task.id)
+        return recorded is None or recorded == task.digest(with_tests=False)
+
     def with_tasks(self, tasks: Iterable[Task]) -> PretrainedRun:
         """This run, given those of `tasks` its pretraining trained: the same id and (where it
         recorded them) the same demonstrations. The others are left out.
@@ -189,9 +195,7 @@ class PretrainedRun:
                 "published)"
             )
         trained, tasks = {v.task_id for v in self.views}, list(tasks)
-        demos = lambda t: t.digest(with_tests=False)  # noqa: E731
-        known = [t for t in tasks if t.id in trained
-                 and self.demo_digests.get(t.id, demos(t)) == demos(t)]  # fmt: skip
+        known = [t for t in tasks if t.id in trained and self.trained_alike(t)]
         if not known:
             raise ValueError(
                 f"{self.path}: pretraining trained none of these {len(tasks)} tasks (by id and "
