@@ -343,11 +343,13 @@ def pretrained_views(tasks: Sequence[Task], views: Sequence[View], n: int) -> li
 
 
 def check_pretrained(
-    tasks: Sequence[Task], views: Sequence[View], digests: dict[str, str] | None = None
+    tasks: Sequence[Task],
+    views: Sequence[View],
+    trained_alike: Callable[[Task], bool] = lambda task: True,
 ) -> dict[str, list[View]]:
-    """Refuse a task pretraining gave no views, or (given the `digests` of the tasks it trained:
-    runs before they were recorded have none) one whose demonstrations differ from those it
-    trained under the task's id, as another revision of a set may. Returns the views by task."""
+    """Refuse a task pretraining gave no views, or one whose demonstrations are not those it
+    trained under the task's id (`trained_alike`, as `PretrainedRun.trained_alike`), as another
+    revision of a set may. Returns the views by task."""
     grouped = views_by_task(views)
     missing = [t.id for t in tasks if t.id not in grouped]
     if missing:
@@ -355,8 +357,7 @@ def check_pretrained(
             f"strategy 'pretrained' needs tasks whose demonstrations were pretrained "
             f"(pretrain --include-eval-demos); this run has no views of {missing[:5]}"
         )
-    demos = {t.id: t.digest(with_tests=False) for t in tasks} if digests else {}
-    changed = [i for i, digest in demos.items() if digests.get(i, digest) != digest]
+    changed = [t.id for t in tasks if not trained_alike(t)]
     if changed:
         raise ValueError(
             f"strategy 'pretrained': the demonstrations of {count(changed, 'task')} "

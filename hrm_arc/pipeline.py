@@ -324,7 +324,7 @@ def predict_tasks(
         )
     if adapt.strategy == "pretrained":  # refused now, not when its group comes
         fitting = [t for t in tasks if fits_canvas(t, run.canvas)]
-        check_pretrained(fitting, run.views, run.demo_digests)
+        check_pretrained(fitting, run.views, run.trained_alike)
     settings = prediction_settings(run, adapt, predict, dist.device)
     # Read on every rank, so that a refusal ends them all alike, before anything is discarded.
     saved = {} if restart else check_out_dir(out_dir, settings, tasks)
