@@ -9,6 +9,7 @@ own pretraining puzzles.
 
     python benchmarks/bench_adapt.py --pretrain-minutes 30   # 1024 puzzles per family
     python benchmarks/bench_adapt.py --run /tmp/bench-adapt/run   # reuse a pretrained run
+    python benchmarks/bench_adapt.py --device cuda --pretrain-minutes 2 --views-front
 """
 
 from __future__ import annotations
@@ -41,18 +42,22 @@ from hrm_arc.submission import submission_from_predictions
 from hrm_arc.vote import RANKINGS, rank_predictions
 
 RESULTS = Path(__file__).parent / "results"
-CPU = DistInfo(0, 1, torch.device("cpu"))
 
 
 def pretrain_run(
-    out: Path, minutes: float, overrides: list[str], data: PretrainData, demo: DemoSettings
+    out: Path,
+    minutes: float,
+    overrides: list[str],
+    data: PretrainData,
+    demo: DemoSettings,
+    dist: DistInfo,
 ) -> dict:
     limit = minutes * 60
     values = {"train.steps": 10**6, "train.checkpoint_every": 500, "train.time_limit_s": limit}
     preset = get_preset(demo.preset).configured(values, overrides)
     model_cfg, train_cfg = sized_configs(preset, data)
     start = time.perf_counter()
-    trainer = train_run(out, model_cfg, train_cfg, data, CPU, {}, False, None, None)
+    trainer = train_run(out, model_cfg, train_cfg, data, dist, {}, False, None, None)
     return {
         "steps": trainer.step,
         "minutes": (time.perf_counter() - start) / 60,
@@ -62,7 +67,13 @@ def pretrain_run(
 
 
 def ablation(
-    run_dir: Path, tasks, trained, out: Path, adapt: AdaptConfig, stop_at_halt: bool = False
+    run_dir: Path,
+    tasks,
+    trained,
+    out: Path,
+    adapt: AdaptConfig,
+    dist: DistInfo,
+    stop_at_halt: bool = False,
 ) -> dict:
     """Scores under every ranking, demonstration fit, seconds per task and adaptation pace.
 
@@ -71,10 +82,10 @@ def ablation(
     from the `trained` tasks.
     """
     shutil.rmtree(out, ignore_errors=True)
-    run = load_run(run_dir, CPU.device).with_tasks(trained)
+    run = load_run(run_dir, dist.device).with_tasks(trained)
     start = time.perf_counter()
     predict = PredictConfig(group_size=len(tasks), stop_at_halt=stop_at_halt)
-    adapt_and_predict(run, tasks, out, adapt, predict, CPU)
+    adapt_and_predict(run, tasks, out, adapt, predict, dist)
     seconds = time.perf_counter() - start
     predictions, info = collect_predictions(out, tasks)
     scores = {
@@ -122,6 +133,11 @@ def main() -> None:
         action="store_true",
         help="that fine-tuning over twice the views, beside replayed pretraining tasks",
     )
+    parser.add_argument(
+        "--views-front",
+        action="store_true",
+        help="the project's default views beside 32, 128 and the paper's 1000 (a GPU's work)",
+    )
     parser.add_argument("--result", default="bench_adapt.json", help="under benchmarks/results")
     parser.add_argument(
         "--only", nargs="+", default=None, help="run these rows, keep the others from the last JSON"
@@ -136,8 +152,10 @@ def main() -> None:
     parser.add_argument("--families", default=",".join(DEMO.families))
     parser.add_argument("--adapt-epochs", type=float, default=DEMO.adapt_epochs)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    dist = DistInfo(0, 1, torch.device(args.device))
     demo = dataclasses.replace(
         DEMO,
         puzzles_per_family=args.puzzles_per_family,
@@ -157,10 +175,10 @@ def main() -> None:
     if run_dir is None:
         run_dir = args.out / "run"
         shutil.rmtree(run_dir, ignore_errors=True)
-        pretraining = pretrain_run(run_dir, args.pretrain_minutes, args.overrides, data, demo)
+        pretraining = pretrain_run(run_dir, args.pretrain_minutes, args.overrides, data, demo, dist)
     pretraining["run"] = str(run_dir)
-    run = load_run(run_dir, CPU.device)
-    own = heldout_evaluator(data, CPU.device, max_tasks=len(pretrain_tasks))(run.model)
+    run = load_run(run_dir, dist.device)
+    own = heldout_evaluator(data, dist.device, max_tasks=len(pretrain_tasks))(run.model)
     base = demo.adapt_config(run.train_config)
     variants = {"default": base, "no adaptation": dataclasses.replace(base, epochs=0, init="zero")}
     full = dataclasses.replace(base, strategy="embedding+full", full_epochs=base.epochs / 2)
@@ -198,6 +216,12 @@ def main() -> None:
             )
             for r in (1, 3)
         }
+    elif args.views_front:  # how far the defaults' views fall short of the paper's 1000
+        default_views = AdaptConfig.augmentations
+        variants = {
+            f"views={v}": dataclasses.replace(base, augmentations=v)
+            for v in (default_views, 32, 128, 1000)
+        }
     elif not args.quick:  # most telling first: each row is saved as it finishes
         variants |= {
             "views=32": dataclasses.replace(base, augmentations=32),
@@ -224,6 +248,7 @@ def main() -> None:
         "settings": dataclasses.asdict(demo),
         "overrides": args.overrides,
         "threads": args.threads,
+        "device": torch.cuda.get_device_name() if dist.device.type == "cuda" else "cpu",
         "pretraining": pretraining,
         "own_puzzles": own,
         "heldout_tasks": len(heldout),
@@ -233,7 +258,7 @@ def main() -> None:
     for name, config in variants.items():
         adapt, stop_at_halt = config if isinstance(config, tuple) else (config, False)
         out = args.out / name.replace(" ", "_").replace(",", "")
-        rows[name] = ablation(run_dir, heldout, pretrain_tasks, out, adapt, stop_at_halt)
+        rows[name] = ablation(run_dir, heldout, pretrain_tasks, out, adapt, dist, stop_at_halt)
         print(name, json.dumps(rows[name]), flush=True)
         results.write_text(json.dumps(summary, indent=1))
 

@@ -9,6 +9,8 @@ test pairs), then adapts to the ARC-AGI-1 evaluation tasks that fit, one row a p
   further rows at other step sizes, over more views, in one group, or beside replayed views
   of the training tasks);
 - no adaptation: every view on a blank embedding;
+- default stop at halt / stop fitted views: the defaults with one of their cheaper variants;
+- default 32 / 1000 views: the defaults at more views, up to the paper's (a GPU's work);
 - combined: the official setup, the evaluation tasks' demonstrations inside a pretraining of the
   same total compute (the two-stage pretraining plus the default row's adaptation time), read
   through their pretrained views.
@@ -20,6 +22,7 @@ combined --combined-minutes M` pretrains the combined setup beside the other row
 processes merge into the one results file.
 
     python benchmarks/bench_tta_arc.py --minutes 30 [--set model.arch=trm ...] [--max-side 10]
+    python benchmarks/bench_tta_arc.py --device cuda --minutes 3 --views 8 --rows default,...
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def pretrain(out: Path, train: TaskSet, demos: TaskSet | None, args, minutes: fl
 # A row's changes to the adaptation defaults and to prediction's, in the order the rows run:
 # the comparison that matters first, the dearest last. `spread` k: the same demonstration
 # passes over k times the views, each fitted 1/k of the epochs; `longer` k: k times the
-# network's epochs.
+# network's epochs; `views` n: n views a task at the same epochs.
 PROCEDURES = {
     "no adaptation": ({"init": "zero", "epochs": 0}, {}),
     "default": ({}, {}),
@@ -112,6 +115,13 @@ PROCEDURES = {
         {"strategy": "embedding+full", "full_lr": 1e-3, "spread": 2, "longer": 2},
         {},
     ),
+    # The defaults made cheaper: stage 2 stops each view at its halt; stage 1 retires the views
+    # whose demonstrations came out exact at two checks 10 epochs apart.
+    "default stop at halt": ({}, {"stop_at_halt": True}),
+    "default stop fitted views": ({"stop_fitted_every": 10}, {}),
+    # What the defaults' views give up against the paper's 1000 (a GPU's work).
+    "default 32 views": ({"views": 32}, {}),
+    "default 1000 views": ({"views": 1000}, {}),
 }
 
 
@@ -121,7 +131,7 @@ def row(run_dir: Path, tasks: TaskSet, train: TaskSet, out: Path, name: str, arg
     changes, predict_changes = PROCEDURES[name]
     changes = dict(changes)  # the table's own stays whole
     spread, longer = changes.pop("spread", 1), changes.pop("longer", 1)
-    views, epochs = args.views * spread, args.epochs / spread
+    views, epochs = changes.pop("views", args.views) * spread, args.epochs / spread
     if changes.get("strategy") == "embedding+full":  # then the network, half as many epochs
         changes = {"full_epochs": epochs / 2 * longer} | changes
     adapt = AdaptConfig.following(run.train_config, augmentations=views, epochs=epochs)

@@ -8,14 +8,20 @@
 #   adapt-compile   the same under torch.compile (adapt-and-predict --compile)
 #   crop      cropped canvases against the full one: paper-preset pretraining steps, adaptation
 #             cost per task and per-size costs on ARC-AGI-1 (bench_crop.py), not yet run on a GPU
+#   views     the defaults' views against 32, 128 and the paper's 1000 on held-out generated
+#             puzzles, a short GPU pretraining first (bench_adapt.py --views-front)
+#   tta       the same on real ARC: ARC-AGI-1 evaluation tasks that fit 10x10, after a short GPU
+#             pretraining on the training tasks that fit (bench_tta_arc.py)
 #
-#   benchmarks/gpu_suite.sh OFFICIAL_DIR [PART ...]     (default: every part, in the order above)
+#   benchmarks/gpu_suite.sh OFFICIAL_DIR [PART ...]     (default: every part but views and tta,
+#                                                        in the order above; each of those two
+#                                                        wants most of one call)
 #
 # OFFICIAL_DIR holds the official sapientinc/HRM models/ package (see bench_train_step.py); only
 # parity, step and compile read it. JSON results land in benchmarks/results/, each part's log in
 # benchmarks/results/gpu_logs/. Exits 1 if any part failed.
 set -u
-official=${1:?usage: benchmarks/gpu_suite.sh OFFICIAL_DIR [tests parity step compile adapt adapt-compile crop]}
+official=${1:?usage: benchmarks/gpu_suite.sh OFFICIAL_DIR [tests parity step compile adapt adapt-compile crop views tta]}
 shift
 parts=${*:-tests parity step compile adapt adapt-compile crop}
 cd "$(dirname "$0")/.."
@@ -52,7 +58,13 @@ for part in $parts; do
         crop) run crop 420 python3 benchmarks/bench_crop.py --device cuda --preset paper \
             --batch-size 96 --adapt-preset paper --tasks 24 --views 32 --epochs 4 \
             --parts pretraining,adaptation,sizes --result bench_crop_cuda.json ;;
-        *) echo "unknown part $part (tests parity step compile adapt adapt-compile crop)" >&2
+        views) run views 540 python3 benchmarks/bench_adapt.py --device cuda --threads 8 \
+            --pretrain-minutes 2 --views-front --out /tmp/bench-adapt-cuda \
+            --result bench_adapt_views_cuda.json ;;
+        tta) run tta 540 python3 benchmarks/bench_tta_arc.py --device cuda --threads 8 \
+            --minutes 3 --views 8 --name 10x10_hrm_cuda --out /tmp/bench-tta-arc-cuda \
+            --rows "no adaptation,default,default 32 views,default 1000 views" ;;
+        *) echo "unknown part $part (tests parity step compile adapt adapt-compile crop views tta)" >&2
            failed=1 ;;
     esac
 done
