@@ -48,7 +48,9 @@ def test_an_imported_checkpoint_gives_the_official_models_outputs(official, tmp_
             carry, out = model(carry, batch)
             for name in ("logits", "q_halt_logits", "q_continue_logits"):
                 ours, theirs = getattr(out, name).float(), reference[name][segment]
-                torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+                # CPUs' matrix kernels round float32 differently and the recurrence grows it:
+                # up to 5e-5 on logits of about 3 by the third segment on one machine here.
+                torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=2e-4)
 
 
 def test_an_exported_run_is_the_official_state_dict_again(official, tmp_path) -> None:
