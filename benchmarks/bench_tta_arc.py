@@ -199,8 +199,10 @@ def main() -> None:
     per_process = {"resume", "threads", "rows"}  # may differ between processes of one run
     settings = {k: v for k, v in vars(args).items() if k not in per_process}
     settings |= {"out": str(args.out)}
+    gpu = torch.device(args.device).type == "cuda"  # which card gave the figures
     summary = {"settings": settings, "training_tasks": len(train),
-               "evaluation_tasks": len(evaluation), "pretraining": {}, "rows": {}}  # fmt: skip
+               "evaluation_tasks": len(evaluation), "pretraining": {}, "rows": {},
+               "device_name": torch.cuda.get_device_name() if gpu else "cpu"}  # fmt: skip
     if args.resume and path.exists():
         done = json.loads(path.read_text())
         written = {k: done["settings"].get(k, parser.get_default(k)) for k in settings}
