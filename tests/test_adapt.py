@@ -203,6 +203,24 @@ def test_views_whose_demonstrations_came_out_exact_twice_stop_fitting(tasks, mon
     assert not adapted.time_limited
 
 
+def test_a_time_limit_spent_by_a_check_starts_no_further_round(tasks, monkeypatch):
+    """A budget's fitting limit holds across the rounds of `stop_fitted_every`: the first
+    check takes the time left (a clock moved on by it), so no second round runs."""
+    task, model = tasks[0], tiny_model()
+    config = AdaptConfig(augmentations=3, epochs=8, batch_size=64, stop_fitted_every=2)
+    real_clock, moved = time.perf_counter, [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: real_clock() + moved[0])
+
+    def slow_exact_views(model, demos, batch_size, device):
+        moved[0] += 60.0
+        return set()
+
+    monkeypatch.setattr(adapt, "exact_views", slow_exact_views)
+    adapted = adapt_tasks(model, [task], CANVAS, config, CPU, loss="softmax", time_limit_s=30.0)
+    assert adapted.time_limited
+    assert adapted.fit_rows == 3 * len(task.train) * 2  # the first round's 2 epochs only
+
+
 def test_budget_keeps_the_configured_epochs_when_they_fit() -> None:
     adapt = AdaptConfig(epochs=100)
     assert budgeted(adapt, affordable_epochs=150) == adapt
