@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from hardware import device_name
 
 from hrm_arc.adapt import AdaptConfig
 from hrm_arc.demo import DEMO, DemoSettings, demo_tasks
@@ -248,7 +249,7 @@ def main() -> None:
         "settings": dataclasses.asdict(demo),
         "overrides": args.overrides,
         "threads": args.threads,
-        "device": torch.cuda.get_device_name() if dist.device.type == "cuda" else "cpu",
+        "device": device_name(dist.device),
         "pretraining": pretraining,
         "own_puzzles": own,
         "heldout_tasks": len(heldout),

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hardware import device_name
 
 from hrm_arc.adapt import AdaptConfig, demo_exact, fit_fresh_embeddings
 from hrm_arc.data.augment import count_unique_variants
@@ -166,7 +167,7 @@ def main() -> None:
     full_set = extrapolate(tasks, pace, args)
     result = {
         "benchmark": "adapt-and-predict pace",
-        "device": torch.cuda.get_device_name(device) if gpu else "cpu",
+        "device": device_name(device),
         "threads": None if gpu else args.threads,
         "preset": preset,
         "compile": args.compile,

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 from bench_adapt_speed import measure, synchronize
+from hardware import device_name
 
 from hrm_arc.adapt import AdaptConfig
 from hrm_arc.data.encoding import canvas_sizes, task_canvas
@@ -202,7 +203,7 @@ def main() -> None:
     result = json.loads(path.read_text()) if path.exists() else {}
     result |= {
         "benchmark": "cropped against full canvas",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": device_name(device),
         "threads": args.threads,
         "canvas_sizes": canvas_sizes(CANVAS),
     }

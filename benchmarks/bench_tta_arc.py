@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import torch
+from hardware import device_name
 
 from hrm_arc.adapt import AdaptConfig
 from hrm_arc.data.encoding import canvas_for
@@ -210,10 +211,9 @@ def main() -> None:
     per_process = {"resume", "threads", "rows"}  # may differ between processes of one run
     settings = {k: v for k, v in vars(args).items() if k not in per_process}
     settings |= {"out": str(args.out)}
-    gpu = torch.device(args.device).type == "cuda"  # which card gave the figures
     summary = {"settings": settings, "training_tasks": len(train),
                "evaluation_tasks": len(evaluation), "pretraining": {}, "rows": {},
-               "device_name": torch.cuda.get_device_name() if gpu else "cpu"}  # fmt: skip
+               "device_name": device_name(args.device)}  # fmt: skip
     if args.resume and path.exists():
         done = json.loads(path.read_text())
         written = {k: done["settings"].get(k, parser.get_default(k)) for k in settings}
