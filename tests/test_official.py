@@ -48,8 +48,8 @@ def test_an_imported_checkpoint_gives_the_official_models_outputs(official, tmp_
             carry, out = model(carry, batch)
             for name in ("logits", "q_halt_logits", "q_continue_logits"):
                 ours, theirs = getattr(out, name).float(), reference[name][segment]
-                # CPUs' matrix kernels round float32 differently and the recurrence grows it:
-                # up to 5e-5 on logits of about 3 by the third segment on one machine here.
+                # CPUs' matrix kernels round float32 differently and the recurrence grows it
+                # (benchmarks/README.md, "Measurements behind design choices").
                 torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=2e-4)
 
 
